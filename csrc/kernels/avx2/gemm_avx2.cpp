@@ -1,0 +1,6 @@
+// PLACEHOLDER: the avx2 GEMM is not written yet; the table keeps the level below's GEMM.
+#include "kernels/kernels.h"
+
+namespace pyvitcpp {
+void register_gemm_avx2(KernelTable&) {}
+}  // namespace pyvitcpp

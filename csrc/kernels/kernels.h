@@ -1,0 +1,106 @@
+// The kernel interface: one table of function pointers per ISA level.
+//
+// Threading convention (ggml style): every thread of the pool calls the same kernel with its
+// index ith in [0, nth); the kernel splits its own work into disjoint parts so that the union
+// over ith = 0..nth-1 is the whole op. No kernel synchronises internally, so calling it for
+// every ith sequentially on one thread gives exactly the parallel result (tests do this).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace pyvitcpp {
+
+enum class Isa : int { Ref = 0, Avx2 = 1, Avx512 = 2 };
+const char* isa_name(Isa isa);
+
+enum class Act : int32_t {
+  None = 0,
+  GeluErf = 1,    // 0.5 x (1 + erf(x / sqrt 2))            torch GELU(), HF "gelu"
+  GeluTanh = 2,   // 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3)))  HF "gelu_pytorch_tanh"
+  QuickGelu = 3,  // x * sigmoid(1.702 x)                   CLIP "quick_gelu"
+  Tanh = 4,
+  Relu = 5,
+};
+
+// Y[M,N] = act(X[M,K] . W[N,K]^T + bias[N]) + residual[M,N]
+// W is in PyTorch Linear layout (row n holds the K weights of output n; GGUF ne0=K, ne1=N),
+// F32 or F16. W_raw is that tensor as stored; W_packed is what this table's gemm_pack made
+// of it (null when gemm_pack_size returned 0). residual may be null, or equal Y with ldr==ldy
+// (in-place accumulate); X never aliases Y.
+struct GemmArgs {
+  int64_t M = 0, N = 0, K = 0;
+  const float* X = nullptr;
+  int64_t ldx = 0;
+  const void* W_raw = nullptr;
+  DType wtype = DType::F32;
+  const void* W_packed = nullptr;
+  const float* bias = nullptr;
+  Act act = Act::None;
+  const float* residual = nullptr;
+  int64_t ldr = 0;
+  float* Y = nullptr;
+  int64_t ldy = 0;
+};
+
+// Y = (X - mean) / sqrt(var + eps) * gamma + beta, per row of D. Y may equal X.
+struct LayerNormArgs {
+  int64_t rows = 0, D = 0;
+  const float* X = nullptr;
+  int64_t ldx = 0;
+  float* Y = nullptr;
+  int64_t ldy = 0;
+  const float* gamma = nullptr;  // may be null (= 1)
+  const float* beta = nullptr;   // may be null (= 0)
+  float eps = 1e-5f;
+};
+
+// O[b,i,h,:] = sum_j softmax_j(scale * Q[b,i,h,:] . K[b,j,h,:]) V[b,j,h,:]
+// Strides are in elements; the head dimension (Dh) is contiguous in Q, K, V and O.
+// No Tq x Tk matrix is materialised beyond a tile per thread.
+struct AttentionArgs {
+  int64_t B = 0, H = 0, Tq = 0, Tk = 0, Dh = 0;
+  const float* Q = nullptr;
+  int64_t q_sb = 0, q_st = 0, q_sh = 0;
+  const float* K = nullptr;
+  int64_t k_sb = 0, k_st = 0, k_sh = 0;
+  const float* V = nullptr;
+  int64_t v_sb = 0, v_st = 0, v_sh = 0;
+  float* O = nullptr;
+  int64_t o_sb = 0, o_st = 0, o_sh = 0;
+  float scale = 1.0f;
+};
+
+struct KernelTable {
+  Isa isa = Isa::Ref;
+  // GEMM: the three entries are always registered together (the packed layout is private to
+  // the kernel that packed it).
+  size_t (*gemm_pack_size)(DType wtype, int64_t N, int64_t K) = nullptr;
+  void (*gemm_pack)(const void* W_raw, DType wtype, int64_t N, int64_t K, void* dst) = nullptr;
+  void (*gemm)(const GemmArgs& a, int ith, int nth) = nullptr;
+
+  void (*layernorm)(const LayerNormArgs& a, int ith, int nth) = nullptr;
+  // In place, rows of n elements, row stride ld.
+  void (*softmax_rows)(float* X, int64_t rows, int64_t n, int64_t ld, int ith, int nth) = nullptr;
+  // Elementwise Y = act(X) over n elements; Y may equal X.
+  void (*activation)(const float* X, float* Y, int64_t n, Act act, int ith, int nth) = nullptr;
+  // Bytes of scratch each thread needs; the caller passes nth * that, thread ith uses its slice.
+  size_t (*attention_workspace)(const AttentionArgs& a) = nullptr;
+  void (*attention)(const AttentionArgs& a, void* workspace, int ith, int nth) = nullptr;
+};
+
+// Table for one level. Levels above ref start as a copy of the level below and override
+// what they implement. Throws std::runtime_error if this CPU/OS cannot run that level.
+const KernelTable& kernel_table(Isa isa);
+
+// Registration hooks, one per kernel family and level (defined in kernels/<isa>/).
+// Only called after the CPU is known to support the level.
+void register_gemm_ref(KernelTable& t);
+void register_ops_ref(KernelTable& t);
+void register_gemm_avx2(KernelTable& t);
+void register_ops_avx2(KernelTable& t);
+void register_gemm_avx512(KernelTable& t);
+void register_ops_avx512(KernelTable& t);
+
+}  // namespace pyvitcpp

@@ -1,0 +1,10 @@
+// Each binding file adds its part of the `pyvitcpp._core` module.
+#pragma once
+#include <pybind11/pybind11.h>
+
+namespace pyvitcpp {
+void bind_gguf(pybind11::module_& m);       // bind_gguf.cpp: GGUFFile, GGUFError
+void bind_model(pybind11::module_& m);      // bind_model.cpp: Model, cpu_info
+void bind_test_gemm(pybind11::module_& t);  // bind_test_gemm.cpp: GEMM kernel hooks (_core.testing)
+void bind_test_ops(pybind11::module_& t);   // bind_test_ops.cpp: other kernel hooks (_core.testing)
+}  // namespace pyvitcpp
