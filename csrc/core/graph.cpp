@@ -1,0 +1,247 @@
+#include "core/graph.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <set>
+#include <stdexcept>
+
+#include "ops/token_ops.h"
+
+namespace pyvitcpp {
+
+int Graph::add_input(const std::string& name, std::vector<int64_t> shape, int64_t rows, int64_t cols) {
+  int id = add_tensor(name, std::move(shape), rows, cols);
+  tensors_[id].is_input = true;
+  return id;
+}
+
+int Graph::add_tensor(const std::string& name, std::vector<int64_t> shape, int64_t rows, int64_t cols) {
+  TensorDesc t;
+  t.name = name;
+  t.shape = std::move(shape);
+  t.rows = rows;
+  t.cols = cols;
+  tensors_.push_back(std::move(t));
+  return static_cast<int>(tensors_.size()) - 1;
+}
+
+void Graph::add_node(Node n) { nodes_.push_back(std::move(n)); }
+
+void Graph::set_output(const std::string& name, int tensor) { outputs_[name] = tensor; }
+
+int Graph::output_tensor(const std::string& name) const {
+  auto it = outputs_.find(name);
+  if (it == outputs_.end()) throw std::invalid_argument("this model has no output named '" + name + "'");
+  return it->second;
+}
+
+void Graph::finalize(const std::vector<std::string>& outputs, const KernelTable& kt, int max_threads) {
+  kt_ = &kt;
+  max_threads_ = max_threads < 1 ? 1 : max_threads;
+  requested_ = outputs;
+  // Dead-node elimination: walk back from the requested outputs.
+  std::vector<bool> needed(tensors_.size(), false);
+  for (const auto& name : outputs) needed[output_tensor(name)] = true;
+  std::vector<Node> kept;
+  for (auto it = nodes_.rbegin(); it != nodes_.rend(); ++it) {
+    if (!needed[it->out]) continue;
+    for (int i : it->in) needed[i] = true;
+    if (it->residual >= 0) needed[it->residual] = true;
+    kept.push_back(std::move(*it));
+  }
+  std::reverse(kept.begin(), kept.end());
+  nodes_ = std::move(kept);
+  plan();
+}
+
+// Liveness-based placement: every non-input tensor lives from the node that writes it to the
+// last node that reads it (outputs: to the end). An in-place Linear (residual dies at that
+// node) shares its residual's buffer. Buffers are placed largest first at the lowest offset
+// that overlaps no placed buffer with an overlapping lifetime.
+void Graph::plan() {
+  const int nt = static_cast<int>(tensors_.size());
+  const int end = static_cast<int>(nodes_.size());
+  std::vector<int> first(nt, -1), last(nt, -1);
+  for (int i = 0; i < end; ++i) {
+    const Node& n = nodes_[i];
+    if (first[n.out] < 0) first[n.out] = i;
+    last[n.out] = std::max(last[n.out], i);
+    for (int t : n.in) last[t] = std::max(last[t], i);
+    if (n.residual >= 0) last[n.residual] = std::max(last[n.residual], i);
+  }
+  std::set<int> outs;
+  for (const auto& name : requested_) outs.insert(output_tensor(name));
+  for (int t : outs) last[t] = end;
+
+  // In-place residual: the output takes the residual's buffer when the residual is an
+  // intermediate whose last reader is this very node.
+  for (int i = 0; i < end; ++i) {
+    Node& n = nodes_[i];
+    if (n.op != OpType::Linear || n.residual < 0) continue;
+    const TensorDesc& r = tensors_[n.residual];
+    if (!r.is_input && !outs.count(n.residual) && last[n.residual] == i && r.alias_of < 0 &&
+        r.rows == tensors_[n.out].rows && r.cols == tensors_[n.out].cols)
+      tensors_[n.out].alias_of = n.residual;
+  }
+  auto root = [&](int t) {
+    while (tensors_[t].alias_of >= 0) t = tensors_[t].alias_of;
+    return t;
+  };
+  // Group lifetimes and sizes by buffer root.
+  std::vector<int> g_first(nt, -1), g_last(nt, -1);
+  std::vector<size_t> g_size(nt, 0);
+  for (int t = 0; t < nt; ++t) {
+    if (tensors_[t].is_input || first[t] < 0) continue;
+    int r = root(t);
+    size_t bytes = static_cast<size_t>(tensors_[t].rows * tensors_[t].cols) * sizeof(float);
+    bytes = (bytes + 63) / 64 * 64;
+    g_size[r] = std::max(g_size[r], bytes);
+    g_first[r] = g_first[r] < 0 ? first[t] : std::min(g_first[r], first[t]);
+    g_last[r] = std::max(g_last[r], last[t]);
+  }
+  std::vector<int> order;
+  for (int t = 0; t < nt; ++t)
+    if (g_size[t] > 0) order.push_back(t);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return g_size[a] > g_size[b]; });
+  struct Placed { size_t off, size; int first, last; };
+  std::vector<Placed> placed;
+  std::vector<size_t> offset(nt, 0);
+  size_t total = 0;
+  for (int t : order) {
+    std::vector<std::pair<size_t, size_t>> busy;
+    for (const Placed& p : placed)
+      if (!(p.last < g_first[t] || g_last[t] < p.first)) busy.push_back({p.off, p.off + p.size});
+    std::sort(busy.begin(), busy.end());
+    size_t off = 0;
+    for (auto& b : busy) {
+      if (off + g_size[t] <= b.first) break;
+      off = std::max(off, b.second);
+    }
+    offset[t] = off;
+    placed.push_back({off, g_size[t], g_first[t], g_last[t]});
+    total = std::max(total, off + g_size[t]);
+  }
+  for (int t = 0; t < nt; ++t)
+    if (!tensors_[t].is_input) tensors_[t].offset = offset[root(t)];
+  arena_bytes_ = total;
+  arena_.resize(arena_bytes_);
+
+  ws_bytes_per_thread_ = 0;
+  for (const Node& n : nodes_) {
+    if (n.op != OpType::Attention) continue;
+    AttentionArgs a;
+    a.B = n.B; a.H = n.H; a.Tq = n.T; a.Tk = n.T; a.Dh = n.Dh;
+    ws_bytes_per_thread_ = std::max(ws_bytes_per_thread_, (kt_->attention_workspace(a) + 63) / 64 * 64);
+  }
+  workspace_.resize(ws_bytes_per_thread_ * static_cast<size_t>(max_threads_));
+}
+
+float* Graph::ptr(int id, const float* input) {
+  if (tensors_[id].is_input) return const_cast<float*>(input);
+  return reinterpret_cast<float*>(arena_.data() + tensors_[id].offset);
+}
+
+void Graph::exec_node(const Node& n, const float* input, int ith, int nth) {
+  float* out = ptr(n.out, input);
+  switch (n.op) {
+    case OpType::Patchify:
+      patchify(ptr(n.in[0], input), n.B, n.C, n.img_h, n.img_w, n.patch, out, ith, nth);
+      break;
+    case OpType::Linear: {
+      const TensorDesc& x = tensors_[n.in[0]];
+      GemmArgs a;
+      a.M = x.rows;
+      a.K = x.cols;
+      a.N = n.w->N;
+      a.X = ptr(n.in[0], input);
+      a.ldx = x.cols;
+      a.W_raw = n.w->raw;
+      a.wtype = n.w->type;
+      a.W_packed = n.w->packed.empty() ? nullptr : n.w->packed.data();
+      a.bias = n.w->bias;
+      a.act = n.act;
+      if (n.residual >= 0) {
+        a.residual = ptr(n.residual, input);
+        a.ldr = tensors_[n.residual].cols;
+      }
+      a.Y = out;
+      a.ldy = a.N;
+      kt_->gemm(a, ith, nth);
+      break;
+    }
+    case OpType::EmbedTokens: {
+      const TensorDesc& o = tensors_[n.out];
+      embed_tokens(ptr(n.in[0], input), n.cls, n.dist, n.pos, n.B, n.T - n.n_prefix, n.n_prefix, o.cols,
+                   out, ith, nth);
+      break;
+    }
+    case OpType::LayerNorm: {
+      const TensorDesc& x = tensors_[n.in[0]];
+      LayerNormArgs a;
+      a.rows = x.rows;
+      a.D = x.cols;
+      a.X = ptr(n.in[0], input);
+      a.ldx = x.cols;
+      a.Y = out;
+      a.ldy = x.cols;
+      a.gamma = n.gamma;
+      a.beta = n.beta;
+      a.eps = n.eps;
+      kt_->layernorm(a, ith, nth);
+      break;
+    }
+    case OpType::Attention: {
+      const float* qkv = ptr(n.in[0], input);
+      const int64_t D = n.H * n.Dh;
+      AttentionArgs a;
+      a.B = n.B; a.H = n.H; a.Tq = n.T; a.Tk = n.T; a.Dh = n.Dh;
+      a.Q = qkv;
+      a.K = qkv + D;
+      a.V = qkv + 2 * D;
+      a.q_sb = a.k_sb = a.v_sb = n.T * 3 * D;
+      a.q_st = a.k_st = a.v_st = 3 * D;
+      a.q_sh = a.k_sh = a.v_sh = n.Dh;
+      a.O = out;
+      a.o_sb = n.T * D;
+      a.o_st = D;
+      a.o_sh = n.Dh;
+      a.scale = 1.0f / std::sqrt(static_cast<float>(n.Dh));
+      kt_->attention(a, workspace_.data(), ith, nth);
+      break;
+    }
+    case OpType::TokenPool: {
+      const TensorDesc& x = tensors_[n.in[0]];
+      token_pool(ptr(n.in[0], input), n.B, n.T, x.cols, static_cast<int>(n.pool), n.tok0, n.tok1, out, ith, nth);
+      break;
+    }
+    case OpType::AddScaled: {
+      const TensorDesc& o = tensors_[n.out];
+      add_scaled(ptr(n.in[0], input), ptr(n.in[1], input), n.alpha, out, o.rows * o.cols, ith, nth);
+      break;
+    }
+    case OpType::ScaleResidual: {
+      const TensorDesc& o = tensors_[n.out];
+      scale_residual(ptr(n.in[0], input), ptr(n.in[1], input), n.gamma, out, o.rows, o.cols, ith, nth);
+      break;
+    }
+  }
+}
+
+void Graph::execute(ThreadPool& pool, int nth, const float* input, const std::map<std::string, float*>& outs) {
+  if (nth > max_threads_) nth = max_threads_;
+  pool.run(nth, [&](int ith) {
+    for (const Node& n : nodes_) {
+      exec_node(n, input, ith, nth);
+      pool.barrier();
+    }
+  });
+  for (const auto& kv : outs) {
+    const int id = output_tensor(kv.first);
+    const TensorDesc& t = tensors_[id];
+    std::memcpy(kv.second, ptr(id, input), sizeof(float) * static_cast<size_t>(t.rows * t.cols));
+  }
+}
+
+}  // namespace pyvitcpp

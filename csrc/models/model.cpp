@@ -1,0 +1,226 @@
+#include "models/model.h"
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+
+#include "core/cpu.h"
+#include "core/fp16.h"
+
+namespace pyvitcpp {
+
+namespace {
+
+std::string dims_str(const std::vector<int64_t>& d) {
+  std::ostringstream s;
+  s << "[";
+  for (size_t i = 0; i < d.size(); ++i) s << (i ? ", " : "") << d[i];
+  s << "]";
+  return s.str();
+}
+
+// PyTorch-order dims of a tensor (GGUF stores ggml order, innermost first).
+std::vector<int64_t> torch_dims(const GGUFTensorInfo& t) { return {t.ne.rbegin(), t.ne.rend()}; }
+
+float bf16_to_fp32(uint16_t h) {
+  uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+}  // namespace
+
+const GGUFTensorInfo& WeightStore::find(const std::string& name) const {
+  const GGUFTensorInfo* t = file_->find_tensor(name);
+  if (!t) throw ModelError(file_->path() + ": required tensor '" + name + "' is missing");
+  return *t;
+}
+
+const float* WeightStore::tensor_f32(const std::string& name, const std::vector<int64_t>& dims) {
+  const GGUFTensorInfo& t = find(name);
+  std::vector<int64_t> got = torch_dims(t);
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  if (got != dims)
+    throw ModelError(file_->path() + ": tensor '" + name + "' has shape " + dims_str(got) + ", expected " +
+                     dims_str(dims));
+  switch (static_cast<DType>(t.type)) {
+    case DType::F32:
+      if (reinterpret_cast<uintptr_t>(t.data) % alignof(float) == 0) return reinterpret_cast<const float*>(t.data);
+      break;
+    case DType::F16:
+    case DType::BF16:
+      break;
+    default:
+      throw ModelError(file_->path() + ": tensor '" + name + "' has type " + dtype_name(t.type) +
+                       "; this tensor must be f32, f16 or bf16");
+  }
+  owned_f32_.emplace_back(static_cast<size_t>(n));
+  std::vector<float>& v = owned_f32_.back();
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(t.data);
+  for (int64_t i = 0; i < n; ++i) {
+    if (t.type == static_cast<uint32_t>(DType::F32)) std::memcpy(&v[i], t.data + 4 * i, 4);
+    else if (t.type == static_cast<uint32_t>(DType::F16)) v[i] = fp16_to_fp32(h[i]);
+    else v[i] = bf16_to_fp32(h[i]);
+  }
+  return v.data();
+}
+
+const float* WeightStore::vec(const std::string& name, int64_t n) { return tensor_f32(name, {n}); }
+
+void WeightStore::pack(LinearWeight& w) {
+  size_t bytes = kt_.gemm_pack_size(w.type, w.N, w.K);
+  if (bytes == 0) return;
+  w.packed.resize(bytes);
+  kt_.gemm_pack(w.raw, w.type, w.N, w.K, w.packed.data());
+}
+
+static void check_linear_type(const std::string& path, const GGUFTensorInfo& t) {
+  if (t.type != static_cast<uint32_t>(DType::F32) && t.type != static_cast<uint32_t>(DType::F16))
+    throw ModelError(path + ": weight '" + t.name + "' has type " + dtype_name(t.type) +
+                     "; matrix weights must be f32 or f16 in this version");
+}
+
+LinearWeight* WeightStore::linear(const std::string& weight, const std::string& bias, int64_t N, int64_t K) {
+  const GGUFTensorInfo& t = find(weight);
+  check_linear_type(file_->path(), t);
+  std::vector<int64_t> got = torch_dims(t);
+  int64_t rows = got.empty() ? 0 : got[0], cols = 1;
+  for (size_t i = 1; i < got.size(); ++i) cols *= got[i];
+  if (got.size() < 2 || rows != N || cols != K)
+    throw ModelError(file_->path() + ": tensor '" + weight + "' has shape " + dims_str(got) + ", expected [" +
+                     std::to_string(N) + ", " + std::to_string(K) + "] (or a conv weight flattening to it)");
+  linears_.emplace_back();
+  LinearWeight& w = linears_.back();
+  w.name = weight;
+  w.type = static_cast<DType>(t.type);
+  w.N = N;
+  w.K = K;
+  w.raw = t.data;
+  w.bias = bias.empty() ? nullptr : vec_opt(bias, N);
+  pack(w);
+  return &w;
+}
+
+LinearWeight* WeightStore::linear_concat(const std::vector<std::string>& weights, const std::vector<std::string>& biases,
+                                         int64_t N_each, int64_t K) {
+  std::vector<const GGUFTensorInfo*> parts;
+  for (const auto& name : weights) {
+    const GGUFTensorInfo& t = find(name);
+    check_linear_type(file_->path(), t);
+    if (torch_dims(t) != std::vector<int64_t>{N_each, K})
+      throw ModelError(file_->path() + ": tensor '" + name + "' has shape " + dims_str(torch_dims(t)) +
+                       ", expected " + dims_str({N_each, K}));
+    if (!parts.empty() && t.type != parts[0]->type)
+      throw ModelError(file_->path() + ": tensors to fuse have different types: " + weights[0] + ", " + name);
+    parts.push_back(&t);
+  }
+  linears_.emplace_back();
+  LinearWeight& w = linears_.back();
+  w.name = weights[0];
+  w.type = static_cast<DType>(parts[0]->type);
+  w.N = N_each * static_cast<int64_t>(parts.size());
+  w.K = K;
+  size_t part_bytes = parts[0]->nbytes;
+  w.owned_raw.resize(part_bytes * parts.size());
+  for (size_t i = 0; i < parts.size(); ++i) std::memcpy(w.owned_raw.data() + i * part_bytes, parts[i]->data, part_bytes);
+  w.raw = w.owned_raw.data();
+  bool any_bias = false;
+  for (const auto& b : biases) any_bias = any_bias || has(b);
+  if (any_bias) {
+    owned_f32_.emplace_back(static_cast<size_t>(w.N), 0.0f);
+    std::vector<float>& bv = owned_f32_.back();
+    for (size_t i = 0; i < biases.size(); ++i)
+      if (has(biases[i])) std::memcpy(bv.data() + i * N_each, vec(biases[i], N_each), sizeof(float) * N_each);
+    w.bias = bv.data();
+  }
+  pack(w);
+  return &w;
+}
+
+size_t WeightStore::packed_bytes() const {
+  size_t n = 0;
+  for (const auto& w : linears_) n += w.packed.size();
+  return n;
+}
+
+size_t WeightStore::owned_bytes() const {
+  size_t n = 0;
+  for (const auto& w : linears_) n += w.owned_raw.size();
+  for (const auto& v : owned_f32_) n += v.size() * sizeof(float);
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Model::Model(const std::string& path, int threads, const std::string& isa) {
+  Isa level = isa.empty() ? selected_isa() : parse_isa(isa);
+  std::string why;
+  if (!isa_supported(level, &why))
+    throw std::runtime_error(std::string("kernel level '") + isa_name(level) + "' needs " + why +
+                             ", which this CPU lacks");
+  kt_ = &kernel_table(level);
+  threads_ = threads > 0 ? threads : default_thread_count();
+  file_ = GGUFFile::open(path);
+  weights_ = std::make_unique<WeightStore>(file_, *kt_);
+  std::string arch = file_->get_str_or("general.architecture", "");
+  if (arch.empty()) throw ModelError(path + ": no general.architecture key: not a model file");
+  if (arch == "vit") family_ = make_vit_family(*file_, *weights_);
+  else
+    throw ModelError(path + ": unsupported architecture '" + arch + "' (this version runs: vit)");
+  pool_ = std::make_unique<ThreadPool>(threads_);
+}
+
+Graph& Model::graph_for(int64_t B, int64_t H, int64_t W, const std::vector<std::string>& outputs) {
+  std::vector<std::string> sorted = outputs;
+  std::sort(sorted.begin(), sorted.end());
+  std::ostringstream k;
+  k << B << "x" << H << "x" << W;
+  for (const auto& o : sorted) k << ":" << o;
+  const std::string key = k.str();
+  for (auto it = cache_.begin(); it != cache_.end(); ++it) {
+    if (it->key == key) {
+      cache_.splice(cache_.begin(), cache_, it);
+      return *cache_.front().graph;
+    }
+  }
+  auto g = family_->build(B, H, W);
+  g->finalize(sorted, *kt_, threads_);
+  cache_.push_front({key, std::move(g)});
+  // A few geometries stay cached; each holds its own activation arena.
+  const size_t max_cached = 4;
+  while (cache_.size() > max_cached) cache_.pop_back();
+  return *cache_.front().graph;
+}
+
+void Model::run(const float* pixels, int64_t B, int64_t C, int64_t H, int64_t W,
+                const std::vector<std::string>& outputs, const std::map<std::string, float*>& dst) {
+  if (B < 1) throw ModelError("batch must hold at least one image");
+  family_->check_input(C, H, W);
+  std::lock_guard<std::mutex> lk(mu_);
+  Graph& g = graph_for(B, H, W, outputs);
+  g.execute(*pool_, threads_, pixels, dst);
+}
+
+std::vector<int64_t> Model::output_shape(const std::string& name, int64_t B, int64_t H, int64_t W) {
+  const auto names = family_->output_names();
+  if (std::find(names.begin(), names.end(), name) == names.end()) {
+    std::string all;
+    for (const auto& n : names) all += (all.empty() ? "" : ", ") + n;
+    throw ModelError("unknown output '" + name + "'; this model offers: " + all);
+  }
+  family_->check_input(family_->num_channels(), H, W);
+  std::lock_guard<std::mutex> lk(mu_);
+  // Shapes come from an unpruned build (cheap: no arena is allocated before finalize).
+  auto g = family_->build(B, H, W);
+  return g->tensor(g->output_tensor(name)).shape;
+}
+
+size_t Model::arena_bytes(int64_t B, int64_t H, int64_t W, const std::vector<std::string>& outputs) {
+  family_->check_input(family_->num_channels(), H, W);
+  std::lock_guard<std::mutex> lk(mu_);
+  return graph_for(B, H, W, outputs).arena_bytes();
+}
+
+}  // namespace pyvitcpp

@@ -1,0 +1,108 @@
+// A loaded model: the GGUF file (mmapped), its weights (validated, packed for the active kernel
+// level), a family-specific graph builder and a cache of built graphs per input geometry.
+#pragma once
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/graph.h"
+#include "core/threadpool.h"
+#include "io/gguf.h"
+#include "kernels/kernels.h"
+
+namespace pyvitcpp {
+
+// A model file that is valid GGUF but not a model we can run (unsupported architecture,
+// missing or mis-shaped tensor, inconsistent hyper-parameters), or a bad request (input shape).
+class ModelError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Reads typed tensors out of the GGUF with shape checks, keeping owned copies where needed.
+class WeightStore {
+ public:
+  WeightStore(std::shared_ptr<GGUFFile> file, const KernelTable& kt) : file_(std::move(file)), kt_(kt) {}
+  bool has(const std::string& name) const { return file_->find_tensor(name) != nullptr; }
+  // F32 vector of n elements (F16/BF16 are converted into an owned copy). Throws if missing/mis-shaped.
+  const float* vec(const std::string& name, int64_t n);
+  const float* vec_opt(const std::string& name, int64_t n) { return has(name) ? vec(name, n) : nullptr; }
+  // F32 tensor with exactly these PyTorch-order dims (converted like vec).
+  const float* tensor_f32(const std::string& name, const std::vector<int64_t>& dims);
+  // A Linear weight [N, K] (also accepts a 4-D conv weight whose trailing dims flatten to K).
+  LinearWeight* linear(const std::string& weight, const std::string& bias, int64_t N, int64_t K);
+  // Linear weight fused from several [Ni, K] parts stacked along N (q, k, v).
+  LinearWeight* linear_concat(const std::vector<std::string>& weights, const std::vector<std::string>& biases,
+                              int64_t N_each, int64_t K);
+  size_t packed_bytes() const;
+  size_t owned_bytes() const;
+  const GGUFFile& file() const { return *file_; }
+
+ private:
+  const GGUFTensorInfo& find(const std::string& name) const;
+  void pack(LinearWeight& w);
+  std::shared_ptr<GGUFFile> file_;
+  const KernelTable& kt_;
+  std::list<LinearWeight> linears_;
+  std::list<std::vector<float>> owned_f32_;
+};
+
+class ModelFamily {
+ public:
+  virtual ~ModelFamily() = default;
+  virtual std::string architecture() const = 0;
+  virtual std::vector<std::string> output_names() const = 0;
+  virtual int64_t num_channels() const = 0;
+  // Throws ModelError when this geometry cannot run (naming what would).
+  virtual void check_input(int64_t C, int64_t H, int64_t W) const = 0;
+  // Graph with every output this family offers set; the caller prunes it with finalize().
+  virtual std::unique_ptr<Graph> build(int64_t B, int64_t H, int64_t W) const = 0;
+  // Hyper-parameters for Python (`Encoder.config`).
+  virtual std::map<std::string, std::string> hparams() const = 0;
+};
+
+class Model {
+ public:
+  // Throws std::runtime_error / GGUFError / ModelError with the cause named.
+  Model(const std::string& path, int threads, const std::string& isa);
+
+  // pixels: [B, C, H, W] C-contiguous float32. dst: name -> buffer of output_numel floats.
+  void run(const float* pixels, int64_t B, int64_t C, int64_t H, int64_t W,
+           const std::vector<std::string>& outputs, const std::map<std::string, float*>& dst);
+  std::vector<int64_t> output_shape(const std::string& name, int64_t B, int64_t H, int64_t W);
+  size_t arena_bytes(int64_t B, int64_t H, int64_t W, const std::vector<std::string>& outputs);
+
+  const ModelFamily& family() const { return *family_; }
+  const GGUFFile& file() const { return *file_; }
+  std::shared_ptr<GGUFFile> file_ptr() const { return file_; }
+  int threads() const { return threads_; }
+  Isa isa() const { return kt_->isa; }
+  size_t packed_weight_bytes() const { return weights_->packed_bytes(); }
+  size_t owned_weight_bytes() const { return weights_->owned_bytes(); }
+
+ private:
+  Graph& graph_for(int64_t B, int64_t H, int64_t W, const std::vector<std::string>& outputs);
+
+  std::shared_ptr<GGUFFile> file_;
+  const KernelTable* kt_;
+  int threads_;
+  std::unique_ptr<WeightStore> weights_;
+  std::unique_ptr<ModelFamily> family_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::mutex mu_;  // one run at a time per model (graphs and arenas are reused)
+  struct CacheEntry {
+    std::string key;
+    std::unique_ptr<Graph> graph;
+  };
+  std::list<CacheEntry> cache_;  // most recently used first
+};
+
+// Family registry: builds the family for the file's general.architecture or throws ModelError.
+std::unique_ptr<ModelFamily> make_vit_family(const GGUFFile& f, WeightStore& w);
+
+}  // namespace pyvitcpp
