@@ -1,0 +1,164 @@
+"""The `pyvitcpp` command: embed, classify, convert, info."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+def _expand_images(items: list[str]) -> list[str]:
+    """Files as given; folders expanded (recursively, sorted) to the image files inside."""
+    paths = []
+    for item in items:
+        if os.path.isdir(item):
+            found = []
+            for root, _dirs, files in os.walk(item):
+                for f in files:
+                    if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS:
+                        found.append(os.path.join(root, f))
+            if not found:
+                raise FileNotFoundError(f"no image files found in folder {item}")
+            paths.extend(sorted(found))
+        elif os.path.exists(item):
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"image not found: {item}")
+    return paths
+
+
+def _encoder(args):
+    from .encoder import Encoder
+
+    if not args.model:
+        raise ValueError("no model given: pass -m MODEL.gguf (convert a checkpoint with `pyvitcpp convert`)")
+    return Encoder(args.model, threads=args.threads)
+
+
+def _progress(args) -> bool:
+    return not args.quiet and sys.stderr.isatty()
+
+
+def cmd_embed(args) -> int:
+    import numpy as np
+
+    paths = _expand_images(args.images)
+    enc = _encoder(args)
+    emb = enc.encode(paths, batch_size=args.batch_size, normalize=args.normalize,
+                     show_progress_bar=_progress(args), output=args.output)
+    np.save(args.out, emb)
+    if args.list:
+        with open(args.list, "w", encoding="utf-8") as f:
+            f.write("\n".join(paths) + "\n")
+    if not args.quiet:
+        print(f"wrote {args.out}: {emb.shape[0]} x {emb.shape[1]} float32 ({args.output})", file=sys.stderr)
+    return 0
+
+
+def cmd_classify(args) -> int:
+    paths = _expand_images(args.images)
+    enc = _encoder(args)
+    results = enc.classify(paths, top_k=args.top_k, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps([{"image": p, "top_k": r} for p, r in zip(paths, results)], indent=2))
+        return 0
+    for p, r in zip(paths, results):
+        print(p)
+        for item in r:
+            print(f"  {item['score']:.4f}  {item['label']}  (#{item['index']})")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from . import _core
+
+    if args.model:
+        f = _core.GGUFFile(args.model)
+        md = f.metadata
+        print(f"file: {args.model}  ({f.file_size / 1e6:.1f} MB, GGUF v{f.version}, alignment {f.alignment})")
+        for k, v in md.items():
+            if isinstance(v, list) and len(v) > 8:
+                v = f"[{', '.join(map(repr, v[:4]))}, ... {len(v)} items]"
+            print(f"  {k} = {v}")
+        counts: dict[str, int] = {}
+        for t in f.tensors:
+            counts[t["type"]] = counts.get(t["type"], 0) + 1
+        print(f"tensors: {len(f.tensors)} (" + ", ".join(f"{n} {t}" for t, n in sorted(counts.items())) + ")")
+        try:
+            m = _core.Model(args.model, 1, "")
+            print(f"engine: architecture {m.architecture}, outputs {', '.join(m.output_names)}")
+        except ValueError as e:
+            print(f"engine: cannot run this file: {e}")
+    info = _core.cpu_info()
+    feats = [k for k, v in info["features"].items() if v]
+    print(f"cpu: {info['brand'] or info['vendor']}, {info['physical_cores']} cores; features: {' '.join(feats)}")
+    print(f"kernel levels: {', '.join(info['supported_levels'])}; in use: {info['level']}"
+          + (f" ({info['level_error']})" if info.get("level_error") else ""))
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from .convert import run_from_args
+
+    return run_from_args(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="pyvitcpp", description="Vision encoders on the CPU from GGUF weights.")
+    p.add_argument("--version", action="version", version=f"pyvitcpp {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def model_args(sp):
+        sp.add_argument("images", nargs="+", help="image files or folders")
+        sp.add_argument("-m", "--model", help="model .gguf file")
+        sp.add_argument("-t", "--threads", type=int, default=None, help="compute threads")
+        sp.add_argument("-b", "--batch-size", type=int, default=16)
+        sp.add_argument("-q", "--quiet", action="store_true")
+
+    e = sub.add_parser("embed", help="embed images into an .npy file")
+    model_args(e)
+    e.add_argument("-o", "--out", required=True, help="output .npy (N x D float32, rows in file order)")
+    e.add_argument("--list", help="also write the image paths, one per line, in row order")
+    e.add_argument("--normalize", action="store_true", help="L2-normalise each embedding")
+    e.add_argument("--output", default="embedding", help="which output to save (embedding, pooled, cls, logits)")
+    e.set_defaults(func=cmd_embed)
+
+    c = sub.add_parser("classify", help="top-k classes of images")
+    model_args(c)
+    c.add_argument("-k", "--top-k", type=int, default=5)
+    c.add_argument("--json", action="store_true", help="print JSON")
+    c.set_defaults(func=cmd_classify)
+
+    i = sub.add_parser("info", help="show a model's metadata and this CPU's kernel levels")
+    i.add_argument("model", nargs="?")
+    i.set_defaults(func=cmd_info)
+
+    cv = sub.add_parser("convert", help="convert a HF folder or timm state dict to GGUF")
+    from .convert import build_arg_parser
+
+    build_arg_parser(cv)
+    cv.set_defaults(func=cmd_convert)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        print(f"pyvitcpp: error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, RuntimeError, OSError) as e:
+        print(f"pyvitcpp: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

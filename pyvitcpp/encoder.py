@@ -1,0 +1,177 @@
+"""The Encoder: a GGUF model plus its preprocessing, numpy in, numpy out."""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from . import _core
+from .preprocess import Preprocessor
+
+OUTPUTS = ("last_hidden_state", "cls", "pooled", "logits", "embedding")
+
+
+def _is_batch_of_images(images) -> bool:
+    return isinstance(images, (list, tuple))
+
+
+class Encoder:
+    """Runs one GGUF vision model.
+
+    Parameters
+    ----------
+    path: the .gguf file.
+    threads: compute threads (default: OMP_NUM_THREADS when set, else the physical cores).
+    isa: force a kernel level ("ref", "avx2", "avx512"); default: PYVITCPP_ISA or the best one.
+
+    Calls are thread-safe (runs on one Encoder are serialised); the GIL is released while the
+    engine computes, so other Python threads keep running.
+    """
+
+    def __init__(self, path, *, threads: int | None = None, isa: str | None = None):
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"model file not found: {path}")
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"expected a .gguf file, got a directory: {path}")
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        self.path = path
+        self._model = _core.Model(path, threads or 0, isa or "")
+        self._file = _core.GGUFFile(path)
+        self.metadata: dict = dict(self._file.metadata)
+        self.preprocessor = Preprocessor.from_metadata(self.metadata)
+        labels = self.metadata.get("classifier.labels")
+        self.labels: list[str] | None = list(labels) if labels is not None else None
+        hp = {}
+        for k, v in self._model.hparams.items():
+            hp[k] = int(v) if v.lstrip("-").isdigit() else {"true": True, "false": False}.get(v, v)
+        self.config: dict = {
+            "name": self.metadata.get("general.name"),
+            **hp,
+            "preprocess": self.preprocessor.config(),
+            "outputs": list(self._model.output_names),
+            "threads": self._model.threads,
+            "isa": self._model.isa,
+        }
+
+    # ----------------------------------------------------------------------------------------
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._model.output_names)
+
+    @property
+    def threads(self) -> int:
+        return self._model.threads
+
+    @property
+    def isa(self) -> str:
+        return self._model.isa
+
+    def __repr__(self) -> str:
+        return (f"Encoder({self.path!r}, architecture={self.config.get('architecture')!r}, "
+                f"threads={self.threads}, isa={self.isa!r})")
+
+    # ----------------------------------------------------------------------------------------
+    def preprocess(self, images) -> np.ndarray:
+        """Images (paths, PIL images, uint8 HxWx3 arrays, or float32 [B,3,H,W]) -> float32 [B,3,H,W]."""
+        return self.preprocessor(images)
+
+    def forward(self, pixels, output: str | Sequence[str] = "last_hidden_state"):
+        """Run preprocessed pixels float32 [B,3,H,W] (or [3,H,W]).
+
+        `output` is one name (returns an array) or a list of names (returns a dict).
+        Names: last_hidden_state, cls, pooled, logits, embedding (see `output_names`).
+        """
+        pixels = self._check_pixels(pixels)
+        names = [output] if isinstance(output, str) else list(output)
+        if not names:
+            raise ValueError("output must name at least one output")
+        for n in names:
+            if not isinstance(n, str):
+                raise TypeError(f"output names must be strings, got {n!r}")
+            if n not in self._model.output_names:
+                raise ValueError(f"unknown output {n!r}; this model offers: {', '.join(self._model.output_names)}")
+        result = self._model.run(pixels, names)
+        return result[output] if isinstance(output, str) else result
+
+    def encode(self, images, *, batch_size: int = 32, normalize: bool = False,
+               show_progress_bar: bool = False, output: str = "embedding") -> np.ndarray:
+        """Embeddings (N, D) float32 for N images; `normalize` L2-normalises each row."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        chunks = []
+        for pixels in self._batches(images, batch_size, show_progress_bar):
+            chunks.append(self.forward(pixels, output))
+        emb = np.concatenate(chunks, axis=0) if chunks else np.zeros((0, self.config.get("embedding_length", 0)), np.float32)
+        if normalize:
+            norms = np.linalg.norm(emb, axis=-1, keepdims=True)
+            emb = emb / np.maximum(norms, 1e-12)
+        return emb
+
+    def classify(self, images, *, top_k: int = 5, batch_size: int = 32):
+        """Top-k classes with softmax probabilities.
+
+        One image -> a list of {'label', 'score', 'index'} dicts; a list of images -> a list of
+        such lists.
+        """
+        if "logits" not in self._model.output_names:
+            raise ValueError(f"{self.path}: this model has no classifier head")
+        single = not _is_batch_of_images(images) and not (isinstance(images, np.ndarray) and images.ndim == 4)
+        logits = self.encode(images, batch_size=batch_size, output="logits")
+        k = max(1, min(int(top_k), logits.shape[1]))
+        z = logits - logits.max(axis=1, keepdims=True)
+        probs = np.exp(z)
+        probs /= probs.sum(axis=1, keepdims=True)
+        out = []
+        for row in probs:
+            idx = np.argsort(-row, kind="stable")[:k]
+            out.append([{"label": self._label(i), "score": float(row[i]), "index": int(i)} for i in idx])
+        return out[0] if single else out
+
+    # ----------------------------------------------------------------------------------------
+    def _label(self, i: int) -> str:
+        if self.labels is not None and i < len(self.labels):
+            return self.labels[i]
+        return f"LABEL_{i}"
+
+    def _check_pixels(self, pixels) -> np.ndarray:
+        if not isinstance(pixels, np.ndarray):
+            raise TypeError(f"pixels must be a numpy float32 array [B,3,H,W], got {type(pixels).__name__}")
+        if pixels.dtype != np.float32:
+            raise TypeError(f"pixels must be float32, got {pixels.dtype} (use Encoder.preprocess for images)")
+        if pixels.ndim == 3:
+            pixels = pixels[None]
+        if pixels.ndim != 4:
+            raise ValueError(f"pixels must have shape [B, C, H, W], got {pixels.shape}")
+        if pixels.shape[0] == 0:
+            raise ValueError("pixels hold no images (batch of 0)")
+        return np.ascontiguousarray(pixels)
+
+    def _batches(self, images, batch_size: int, progress: bool) -> Iterable[np.ndarray]:
+        if isinstance(images, np.ndarray) and images.dtype == np.float32 and images.ndim in (3, 4):
+            px = self._check_pixels(images)
+            for i in range(0, px.shape[0], batch_size):
+                yield px[i:i + batch_size]
+            return
+        items = list(images) if _is_batch_of_images(images) else [images]
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(items), unit="img")
+        try:
+            for i in range(0, len(items), batch_size):
+                chunk = items[i:i + batch_size]
+                yield self.preprocessor(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
+            if bar is not None:
+                bar.close()
+
+
+def load(path, **kwargs) -> Encoder:
+    """Same as Encoder(path, **kwargs)."""
+    return Encoder(path, **kwargs)
