@@ -166,7 +166,7 @@ Isa parse_isa(const std::string& name) {
   if (name == "ref") return Isa::Ref;
   if (name == "avx2") return Isa::Avx2;
   if (name == "avx512") return Isa::Avx512;
-  throw std::runtime_error("unknown ISA level '" + name + "' (expected ref, avx2 or avx512)");
+  throw std::invalid_argument("unknown ISA level '" + name + "' (expected ref, avx2 or avx512)");
 }
 
 Isa selected_isa() {
@@ -175,7 +175,7 @@ Isa selected_isa() {
   Isa isa = parse_isa(env);
   std::string why;
   if (!isa_supported(isa, &why))
-    throw std::runtime_error(std::string("PYVITCPP_ISA=") + env + " is not supported on this CPU: missing " + why);
+    throw std::invalid_argument(std::string("PYVITCPP_ISA=") + env + " is not supported on this CPU: missing " + why);
   return isa;
 }
 

@@ -158,7 +158,7 @@ Model::Model(const std::string& path, int threads, const std::string& isa) {
   Isa level = isa.empty() ? selected_isa() : parse_isa(isa);
   std::string why;
   if (!isa_supported(level, &why))
-    throw std::runtime_error(std::string("kernel level '") + isa_name(level) + "' needs " + why +
+    throw std::invalid_argument(std::string("kernel level '") + isa_name(level) + "' needs " + why +
                              ", which this CPU lacks");
   kt_ = &kernel_table(level);
   threads_ = threads > 0 ? threads : default_thread_count();
