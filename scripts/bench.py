@@ -121,12 +121,12 @@ def main(argv=None) -> int:
         base = "pyvitcpp-f32" if "pyvitcpp-f32" in runners else next(iter(runners))
         for rt in runners:
             med = statistics.median(times[rt])
-            ratios = [a / o for a, o in zip(times[base], times[rt])]
+            ratios = [o / a for a, o in zip(times[base], times[rt])]
             gflops = flops_per_image(args.model) * b / med / 1e9
             err = "" if ref is None else f"{float(np.abs(outs[rt] - ref).max()):.2e}"
             rows.append((b, rt, med * 1e3, b / med, gflops, statistics.median(ratios), err))
     lines = [f"**{header}**", "",
-             "| batch | runtime | median ms | images/s | GFLOP/s | time(pyvitcpp-f32)/time(this) | max abs diff vs torch |",
+             "| batch | runtime | median ms | images/s | GFLOP/s | time(this) / time(pyvitcpp-f32), per round | max abs diff vs torch |",
              "|---:|---|---:|---:|---:|---:|---:|"]
     for b, rt, ms, ips, gf, ratio, err in rows:
         lines.append(f"| {b} | {rt} | {ms:.1f} | {ips:.2f} | {gf:.1f} | {ratio:.2f} | {err} |")
