@@ -35,6 +35,9 @@ struct GGUFValue {
   std::vector<double> arr_f;    // float arrays
   std::vector<std::string> arr_s;
   std::vector<GGUFValue> arr_arr;  // nested arrays (rare; kept for completeness)
+  // UINT64 arrays only: the exact values (arr_i holds them too, but only those <= INT64_MAX
+  // are meaningful there; get_int_array refuses the rest).
+  std::vector<uint64_t> arr_u;
 
   bool is_int() const;     // any integer type or BOOL
   bool is_float() const;   // FLOAT32 / FLOAT64
@@ -54,7 +57,9 @@ struct GGUFTensorInfo {
 class GGUFFile {
  public:
   // Opens and fully validates the file. Throws GGUFError (bad content) or std::runtime_error
-  // (cannot open/map), both with the path in the message.
+  // (cannot open/map), both with the path in the message. Open/map failures are
+  // std::system_error carrying the errno (ENOENT, EISDIR, EACCES, ...), so callers can tell them
+  // apart. The object is immutable after open: safe to share between threads.
   static std::shared_ptr<GGUFFile> open(const std::string& path);
   ~GGUFFile();
   GGUFFile(const GGUFFile&) = delete;
@@ -64,6 +69,8 @@ class GGUFFile {
   uint32_t version() const { return version_; }
   uint64_t alignment() const { return alignment_; }
   size_t file_size() const { return size_; }
+  // Absolute file offset of the tensor data section (aligned end of the tensor infos).
+  uint64_t data_offset() const { return data_offset_; }
 
   // Metadata in file order.
   const std::vector<std::pair<std::string, GGUFValue>>& metadata() const { return kv_; }
@@ -94,6 +101,7 @@ class GGUFFile {
   uint64_t alignment_ = 32;
   const uint8_t* base_ = nullptr;
   size_t size_ = 0;
+  uint64_t data_offset_ = 0;
   void* map_handle_ = nullptr;  // platform mapping bookkeeping
   std::vector<std::pair<std::string, GGUFValue>> kv_;
   std::map<std::string, size_t> kv_index_;
@@ -103,5 +111,7 @@ class GGUFFile {
 };
 
 const char* gguf_type_name(GGUFType t);
+// The type as people write it: "uint32", "string", "array[float32]", "array[array[int32]]".
+std::string gguf_value_type_desc(const GGUFValue& v);
 
 }  // namespace pyvitcpp
