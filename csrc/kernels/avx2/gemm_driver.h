@@ -1,0 +1,220 @@
+// ISA-neutral GEMM driver (blocking, threading, packing of W), shared by the avx2 and avx512
+// GEMMs. Each of those translation units instantiates it with its own microkernel traits.
+//
+// Everything here sits in an unnamed namespace on purpose: each TU gets a private copy with
+// internal linkage, so code compiled with -mavx512f can never be picked by the linker for the
+// avx2 TU (a plain inline function in a shared header would be an ODR trap between TUs
+// compiled with different -m flags).
+//
+// Layout of the packed weight (private to this driver): column panels of NR outputs; panel p
+// holds W[p*NR + j][k] at element (p*K + k)*NR + j, zero-padded to NR columns. F32 stays F32,
+// F16 stays F16 (converted in the microkernel or per L1-sized slice, never for the whole W).
+//
+// Loop nest per thread (its rectangle of rows x panels, see choose_grid):
+//   ic: MC rows of X                      (the MC x kc slice of X is reused from L2)
+//    jc: NCP panels                       (partial sums of MC x NCP*NR live in a scratch tile buffer)
+//     kb: K blocks of <= KC               (the kc x NR slice of a panel is reused from L1)
+//      p: panels in jc
+//       t: MR-row tiles in ic             microkernel R x NR, R <= MR
+// X is read in place (no packing of the activations): the microkernel broadcasts X[r][k] from
+// R row pointers. Partial sums over K blocks go to a per-thread scratch, never to Y, so a
+// residual that aliases Y is read intact by the epilogue of the last K block.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "kernels/kernels.h"
+
+namespace pyvitcpp {
+namespace {  // NOLINT(google-build-namespaces): see the comment at the top
+
+// What the microkernel needs to finish a tile (only passed for the last K block).
+struct GemmEpilogue {
+  float* y;              // Y at (row0, n0)
+  int64_t ldy;
+  const float* bias;     // at n0, or null
+  const float* res;      // residual at (row0, n0), or null; may equal y
+  int64_t ldr;
+  Act act;
+  int nr;                // valid columns in this tile (1..NR)
+};
+
+// Microkernel: C[R x NR] (+)= X[R rows, kc] . B[kc x NR]; X row r at A + r*lda; B k-major
+// with row stride NR. load_c: start from the partial sums in cbuf (tile of MR x NR, row
+// stride NR) instead of zero. epi == null: store the sums to cbuf; else finish the tile.
+using GemmUkernel = void (*)(int64_t kc, const float* A, int64_t lda, const void* B, float* cbuf,
+                             bool load_c, const GemmEpilogue* epi);
+
+// Per-thread scratch that grows on demand and is never freed before the thread exits:
+// no allocation in the steady state.
+struct GemmScratch {
+  float* p = nullptr;
+  size_t n = 0;
+  ~GemmScratch() { std::free(p); }
+  float* get(size_t need) {
+    if (need > n) {
+      std::free(p);
+      size_t bytes = ((need * sizeof(float)) + 63) / 64 * 64;
+      p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!p) {
+        n = 0;
+        throw std::bad_alloc();
+      }
+      n = need;
+    }
+    return p;
+  }
+};
+
+inline int64_t gemm_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Split the output among nth threads as a pm x pn grid (pm row ranges of arbitrary length,
+// pn ranges of whole panels). Picks the grid with the smallest per-thread work, modelling a
+// tail tile of r < MR rows as costing max(r, rmin) rows (small tiles are latency bound), and
+// among equal ones the smallest per-thread input footprint (rows + columns) * K.
+inline void gemm_choose_grid(int64_t M, int64_t npanels, int nth, int MR, int NR, int rmin,
+                             int* pm_out, int* pn_out) {
+  int best_pm = 1, best_pn = nth;
+  double best_work = -1.0, best_foot = 0.0;
+  for (int pm = 1; pm <= nth; ++pm) {
+    if (nth % pm) continue;
+    const int pn = nth / pm;
+    const int64_t rows = gemm_ceil_div(M, pm);
+    const int64_t panels = gemm_ceil_div(npanels, pn);
+    const int64_t tail = rows % MR;
+    const double rowcost =
+        static_cast<double>(rows - tail) + (tail ? static_cast<double>(std::max<int64_t>(tail, rmin)) : 0.0);
+    const double work = rowcost * static_cast<double>(panels);
+    const double foot = static_cast<double>(rows) + static_cast<double>(panels * NR);
+    if (best_work < 0 || work < best_work * (1 - 1e-9) ||
+        (work <= best_work * (1 + 1e-9) && foot < best_foot)) {
+      best_work = work;
+      best_foot = foot;
+      best_pm = pm;
+      best_pn = pn;
+    }
+  }
+  *pm_out = best_pm;
+  *pn_out = best_pn;
+}
+
+template <int NR>
+size_t gemm_packed_size(DType wtype, int64_t N, int64_t K) {
+  if (wtype != DType::F32 && wtype != DType::F16) return 0;
+  const size_t esz = wtype == DType::F32 ? 4 : 2;
+  return static_cast<size_t>(gemm_ceil_div(N, NR)) * NR * static_cast<size_t>(K) * esz;
+}
+
+template <int NR, typename T>
+void gemm_pack_panels(const T* W, int64_t N, int64_t K, T* dst) {
+  const int64_t np = gemm_ceil_div(N, NR);
+  for (int64_t p = 0; p < np; ++p) {
+    T* d = dst + p * K * NR;
+    for (int j = 0; j < NR; ++j) {
+      const int64_t n = p * NR + j;
+      if (n < N) {
+        const T* w = W + n * K;
+        for (int64_t k = 0; k < K; ++k) d[k * NR + j] = w[k];
+      } else {
+        for (int64_t k = 0; k < K; ++k) d[k * NR + j] = T(0);
+      }
+    }
+  }
+}
+
+template <int NR>
+void gemm_pack(const void* W_raw, DType wtype, int64_t N, int64_t K, void* dst) {
+  if (wtype == DType::F32)
+    gemm_pack_panels<NR>(static_cast<const float*>(W_raw), N, K, static_cast<float*>(dst));
+  else if (wtype == DType::F16)
+    gemm_pack_panels<NR>(static_cast<const uint16_t*>(W_raw), N, K, static_cast<uint16_t*>(dst));
+}
+
+// Traits (per ISA TU) provide:
+//   MR, NR, KC (max K block), MC (rows per block, multiple of MR), NCP (panels per block),
+//   RMIN (see gemm_choose_grid),
+//   static const GemmUkernel* f32_kernels() / f16_kernels()  (index R-1, R = 1..MR),
+//   static void cvt_f16(const uint16_t* src, float* dst, int64_t n)  (n multiple of NR).
+template <class T>
+void gemm_run(const GemmArgs& a, int ith, int nth, void (*fallback)(const GemmArgs&, int, int)) {
+  constexpr int MR = T::MR, NR = T::NR;
+  if (!a.W_packed || (a.wtype != DType::F32 && a.wtype != DType::F16)) {
+    fallback(a, ith, nth);
+    return;
+  }
+  const int64_t M = a.M, N = a.N, K = a.K;
+  if (M <= 0 || N <= 0 || K <= 0) return;
+  const int64_t npanels = gemm_ceil_div(N, NR);
+  int pm = 1, pn = 1;
+  gemm_choose_grid(M, npanels, nth, MR, NR, T::RMIN, &pm, &pn);
+  const int im = ith / pn, in = ith % pn;
+  const int64_t m0 = M * im / pm, m1 = M * (im + 1) / pm;
+  const int64_t q0 = npanels * in / pn, q1 = npanels * (in + 1) / pn;
+  if (m0 >= m1 || q0 >= q1) return;
+
+  const int64_t nkb = gemm_ceil_div(K, T::KC);
+  const int64_t kcb = gemm_ceil_div(K, nkb);  // balanced K blocks
+  const bool f16 = a.wtype == DType::F16;
+
+  static thread_local GemmScratch cbuf_s, bconv_s;
+  float* cbuf = nkb > 1 ? cbuf_s.get(static_cast<size_t>(T::MC) * T::NCP * NR) : nullptr;
+  float* bconv = f16 ? bconv_s.get(static_cast<size_t>(kcb) * NR) : nullptr;
+
+  const GemmUkernel* kf32 = T::f32_kernels();
+  const GemmUkernel* kf16 = T::f16_kernels();
+  const int64_t ncp = nkb > 1 ? T::NCP : (q1 - q0);
+
+  for (int64_t ic = m0; ic < m1; ic += T::MC) {
+    const int64_t mrows = std::min<int64_t>(T::MC, m1 - ic);
+    const int64_t mtiles = gemm_ceil_div(mrows, MR);
+    for (int64_t jc = q0; jc < q1; jc += ncp) {
+      const int64_t je = std::min(q1, jc + ncp);
+      for (int64_t kb = 0; kb < nkb; ++kb) {
+        const int64_t k0 = kb * kcb;
+        const int64_t kc = std::min(kcb, K - k0);
+        const bool first = kb == 0, last = kb == nkb - 1;
+        for (int64_t p = jc; p < je; ++p) {
+          const int64_t n0 = p * NR;
+          const void* B;
+          const GemmUkernel* kern = kf32;
+          if (!f16) {
+            B = static_cast<const float*>(a.W_packed) + (p * K + k0) * NR;
+          } else {
+            const uint16_t* bh = static_cast<const uint16_t*>(a.W_packed) + (p * K + k0) * NR;
+            if (mtiles > 1) {  // convert once per slice, reuse for every row tile
+              T::cvt_f16(bh, bconv, kc * NR);
+              B = bconv;
+            } else {
+              B = bh;
+              kern = kf16;
+            }
+          }
+          GemmEpilogue e;
+          e.nr = static_cast<int>(std::min<int64_t>(NR, N - n0));
+          e.act = a.act;
+          e.ldy = a.ldy;
+          e.ldr = a.ldr;
+          for (int64_t t = 0; t < mtiles; ++t) {
+            const int64_t r0 = ic + t * MR;
+            const int R = static_cast<int>(std::min<int64_t>(MR, m1 - r0));
+            float* ct = cbuf ? cbuf + (((p - jc) * mtiles + t) * MR * NR) : nullptr;
+            const GemmEpilogue* ep = nullptr;
+            if (last) {
+              e.y = a.Y + r0 * a.ldy + n0;
+              e.bias = a.bias ? a.bias + n0 : nullptr;
+              e.res = a.residual ? a.residual + r0 * a.ldr + n0 : nullptr;
+              ep = &e;
+            }
+            kern[R - 1](kc, a.X + r0 * a.ldx + k0, a.ldx, B, ct, !first, ep);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace pyvitcpp
