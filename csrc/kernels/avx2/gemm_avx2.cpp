@@ -20,7 +20,7 @@ inline __m256i tail_mask(int n) {  // lanes j < n set (n may exceed 8)
 }
 
 template <int R>
-inline void epilogue(__m256 (&c)[R][2], const GemmEpilogue& e) {
+__attribute__((always_inline)) inline void epilogue(__m256 (&c)[R][2], const GemmEpilogue& e) {
   const bool full = e.nr == kNR;
   const __m256i m0 = tail_mask(e.nr), m1 = tail_mask(e.nr - 8);
   __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
@@ -31,12 +31,14 @@ inline void epilogue(__m256 (&c)[R][2], const GemmEpilogue& e) {
   alignas(32) float tmp[R * kNR];
   const bool act = e.act != Act::None;
   if (act) {
+    #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
       _mm256_store_ps(tmp + i * kNR, _mm256_add_ps(c[i][0], b0));
       _mm256_store_ps(tmp + i * kNR + 8, _mm256_add_ps(c[i][1], b1));
     }
     act_inplace(tmp, R * kNR, e.act);
   }
+  #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) {
     __m256 v0 = act ? _mm256_load_ps(tmp + i * kNR) : _mm256_add_ps(c[i][0], b0);
     __m256 v1 = act ? _mm256_load_ps(tmp + i * kNR + 8) : _mm256_add_ps(c[i][1], b1);
@@ -74,19 +76,23 @@ void ukernel(int64_t kc, const float* A, int64_t lda, const void* B, float* cbuf
              const GemmEpilogue* epi) {
   __m256 c[R][2];
   if (load_c) {
+    #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
       c[i][0] = _mm256_load_ps(cbuf + i * kNR);
       c[i][1] = _mm256_load_ps(cbuf + i * kNR + 8);
     }
   } else {
+    #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) c[i][0] = c[i][1] = _mm256_setzero_ps();
   }
   const float* a[R];
+  #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) a[i] = A + i * lda;
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
     __m256 b0, b1;
     load_b<F16>(B, k, b0, b1);
+    #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
       const __m256 x = _mm256_broadcast_ss(a[i] + k);
       c[i][0] = _mm256_fmadd_ps(x, b0, c[i][0]);
@@ -94,6 +100,7 @@ void ukernel(int64_t kc, const float* A, int64_t lda, const void* B, float* cbuf
     }
   }
   if (!epi) {
+    #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
       _mm256_store_ps(cbuf + i * kNR, c[i][0]);
       _mm256_store_ps(cbuf + i * kNR + 8, c[i][1]);
@@ -132,9 +139,11 @@ void gemm(const GemmArgs& a, int ith, int nth) { gemm_run<Traits>(a, ith, nth, g
 double gemm_fma_probe(int64_t iters) {
   // 12 independent accumulator chains: enough to cover FMA latency x throughput (4 x 2).
   __m256 acc[12];
+#pragma GCC unroll 24
   for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i) * 1e-3f);
   const __m256 m = _mm256_set1_ps(0.999999f), d = _mm256_set1_ps(1e-7f);
   for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 24
     for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], m, d);
     // Keep the chains in registers and the loop from being folded away.
     __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[1]), "+x"(acc[2]), "+x"(acc[3]), "+x"(acc[4]),
@@ -142,6 +151,7 @@ double gemm_fma_probe(int64_t iters) {
                      "+x"(acc[10]), "+x"(acc[11]));
   }
   __m256 s = acc[0];
+#pragma GCC unroll 24
   for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, acc[i]);
   alignas(32) float out[8];
   _mm256_store_ps(out, s);

@@ -21,7 +21,7 @@ inline __mmask16 tail_mask(int n) {  // lanes j < n (n may be <= 0 or > 16)
 }
 
 template <int R>
-inline void epilogue(__m512 (&c)[R][2], const GemmEpilogue& e) {
+__attribute__((always_inline)) inline void epilogue(__m512 (&c)[R][2], const GemmEpilogue& e) {
   const __mmask16 m0 = tail_mask(e.nr), m1 = tail_mask(e.nr - 16);
   __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
   if (e.bias) {
@@ -31,12 +31,14 @@ inline void epilogue(__m512 (&c)[R][2], const GemmEpilogue& e) {
   alignas(64) float tmp[R * kNR];
   const bool act = e.act != Act::None;
   if (act) {
+    #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
       _mm512_store_ps(tmp + i * kNR, _mm512_add_ps(c[i][0], b0));
       _mm512_store_ps(tmp + i * kNR + 16, _mm512_add_ps(c[i][1], b1));
     }
     act_inplace(tmp, R * kNR, e.act);
   }
+  #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) {
     __m512 v0 = act ? _mm512_load_ps(tmp + i * kNR) : _mm512_add_ps(c[i][0], b0);
     __m512 v1 = act ? _mm512_load_ps(tmp + i * kNR + 16) : _mm512_add_ps(c[i][1], b1);
@@ -69,19 +71,23 @@ void ukernel(int64_t kc, const float* A, int64_t lda, const void* B, float* cbuf
              const GemmEpilogue* epi) {
   __m512 c[R][2];
   if (load_c) {
+    #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
       c[i][0] = _mm512_load_ps(cbuf + i * kNR);
       c[i][1] = _mm512_load_ps(cbuf + i * kNR + 16);
     }
   } else {
+    #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) c[i][0] = c[i][1] = _mm512_setzero_ps();
   }
   const float* a[R];
+  #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) a[i] = A + i * lda;
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k) {
     __m512 b0, b1;
     load_b<F16>(B, k, b0, b1);
+    #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
       const __m512 x = _mm512_set1_ps(a[i][k]);
       c[i][0] = _mm512_fmadd_ps(x, b0, c[i][0]);
@@ -89,6 +95,7 @@ void ukernel(int64_t kc, const float* A, int64_t lda, const void* B, float* cbuf
     }
   }
   if (!epi) {
+    #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
       _mm512_store_ps(cbuf + i * kNR, c[i][0]);
       _mm512_store_ps(cbuf + i * kNR + 16, c[i][1]);
@@ -127,9 +134,11 @@ void gemm(const GemmArgs& a, int ith, int nth) { gemm_run<Traits>(a, ith, nth, g
 double gemm_fma_probe(int64_t iters) {
   // 24 independent accumulator chains (of the 32 zmm registers).
   __m512 acc[24];
+#pragma GCC unroll 24
   for (int i = 0; i < 24; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i) * 1e-3f);
   const __m512 m = _mm512_set1_ps(0.999999f), d = _mm512_set1_ps(1e-7f);
   for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 24
     for (int i = 0; i < 24; ++i) acc[i] = _mm512_fmadd_ps(acc[i], m, d);
     __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[1]), "+v"(acc[2]), "+v"(acc[3]), "+v"(acc[4]),
                      "+v"(acc[5]), "+v"(acc[6]), "+v"(acc[7]), "+v"(acc[8]), "+v"(acc[9]),
@@ -139,6 +148,7 @@ double gemm_fma_probe(int64_t iters) {
                      "+v"(acc[22]), "+v"(acc[23]));
   }
   __m512 s = acc[0];
+#pragma GCC unroll 24
   for (int i = 1; i < 24; ++i) s = _mm512_add_ps(s, acc[i]);
   volatile float sink = _mm512_reduce_add_ps(s);
   (void)sink;
