@@ -253,7 +253,7 @@ double gemm_bench(const std::string& isa, int64_t M, int64_t N, int64_t K, const
   return best_rate(threads, min_seconds, flops, [&](int ith) { t.gemm(a, ith, threads); }) * 1e-9;
 }
 
-double fma_peak(const std::string& isa, int threads) {
+double fma_peak(const std::string& isa, int threads, double min_seconds) {
   const Isa lvl = level_or_throw(isa);
   if (threads < 1 || threads > 1024) throw py::value_error("threads must be in 1..1024");
   double (*probe)(int64_t) = nullptr;
@@ -263,7 +263,7 @@ double fma_peak(const std::string& isa, int threads) {
   py::gil_scoped_release nogil;
   const int64_t iters = 2000000;
   const double flops = probe(1);  // flops per iteration
-  return best_rate(threads, 0.5, flops * static_cast<double>(iters) * threads,
+  return best_rate(threads, min_seconds, flops * static_cast<double>(iters) * threads,
                    [&](int) { probe(iters); }) * 1e-9;
 }
 
@@ -279,9 +279,18 @@ void bind_test_gemm(py::module_& t) {
         py::arg("wtype") = "f32", py::arg("threads") = 1, py::arg("min_seconds") = 1.0,
         "GFLOP/s (2MNK per call) of the level's GEMM with bias, run on `threads` std::threads\n"
         "(barrier after each call); best of 5 timed chunks.");
-  t.def("fma_peak", &fma_peak, py::arg("isa"), py::arg("threads") = 1,
+  t.def("fma_peak", &fma_peak, py::arg("isa"), py::arg("threads") = 1, py::arg("min_seconds") = 0.5,
         "GFLOP/s of a register-only FMA loop (independent accumulators) at the level's vector\n"
         "width, summed over `threads` threads; best of 5 timed chunks.");
+  t.def(
+      "gemm_tile",
+      [](const std::string& isa) -> py::tuple {
+        const Isa lvl = level_or_throw(isa);
+        if (lvl == Isa::Avx2) return py::make_tuple(int(avx2::kGemmMR), int(avx2::kGemmNR));
+        if (lvl == Isa::Avx512) return py::make_tuple(int(avx512::kGemmMR), int(avx512::kGemmNR));
+        return py::make_tuple(1, 1);
+      },
+      py::arg("isa"), "(MR, NR): the level's GEMM register tile (rows of X, outputs per W panel).");
   t.def(
       "isa_supported",
       [](const std::string& isa) {

@@ -11,8 +11,8 @@ namespace pyvitcpp {
 namespace avx2 {
 namespace {
 
-constexpr int kMR = 6;
-constexpr int kNR = 16;
+constexpr int kMR = kGemmMR;
+constexpr int kNR = kGemmNR;
 
 inline __m256i tail_mask(int n) {  // lanes j < n set (n may exceed 8)
   const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);

@@ -11,8 +11,8 @@ namespace pyvitcpp {
 namespace avx512 {
 namespace {
 
-constexpr int kMR = 12;
-constexpr int kNR = 32;
+constexpr int kMR = kGemmMR;
+constexpr int kNR = kGemmNR;
 
 inline __mmask16 tail_mask(int n) {  // lanes j < n (n may be <= 0 or > 16)
   if (n >= 16) return static_cast<__mmask16>(0xffff);
