@@ -72,7 +72,7 @@ inline void load_b(const void* B, int64_t k, __m256& b0, __m256& b1) {
 }
 
 template <int R, bool F16>
-void ukernel(int64_t kc, const float* A, int64_t lda, const void* B, float* cbuf, bool load_c,
+void ukernel(int64_t kc, const float* A, const void* B, float* cbuf, bool load_c,
              const GemmEpilogue* epi) {
   __m256 c[R][2];
   if (load_c) {
@@ -85,16 +85,13 @@ void ukernel(int64_t kc, const float* A, int64_t lda, const void* B, float* cbuf
     #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) c[i][0] = c[i][1] = _mm256_setzero_ps();
   }
-  const float* a[R];
-  #pragma GCC unroll 16
-  for (int i = 0; i < R; ++i) a[i] = A + i * lda;
 #pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
     __m256 b0, b1;
     load_b<F16>(B, k, b0, b1);
     #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
-      const __m256 x = _mm256_broadcast_ss(a[i] + k);
+      const __m256 x = _mm256_broadcast_ss(A + k * kMR + i);
       c[i][0] = _mm256_fmadd_ps(x, b0, c[i][0]);
       c[i][1] = _mm256_fmadd_ps(x, b1, c[i][1]);
     }

@@ -10,21 +10,25 @@
 // holds W[p*NR + j][k] at element (p*K + k)*NR + j, zero-padded to NR columns. F32 stays F32,
 // F16 stays F16 (converted in the microkernel or per L1-sized slice, never for the whole W).
 //
-// Loop nest per thread (its rectangle of rows x panels, see choose_grid):
-//   ic: MC rows of X                      (the MC x kc slice of X is reused from L2)
-//    jc: NCP panels                       (partial sums of MC x NCP*NR live in a scratch tile buffer)
-//     kb: K blocks of <= KC               (the kc x NR slice of a panel is reused from L1)
-//      p: panels in jc
-//       t: MR-row tiles in ic             microkernel R x NR, R <= MR
-// X is read in place (no packing of the activations): the microkernel broadcasts X[r][k] from
-// R row pointers. Partial sums over K blocks go to a per-thread scratch, never to Y, so a
-// residual that aliases Y is read intact by the epilogue of the last K block.
+// Loop nest per thread (its rectangle of rows x panels, see gemm_choose_grid):
+//   ic: mc rows of X, packed once (gemm_pack_x) into a per-thread buffer (mc x K, <= ~1 MiB)
+//    jc: NCP panels                 (partial sums of mc x NCP*NR live in a per-thread scratch)
+//     kb: K blocks of <= KC         (the packed mc x kc block of X is reused from L2)
+//      p: panels in jc              (the kc x NR slice of W is reused from L1 by every tile;
+//                                    the next slice is prefetched into L2 meanwhile)
+//       t: MR-row tiles in ic       microkernel R x NR, R <= MR; the epilogue (bias, act,
+//                                    residual) runs on the tile at the last K block
+// Partial sums over K blocks go to the scratch, never to Y, so a residual that aliases Y is
+// read intact by the epilogue. Each output's summation order depends only on K and KC, not on
+// the thread split, so any nth gives the same bits.
 #pragma once
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+
+#include <xmmintrin.h>
 
 #include "kernels/kernels.h"
 
@@ -42,10 +46,10 @@ struct GemmEpilogue {
   int nr;                // valid columns in this tile (1..NR)
 };
 
-// Microkernel: C[R x NR] (+)= X[R rows, kc] . B[kc x NR]; X row r at A + r*lda; B k-major
-// with row stride NR. load_c: start from the partial sums in cbuf (tile of MR x NR, row
+// Microkernel: C[R x NR] (+)= X[R rows, kc] . B[kc x NR]; X packed k-major, X[r][k] at
+// A[k*MR + r] (see gemm_pack_x); B k-major with row stride NR. load_c: start from the partial sums in cbuf (tile of MR x NR, row
 // stride NR) instead of zero. epi == null: store the sums to cbuf; else finish the tile.
-using GemmUkernel = void (*)(int64_t kc, const float* A, int64_t lda, const void* B, float* cbuf,
+using GemmUkernel = void (*)(int64_t kc, const float* A, const void* B, float* cbuf,
                              bool load_c, const GemmEpilogue* epi);
 
 // Per-thread scratch that grows on demand and is never freed before the thread exits:
@@ -99,6 +103,75 @@ inline void gemm_choose_grid(int64_t M, int64_t npanels, int nth, int MR, int NR
   }
   *pm_out = best_pm;
   *pn_out = best_pn;
+}
+
+// Copies rows [0, rows) x columns [0, K) of X (row stride ldx) into tiles of MR rows, each
+// K x MR, k-major (X[r0 + i][k] at dst[r0*K + k*MR + i]): the microkernel then reads one
+// contiguous stream whatever ldx is (rows at a stride that is a multiple of 4 KiB would
+// otherwise all fall into one L1 set). Rows past `rows` in the last tile are left unset: the
+// R-row microkernel never reads them. 4x4 SSE transposes (SSE is baseline x86-64).
+template <int MR, int R>
+inline void gemm_pack_x_tile(const float* x, int64_t ldx, int64_t K, float* d) {
+  int64_t k = 0;
+  for (; k + 4 <= K; k += 4) {
+    if ((k & 15) == 0) {  // X usually comes from L3 or memory: run ahead of the row streams
+#pragma GCC unroll 16
+      for (int i = 0; i < R; ++i) _mm_prefetch(reinterpret_cast<const char*>(x + i * ldx + k + 128), _MM_HINT_T0);
+    }
+    int i = 0;
+#pragma GCC unroll 4
+    for (; i + 4 <= R; i += 4) {
+      __m128 r0 = _mm_loadu_ps(x + (i + 0) * ldx + k), r1 = _mm_loadu_ps(x + (i + 1) * ldx + k);
+      __m128 r2 = _mm_loadu_ps(x + (i + 2) * ldx + k), r3 = _mm_loadu_ps(x + (i + 3) * ldx + k);
+      _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+      _mm_storeu_ps(d + (k + 0) * MR + i, r0);
+      _mm_storeu_ps(d + (k + 1) * MR + i, r1);
+      _mm_storeu_ps(d + (k + 2) * MR + i, r2);
+      _mm_storeu_ps(d + (k + 3) * MR + i, r3);
+    }
+    if (i + 2 <= R) {
+      const __m128 r0 = _mm_loadu_ps(x + i * ldx + k), r1 = _mm_loadu_ps(x + (i + 1) * ldx + k);
+      const __m128 lo = _mm_unpacklo_ps(r0, r1), hi = _mm_unpackhi_ps(r0, r1);
+      _mm_storel_pi(reinterpret_cast<__m64*>(d + (k + 0) * MR + i), lo);
+      _mm_storeh_pi(reinterpret_cast<__m64*>(d + (k + 1) * MR + i), lo);
+      _mm_storel_pi(reinterpret_cast<__m64*>(d + (k + 2) * MR + i), hi);
+      _mm_storeh_pi(reinterpret_cast<__m64*>(d + (k + 3) * MR + i), hi);
+      i += 2;
+    }
+    if (i < R) {
+      for (int j = 0; j < 4; ++j) d[(k + j) * MR + i] = x[i * ldx + k + j];
+    }
+  }
+  for (; k < K; ++k)
+    for (int i = 0; i < R; ++i) d[k * MR + i] = x[i * ldx + k];
+}
+
+template <int MR, int R = MR>
+struct GemmPackX {
+  static void tile(int r, const float* x, int64_t ldx, int64_t K, float* d) {
+    if (r == R) gemm_pack_x_tile<MR, R>(x, ldx, K, d);
+    else GemmPackX<MR, R - 1>::tile(r, x, ldx, K, d);
+  }
+};
+template <int MR>
+struct GemmPackX<MR, 0> {
+  static void tile(int, const float*, int64_t, int64_t, float*) {}
+};
+
+// Layout: K blocks of kcb columns, one after the other; inside block kb (k0 = kb*kcb, width kc)
+// the row tiles follow each other, tile t holding X[r0 + t*MR + i][k0 + k] at
+// [k0*mtiles*MR + t*MR*kc + k*MR + i]. A K block is one contiguous stream over all tiles, so
+// the hardware prefetcher runs ahead into the next tile.
+template <int MR>
+void gemm_pack_x(const float* X, int64_t ldx, int64_t rows, int64_t K, int64_t kcb, float* dst) {
+  const int64_t mtiles = gemm_ceil_div(rows, MR);
+  for (int64_t k0 = 0; k0 < K; k0 += kcb) {
+    const int64_t kc = std::min(kcb, K - k0);
+    for (int64_t t = 0; t < mtiles; ++t) {
+      const int R = static_cast<int>(std::min<int64_t>(MR, rows - t * MR));
+      GemmPackX<MR>::tile(R, X + t * MR * ldx + k0, ldx, kc, dst + k0 * mtiles * MR + t * MR * kc);
+    }
+  }
 }
 
 template <int NR>
@@ -159,17 +232,21 @@ void gemm_run(const GemmArgs& a, int ith, int nth, void (*fallback)(const GemmAr
   const int64_t kcb = gemm_ceil_div(K, nkb);  // balanced K blocks
   const bool f16 = a.wtype == DType::F16;
 
-  static thread_local GemmScratch cbuf_s, bconv_s;
-  float* cbuf = nkb > 1 ? cbuf_s.get(static_cast<size_t>(T::MC) * T::NCP * NR) : nullptr;
+  // Rows per block: MC, fewer for long K so the packed rows (MC x K) stay near 1 MiB.
+  const int64_t mc = std::max<int64_t>(MR, std::min<int64_t>(T::MC, (int64_t{1} << 18) / K / MR * MR));
+  static thread_local GemmScratch cbuf_s, bconv_s, xpack_s;
+  float* xpack = xpack_s.get(static_cast<size_t>(gemm_ceil_div(mc, MR) * MR) * K);
+  float* cbuf = nkb > 1 ? cbuf_s.get(static_cast<size_t>(mc) * T::NCP * NR) : nullptr;
   float* bconv = f16 ? bconv_s.get(static_cast<size_t>(kcb) * NR) : nullptr;
 
   const GemmUkernel* kf32 = T::f32_kernels();
   const GemmUkernel* kf16 = T::f16_kernels();
   const int64_t ncp = nkb > 1 ? T::NCP : (q1 - q0);
 
-  for (int64_t ic = m0; ic < m1; ic += T::MC) {
-    const int64_t mrows = std::min<int64_t>(T::MC, m1 - ic);
+  for (int64_t ic = m0; ic < m1; ic += mc) {
+    const int64_t mrows = std::min<int64_t>(mc, m1 - ic);
     const int64_t mtiles = gemm_ceil_div(mrows, MR);
+    gemm_pack_x<MR>(a.X + ic * a.ldx, a.ldx, mrows, K, kcb, xpack);
     for (int64_t jc = q0; jc < q1; jc += ncp) {
       const int64_t je = std::min(q1, jc + ncp);
       for (int64_t kb = 0; kb < nkb; ++kb) {
@@ -192,6 +269,27 @@ void gemm_run(const GemmArgs& a, int ith, int nth, void (*fallback)(const GemmAr
               kern = kf16;
             }
           }
+          // The next W slice is in L3 or memory; fetch it into L2 a piece per row tile of
+          // this one, so the first tile of the next panel does not stall on it.
+          const char* nxt = nullptr;
+          int64_t nxt_bytes = 0;
+          {
+            int64_t np_ = p + 1, nk0 = k0, nkc = kc;
+            if (np_ >= je && kb + 1 < nkb) {  // first panel of the next K block
+              np_ = jc;
+              nk0 = k0 + kcb;
+              nkc = std::min(kcb, K - nk0);
+            } else if (np_ >= je) {  // first panel of the next column block
+              nk0 = 0;
+              nkc = std::min(kcb, K);
+            }
+            if (np_ < q1) {
+              const size_t esz = f16 ? 2 : 4;
+              nxt = static_cast<const char*>(a.W_packed) + static_cast<size_t>((np_ * K + nk0) * NR) * esz;
+              nxt_bytes = nkc * NR * static_cast<int64_t>(esz);
+            }
+          }
+          const int64_t pf_step = gemm_ceil_div(gemm_ceil_div(nxt_bytes, mtiles), 64) * 64;
           GemmEpilogue e;
           e.nr = static_cast<int>(std::min<int64_t>(NR, N - n0));
           e.act = a.act;
@@ -208,7 +306,19 @@ void gemm_run(const GemmArgs& a, int ith, int nth, void (*fallback)(const GemmAr
               e.res = a.residual ? a.residual + r0 * a.ldr + n0 : nullptr;
               ep = &e;
             }
-            kern[R - 1](kc, a.X + r0 * a.ldx + k0, a.ldx, B, ct, !first, ep);
+            if (last && t + 1 < mtiles) {  // Y rows of the next tile, for the epilogue
+              const int64_t rn = std::min<int64_t>(MR, m1 - r0 - MR);
+              for (int64_t i = 0; i < rn; ++i) {
+                const char* yr = reinterpret_cast<const char*>(a.Y + (r0 + MR + i) * a.ldy + n0);
+                _mm_prefetch(yr, _MM_HINT_T0);
+                _mm_prefetch(yr + NR * 4 - 1, _MM_HINT_T0);
+              }
+            }
+            if (nxt) {
+              const int64_t b0 = t * pf_step, b1 = std::min(nxt_bytes, b0 + pf_step);
+              for (int64_t off = b0; off < b1; off += 64) _mm_prefetch(nxt + off, _MM_HINT_T1);
+            }
+            kern[R - 1](kc, xpack + k0 * mtiles * MR + t * MR * kc, B, ct, !first, ep);
           }
         }
       }

@@ -67,7 +67,7 @@ inline void load_b(const void* B, int64_t k, __m512& b0, __m512& b1) {
 }
 
 template <int R, bool F16>
-void ukernel(int64_t kc, const float* A, int64_t lda, const void* B, float* cbuf, bool load_c,
+void ukernel(int64_t kc, const float* A, const void* B, float* cbuf, bool load_c,
              const GemmEpilogue* epi) {
   __m512 c[R][2];
   if (load_c) {
@@ -80,16 +80,13 @@ void ukernel(int64_t kc, const float* A, int64_t lda, const void* B, float* cbuf
     #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) c[i][0] = c[i][1] = _mm512_setzero_ps();
   }
-  const float* a[R];
-  #pragma GCC unroll 16
-  for (int i = 0; i < R; ++i) a[i] = A + i * lda;
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k) {
     __m512 b0, b1;
     load_b<F16>(B, k, b0, b1);
     #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
-      const __m512 x = _mm512_set1_ps(a[i][k]);
+      const __m512 x = _mm512_set1_ps(A[k * kMR + i]);
       c[i][0] = _mm512_fmadd_ps(x, b0, c[i][0]);
       c[i][1] = _mm512_fmadd_ps(x, b1, c[i][1]);
     }
@@ -115,7 +112,7 @@ const GemmUkernel* kernels() {
 
 struct Traits {
   static constexpr int MR = kMR, NR = kNR;
-  static constexpr int KC = 256, MC = 144, NCP = 16, RMIN = 2;
+  static constexpr int KC = 128, MC = 144, NCP = 16, RMIN = 2;
   static const GemmUkernel* f32_kernels() { return kernels<false>(); }
   static const GemmUkernel* f16_kernels() { return kernels<true>(); }
   static void cvt_f16(const uint16_t* src, float* dst, int64_t n) {
