@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <new>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -43,16 +44,14 @@ Isa level_or_throw(const std::string& isa) {
   return lvl;
 }
 
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
+struct AlignedDeleter {
+  void operator()(void* p) const { ::operator delete(p, std::align_val_t(64)); }
 };
-using AlignedBuf = std::unique_ptr<void, FreeDeleter>;
+using AlignedBuf = std::unique_ptr<void, AlignedDeleter>;
 
-AlignedBuf aligned_bytes(size_t n) {
+AlignedBuf aligned_bytes(size_t n) {  // 64-byte aligned, as a loader would place panels
   if (n == 0) return AlignedBuf(nullptr);
-  void* p = std::aligned_alloc(64, (n + 63) / 64 * 64);
-  if (!p) throw std::bad_alloc();
-  return AlignedBuf(p);
+  return AlignedBuf(::operator new(n, std::align_val_t(64)));
 }
 
 bool is_f32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }

@@ -20,7 +20,7 @@ inline __m256i tail_mask(int n) {  // lanes j < n set (n may exceed 8)
 }
 
 template <int R>
-__attribute__((always_inline)) inline void epilogue(__m256 (&c)[R][2], const GemmEpilogue& e) {
+PYVITCPP_GEMM_FORCEINLINE void epilogue(__m256 (&c)[R][2], const GemmEpilogue& e) {
   const bool full = e.nr == kNR;
   const __m256i m0 = tail_mask(e.nr), m1 = tail_mask(e.nr - 8);
   __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
@@ -143,9 +143,11 @@ double gemm_fma_probe(int64_t iters) {
 #pragma GCC unroll 24
     for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], m, d);
     // Keep the chains in registers and the loop from being folded away.
+#if defined(__GNUC__)
     __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[1]), "+x"(acc[2]), "+x"(acc[3]), "+x"(acc[4]),
                      "+x"(acc[5]), "+x"(acc[6]), "+x"(acc[7]), "+x"(acc[8]), "+x"(acc[9]),
                      "+x"(acc[10]), "+x"(acc[11]));
+#endif
   }
   __m256 s = acc[0];
 #pragma GCC unroll 24

@@ -30,6 +30,14 @@
 
 #include <xmmintrin.h>
 
+#if defined(__GNUC__)
+#define PYVITCPP_GEMM_FORCEINLINE __attribute__((always_inline)) inline
+#elif defined(_MSC_VER)
+#define PYVITCPP_GEMM_FORCEINLINE __forceinline
+#else
+#define PYVITCPP_GEMM_FORCEINLINE inline
+#endif
+
 #include "kernels/kernels.h"
 
 namespace pyvitcpp {
@@ -57,16 +65,19 @@ using GemmUkernel = void (*)(int64_t kc, const float* A, const void* B, float* c
 struct GemmScratch {
   float* p = nullptr;
   size_t n = 0;
-  ~GemmScratch() { std::free(p); }
+  GemmScratch() = default;
+  GemmScratch(const GemmScratch&) = delete;
+  GemmScratch& operator=(const GemmScratch&) = delete;
+  ~GemmScratch() { release(); }
+  void release() {
+    if (p) ::operator delete(p, std::align_val_t(64));
+    p = nullptr;
+    n = 0;
+  }
   float* get(size_t need) {
     if (need > n) {
-      std::free(p);
-      size_t bytes = ((need * sizeof(float)) + 63) / 64 * 64;
-      p = static_cast<float*>(std::aligned_alloc(64, bytes));
-      if (!p) {
-        n = 0;
-        throw std::bad_alloc();
-      }
+      release();
+      p = static_cast<float*>(::operator new(need * sizeof(float), std::align_val_t(64)));
       n = need;
     }
     return p;

@@ -21,7 +21,7 @@ inline __mmask16 tail_mask(int n) {  // lanes j < n (n may be <= 0 or > 16)
 }
 
 template <int R>
-__attribute__((always_inline)) inline void epilogue(__m512 (&c)[R][2], const GemmEpilogue& e) {
+PYVITCPP_GEMM_FORCEINLINE void epilogue(__m512 (&c)[R][2], const GemmEpilogue& e) {
   const __mmask16 m0 = tail_mask(e.nr), m1 = tail_mask(e.nr - 16);
   __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
   if (e.bias) {
@@ -137,12 +137,15 @@ double gemm_fma_probe(int64_t iters) {
   for (int64_t it = 0; it < iters; ++it) {
 #pragma GCC unroll 24
     for (int i = 0; i < 24; ++i) acc[i] = _mm512_fmadd_ps(acc[i], m, d);
+    // Keep the chains in registers and the loop from being folded away.
+#if defined(__GNUC__)
     __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[1]), "+v"(acc[2]), "+v"(acc[3]), "+v"(acc[4]),
                      "+v"(acc[5]), "+v"(acc[6]), "+v"(acc[7]), "+v"(acc[8]), "+v"(acc[9]),
                      "+v"(acc[10]), "+v"(acc[11]));
     __asm__ volatile("" : "+v"(acc[12]), "+v"(acc[13]), "+v"(acc[14]), "+v"(acc[15]), "+v"(acc[16]),
                      "+v"(acc[17]), "+v"(acc[18]), "+v"(acc[19]), "+v"(acc[20]), "+v"(acc[21]),
                      "+v"(acc[22]), "+v"(acc[23]));
+#endif
   }
   __m512 s = acc[0];
 #pragma GCC unroll 24
