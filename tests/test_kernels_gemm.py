@@ -260,6 +260,16 @@ def test_tolerance_is_tight():
     assert np.all(np.abs(np.nextafter(y_ref, np.inf) - y_ref) <= tol)
 
 
+def test_unpacked_weight_falls_back(level):
+    """W_packed = null (a caller that did not pack) must still give the right answer."""
+    rng = np.random.default_rng(13)
+    for wdtype in WDTYPES:
+        X, W, b, r = make(rng, 9, 40, 33, wdtype)
+        y = testing.gemm(level, X, W, b, 3, r, True, 2, packed_w=False)
+        y_ref = run("ref", X, W, b, 3, r)
+        assert np.all(np.abs(y - y_ref) <= tolerance(X, W, b, 3, r, y_ref))
+
+
 def test_invalid_arguments(level):
     X = np.ones((3, 4), np.float32)
     W = np.ones((5, 4), np.float32)

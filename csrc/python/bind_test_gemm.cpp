@@ -74,7 +74,7 @@ py::array rows_contiguous(const py::array& a, int64_t* ld) {
 
 py::array gemm_hook(const std::string& isa, const py::array& X_in, const py::array& W_in,
                     const py::object& bias_in, int act, const py::object& residual_in,
-                    bool residual_inplace, int nth, int64_t ldy) {
+                    bool residual_inplace, int nth, int64_t ldy, bool packed_w) {
   const KernelTable& t = kernel_table(level_or_throw(isa));
   if (!is_f32(X_in) || X_in.ndim() != 2) throw py::value_error("X must be a 2-D float32 array");
   if ((!is_f32(W_in) && !is_f16(W_in)) || W_in.ndim() != 2)
@@ -125,7 +125,7 @@ py::array gemm_hook(const std::string& isa, const py::array& X_in, const py::arr
     for (int64_t m = 0; m < M; ++m) std::memcpy(Y + m * ldy, r + m * ldr, N * sizeof(float));
   }
 
-  AlignedBuf packed = aligned_bytes(t.gemm_pack_size(wtype, N, K));
+  AlignedBuf packed = packed_w ? aligned_bytes(t.gemm_pack_size(wtype, N, K)) : AlignedBuf(nullptr);
   GemmArgs a;
   a.M = M;
   a.N = N;
@@ -270,10 +270,11 @@ double fma_peak(const std::string& isa, int threads, double min_seconds) {
 
 void bind_test_gemm(py::module_& t) {
   t.def("gemm", &gemm_hook, py::arg("isa"), py::arg("X"), py::arg("W"), py::arg("bias"), py::arg("act"),
-        py::arg("residual"), py::arg("residual_inplace"), py::arg("nth"), py::arg("ldy") = 0,
+        py::arg("residual"), py::arg("residual_inplace"), py::arg("nth"), py::arg("ldy") = 0, py::arg("packed_w") = true,
         "Y = act(X @ W.T + bias) + residual with one level's packed GEMM, calling the kernel for every\n"
         "ith in 0..nth-1 in turn. W float32 or float16 [N, K]; X may have a row stride (ldx);\n"
-        "ldy > N returns a view into an [M, ldy] buffer whose other elements are NaN.");
+        "ldy > N returns a view into an [M, ldy] buffer whose other elements are NaN.\n"
+        "packed_w=False passes W_packed = null (the kernel must then fall back to W_raw).");
   t.def("gemm_bench", &gemm_bench, py::arg("isa"), py::arg("M"), py::arg("N"), py::arg("K"),
         py::arg("wtype") = "f32", py::arg("threads") = 1, py::arg("min_seconds") = 1.0,
         "GFLOP/s (2MNK per call) of the level's GEMM with bias, run on `threads` std::threads\n"

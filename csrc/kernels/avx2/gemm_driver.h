@@ -7,8 +7,15 @@
 // compiled with different -m flags).
 //
 // Layout of the packed weight (private to this driver): column panels of NR outputs; panel p
-// holds W[p*NR + j][k] at element (p*K + k)*NR + j, zero-padded to NR columns. F32 stays F32,
-// F16 stays F16 (converted in the microkernel or per L1-sized slice, never for the whole W).
+// holds W[p*NR + j][k] at element (p*K + k)*NR + j, zero-padded to NR columns, so
+// gemm_pack_size = ceil(N/NR)*NR * K * (4 for F32, 2 for F16). F16 stays F16: with one row
+// tile the microkernel converts it (vcvtph2ps) as it loads; with more, each kc x NR slice is
+// converted once into a small L1 scratch and reused by every row tile of the block.
+//
+// Per-thread scratch (thread_local, grown on first use, freed at thread exit; calls from
+// different threads never share it): packed X, ~min(MC, 2^18/K) rows x K floats (<= ~1 MiB
+// unless K > 2^18/MR); partial sums, MC x NCP*NR floats when K > KC (avx2 192 KiB, avx512
+// 288 KiB); F16 slice, KC x NR floats (16 KiB).
 //
 // Loop nest per thread (its rectangle of rows x panels, see gemm_choose_grid):
 //   ic: mc rows of X, packed once (gemm_pack_x) into a per-thread buffer (mc x K, <= ~1 MiB)
