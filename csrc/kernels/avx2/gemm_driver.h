@@ -95,32 +95,35 @@ inline int64_t gemm_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Split the output among nth threads as a pm x pn grid (pm row ranges of arbitrary length,
 // pn ranges of whole panels). Picks the grid with the smallest per-thread work, modelling a
-// tail tile of r < MR rows as costing max(r, rmin) rows (small tiles are latency bound), and
-// among equal ones the smallest per-thread input footprint (rows + columns) * K.
+// tail tile of r < MR rows as costing max(r, rmin) rows (small tiles are latency bound); grids
+// within 2% of that are treated as equal and the one with the smallest per-thread input
+// footprint (rows + columns, each times K: X rows each thread packs, W it streams) wins.
 inline void gemm_choose_grid(int64_t M, int64_t npanels, int nth, int MR, int NR, int rmin,
                              int* pm_out, int* pn_out) {
-  int best_pm = 1, best_pn = nth;
-  double best_work = -1.0, best_foot = 0.0;
-  for (int pm = 1; pm <= nth; ++pm) {
-    if (nth % pm) continue;
-    const int pn = nth / pm;
-    const int64_t rows = gemm_ceil_div(M, pm);
-    const int64_t panels = gemm_ceil_div(npanels, pn);
-    const int64_t tail = rows % MR;
-    const double rowcost =
-        static_cast<double>(rows - tail) + (tail ? static_cast<double>(std::max<int64_t>(tail, rmin)) : 0.0);
-    const double work = rowcost * static_cast<double>(panels);
-    const double foot = static_cast<double>(rows) + static_cast<double>(panels * NR);
-    if (best_work < 0 || work < best_work * (1 - 1e-9) ||
-        (work <= best_work * (1 + 1e-9) && foot < best_foot)) {
-      best_work = work;
-      best_foot = foot;
-      best_pm = pm;
-      best_pn = pn;
+  int best_pm = 1;
+  double best_work = -1.0;
+  for (int pass = 0; pass < 2; ++pass) {  // pass 0: least work; pass 1: least footprint near it
+    double best_foot = -1.0;
+    for (int pm = 1; pm <= nth; ++pm) {
+      if (nth % pm) continue;
+      const int pn = nth / pm;
+      const int64_t rows = gemm_ceil_div(M, pm);
+      const int64_t panels = gemm_ceil_div(npanels, pn);
+      const int64_t tail = rows % MR;
+      const double rowcost = static_cast<double>(rows - tail) +
+                             (tail ? static_cast<double>(std::max<int64_t>(tail, rmin)) : 0.0);
+      const double work = rowcost * static_cast<double>(panels);
+      const double foot = static_cast<double>(rows) + static_cast<double>(panels * NR);
+      if (pass == 0) {
+        if (best_work < 0 || work < best_work) best_work = work;
+      } else if (work <= best_work * 1.02 && (best_foot < 0 || foot < best_foot)) {
+        best_foot = foot;
+        best_pm = pm;
+      }
     }
   }
   *pm_out = best_pm;
-  *pn_out = best_pn;
+  *pn_out = nth / best_pm;
 }
 
 // Copies rows [0, rows) x columns [0, K) of X (row stride ldx) into tiles of MR rows, each
