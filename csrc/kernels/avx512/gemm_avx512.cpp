@@ -1,6 +1,167 @@
-// PLACEHOLDER: the avx512 GEMM is not written yet; the table keeps the level below's GEMM.
-#include "kernels/kernels.h"
+// AVX-512 GEMM: 12x32 register tile (24 zmm accumulators, 2 for the W row, broadcasts), W
+// packed in 32-column panels (F32 or F16 as stored), X read in place. Blocking and threading
+// live in kernels/avx2/gemm_driver.h (ISA-neutral, instantiated privately in this TU).
+#include <immintrin.h>
+
+#include "kernels/avx2/gemm_driver.h"
+#include "kernels/avx512/gemm_avx512.h"
+#include "kernels/simd_act.h"
 
 namespace pyvitcpp {
-void register_gemm_avx512(KernelTable&) {}
+namespace avx512 {
+namespace {
+
+constexpr int kMR = kGemmMR;
+constexpr int kNR = kGemmNR;
+
+inline __mmask16 tail_mask(int n) {  // lanes j < n (n may be <= 0 or > 16)
+  if (n >= 16) return static_cast<__mmask16>(0xffff);
+  if (n <= 0) return 0;
+  return static_cast<__mmask16>((1u << n) - 1u);
+}
+
+template <int R>
+PYVITCPP_GEMM_FORCEINLINE void epilogue(__m512 (&c)[R][2], const GemmEpilogue& e) {
+  const __mmask16 m0 = tail_mask(e.nr), m1 = tail_mask(e.nr - 16);
+  __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+  if (e.bias) {
+    b0 = _mm512_maskz_loadu_ps(m0, e.bias);
+    b1 = _mm512_maskz_loadu_ps(m1, e.bias + 16);
+  }
+  alignas(64) float tmp[R * kNR];
+  const bool act = e.act != Act::None;
+  if (act) {
+    #pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) {
+      _mm512_store_ps(tmp + i * kNR, _mm512_add_ps(c[i][0], b0));
+      _mm512_store_ps(tmp + i * kNR + 16, _mm512_add_ps(c[i][1], b1));
+    }
+    act_inplace(tmp, R * kNR, e.act);
+  }
+  #pragma GCC unroll 16
+  for (int i = 0; i < R; ++i) {
+    __m512 v0 = act ? _mm512_load_ps(tmp + i * kNR) : _mm512_add_ps(c[i][0], b0);
+    __m512 v1 = act ? _mm512_load_ps(tmp + i * kNR + 16) : _mm512_add_ps(c[i][1], b1);
+    float* y = e.y + i * e.ldy;
+    if (e.res) {
+      const float* r = e.res + i * e.ldr;
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, r));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, r + 16));
+    }
+    _mm512_mask_storeu_ps(y, m0, v0);
+    _mm512_mask_storeu_ps(y + 16, m1, v1);
+  }
+}
+
+template <bool F16>
+inline void load_b(const void* B, int64_t k, __m512& b0, __m512& b1) {
+  if (F16) {
+    const uint16_t* p = static_cast<const uint16_t*>(B) + k * kNR;
+    b0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    b1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16)));
+  } else {
+    const float* p = static_cast<const float*>(B) + k * kNR;
+    b0 = _mm512_loadu_ps(p);
+    b1 = _mm512_loadu_ps(p + 16);
+  }
+}
+
+template <int R, bool F16>
+void ukernel(int64_t kc, const float* A, const void* B, float* cbuf, bool load_c,
+             const GemmEpilogue* epi) {
+  __m512 c[R][2];
+  if (load_c) {
+    #pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) {
+      c[i][0] = _mm512_load_ps(cbuf + i * kNR);
+      c[i][1] = _mm512_load_ps(cbuf + i * kNR + 16);
+    }
+  } else {
+    #pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) c[i][0] = c[i][1] = _mm512_setzero_ps();
+  }
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kc; ++k) {
+    __m512 b0, b1;
+    load_b<F16>(B, k, b0, b1);
+    #pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) {
+      const __m512 x = _mm512_set1_ps(A[k * kMR + i]);
+      c[i][0] = _mm512_fmadd_ps(x, b0, c[i][0]);
+      c[i][1] = _mm512_fmadd_ps(x, b1, c[i][1]);
+    }
+  }
+  if (!epi) {
+    #pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) {
+      _mm512_store_ps(cbuf + i * kNR, c[i][0]);
+      _mm512_store_ps(cbuf + i * kNR + 16, c[i][1]);
+    }
+    return;
+  }
+  epilogue<R>(c, *epi);
+}
+
+template <bool F16>
+const GemmUkernel* kernels() {
+  static const GemmUkernel k[kMR] = {
+      ukernel<1, F16>, ukernel<2, F16>, ukernel<3, F16>, ukernel<4, F16>,  ukernel<5, F16>,  ukernel<6, F16>,
+      ukernel<7, F16>, ukernel<8, F16>, ukernel<9, F16>, ukernel<10, F16>, ukernel<11, F16>, ukernel<12, F16>};
+  return k;
+}
+
+struct Traits {
+  static constexpr int MR = kMR, NR = kNR;
+  static constexpr int KC = 128, MC = 144, NCP = 16, RMIN = 2;
+  static const GemmUkernel* f32_kernels() { return kernels<false>(); }
+  static const GemmUkernel* f16_kernels() { return kernels<true>(); }
+  static void cvt_f16(const uint16_t* src, float* dst, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16)
+      _mm512_store_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
+  }
+};
+static_assert(Traits::MC % Traits::MR == 0, "MC must be a multiple of MR");
+
+void (*g_fallback)(const GemmArgs&, int, int) = nullptr;
+
+void gemm(const GemmArgs& a, int ith, int nth) { gemm_run<Traits>(a, ith, nth, g_fallback); }
+
+}  // namespace
+
+double gemm_fma_probe(int64_t iters) {
+  // 24 independent accumulator chains (of the 32 zmm registers).
+  __m512 acc[24];
+#pragma GCC unroll 24
+  for (int i = 0; i < 24; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i) * 1e-3f);
+  const __m512 m = _mm512_set1_ps(0.999999f), d = _mm512_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 24
+    for (int i = 0; i < 24; ++i) acc[i] = _mm512_fmadd_ps(acc[i], m, d);
+    // Keep the chains in registers and the loop from being folded away.
+#if defined(__GNUC__)
+    __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[1]), "+v"(acc[2]), "+v"(acc[3]), "+v"(acc[4]),
+                     "+v"(acc[5]), "+v"(acc[6]), "+v"(acc[7]), "+v"(acc[8]), "+v"(acc[9]),
+                     "+v"(acc[10]), "+v"(acc[11]));
+    __asm__ volatile("" : "+v"(acc[12]), "+v"(acc[13]), "+v"(acc[14]), "+v"(acc[15]), "+v"(acc[16]),
+                     "+v"(acc[17]), "+v"(acc[18]), "+v"(acc[19]), "+v"(acc[20]), "+v"(acc[21]),
+                     "+v"(acc[22]), "+v"(acc[23]));
+#endif
+  }
+  __m512 s = acc[0];
+#pragma GCC unroll 24
+  for (int i = 1; i < 24; ++i) s = _mm512_add_ps(s, acc[i]);
+  volatile float sink = _mm512_reduce_add_ps(s);
+  (void)sink;
+  return static_cast<double>(iters) * 24 * 16 * 2;
+}
+
+}  // namespace avx512
+
+void register_gemm_avx512(KernelTable& t) {
+  avx512::g_fallback = t.gemm;  // the level below: used only when W is not packed
+  t.gemm_pack_size = gemm_packed_size<avx512::kNR>;
+  t.gemm_pack = gemm_pack<avx512::kNR>;
+  t.gemm = avx512::gemm;
+}
+
 }  // namespace pyvitcpp

@@ -1,0 +1,311 @@
+"""GEMM kernels (Y = act(X W^T + b) + R) of every kernel level against the reference level.
+
+The reference level (csrc/kernels/ref/gemm_ref.cpp) is the specification; it is itself checked
+against float64 numpy/torch. Sizes are chosen around each level's register tile (MR rows x NR
+outputs, from testing.gemm_tile) and its K blocking, so every edge path of the packed kernels
+runs: partial tiles in M and N, K not a multiple of the vector width, several K blocks,
+several row / column blocks, and every thread split.
+
+Tolerances come from an error model, not from trial and error. With u = 2^-24 and
+A = |X| |W|^T + |b| (float64), an fp32 dot product of K terms plus the bias, in any order and
+with or without FMA, is within (K + 1) u A of the exact value (Higham, Accuracy and Stability
+of Numerical Algorithms, 3.1). Two such results (ours and the reference) differ by at most
+twice that; an activation with slope <= L carries the difference through multiplied by L and
+adds its own rounding; the residual add rounds once more. See `tolerance`.
+"""
+import math
+
+import numpy as np
+import pytest
+
+testing = pytest.importorskip("pyvitcpp._core").testing
+
+U = 2.0**-24
+LEVELS = ["ref", "avx2", "avx512"]
+ACTS = {0: "none", 1: "gelu_erf", 2: "gelu_tanh", 3: "quick_gelu", 4: "tanh", 5: "relu"}
+# Largest |act'(z)|: GELU (erf and tanh forms) peaks at 1.129, QuickGELU at 1.100.
+ACT_SLOPE = {0: 1.0, 1: 1.13, 2: 1.13, 3: 1.10, 4: 1.0, 5: 1.0}
+# Rounding allowed to one activation implementation, relative to |z| + |act(z)|: 2^-20 is 16
+# ulps, room for a vectorised erf/tanh/exp (the reference uses libm, within an ulp or two).
+ACT_REL = 2.0**-20
+
+
+def level_or_skip(isa):
+    ok, missing = testing.isa_supported(isa)
+    if not ok:
+        pytest.skip(f"this CPU/OS lacks {missing}, needed by the {isa} level")
+    return isa
+
+
+@pytest.fixture(params=LEVELS)
+def level(request):
+    return level_or_skip(request.param)
+
+
+def tolerance(X, W, bias, act, residual, y_ref, c=2.0):
+    """Bound on |y - y_ref| for two fp32 evaluations of the same GEMM (c = 2: both err)."""
+    K = X.shape[1]
+    A = np.abs(X.astype(np.float64)) @ np.abs(W.astype(np.float64)).T
+    z = X.astype(np.float64) @ W.astype(np.float64).T
+    if bias is not None:
+        A += np.abs(bias.astype(np.float64))
+        z += bias.astype(np.float64)
+    tol = c * (K + 1) * U * A * ACT_SLOPE[act]
+    yabs = np.abs(y_ref.astype(np.float64))
+    if act != 0:
+        tol += c * ACT_REL * (np.abs(z) + yabs)
+    if residual is not None:
+        tol += c * U * (yabs + np.abs(residual.astype(np.float64)))
+    return tol + 1e-30
+
+
+def run(isa, X, W, bias=None, act=0, residual=None, inplace=False, nth=1, ldy=0):
+    return testing.gemm(isa, X, W, bias, act, residual, inplace, nth, ldy=ldy)
+
+
+def check_against_ref(isa, X, W, bias=None, act=0, residual=None, inplace=False, nth=1, ldy=0):
+    y = run(isa, X, W, bias, act, residual, inplace, nth, ldy)
+    y_ref = run("ref", X, W, bias, act, residual, False, 1)
+    assert y.shape == y_ref.shape and y.dtype == np.float32
+    assert np.all(np.isfinite(y)), "non-finite output (unwritten NaN sentinel or overflow)"
+    err = np.abs(y.astype(np.float64) - y_ref.astype(np.float64))
+    tol = tolerance(X, W, bias, act, residual, y_ref)
+    bad = err > tol
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        pytest.fail(
+            f"{isa} M,N,K={X.shape[0]},{W.shape[0]},{X.shape[1]} act={ACTS[act]} w={W.dtype} "
+            f"nth={nth}: {bad.sum()} outputs off, first at ({i},{j}): got {y[i, j]!r}, "
+            f"ref {y_ref[i, j]!r}, |diff| {err[i, j]:.3g} > tol {tol[i, j]:.3g}"
+        )
+    return y
+
+
+def make(rng, M, N, K, wdtype, scale=1.0):
+    X = (rng.standard_normal((M, K)) * scale).astype(np.float32)
+    W = (rng.standard_normal((N, K)) / math.sqrt(K)).astype(wdtype)
+    b = rng.standard_normal(N).astype(np.float32)
+    r = rng.standard_normal((M, N)).astype(np.float32)
+    return X, W, b, r
+
+
+def edge_sizes(isa):
+    mr, nr = testing.gemm_tile(isa)
+    Ms = sorted({1, 2, max(1, mr - 1), mr, mr + 1, 13, 197})
+    Ns = sorted({1, 7, max(1, nr - 1), nr, nr + 1, 33, 100})
+    return Ms, Ns
+
+
+KS = [1, 3, 8, 17, 64, 257, 768]
+WDTYPES = [np.float32, np.float16]
+
+
+@pytest.mark.parametrize("wdtype", WDTYPES, ids=["f32", "f16"])
+def test_tile_edges(level, wdtype):
+    """Every (M, N) pair around the tile; K, act, bias, residual mode and nth rotate with it."""
+    rng = np.random.default_rng(1)
+    Ms, Ns = edge_sizes(level)
+    case = 0
+    for i, M in enumerate(Ms):
+        for j, N in enumerate(Ns):
+            K = KS[(i + 2 * j) % len(KS)]
+            if M * N * K > 2_000_000:  # keep the scalar reference quick
+                K = 64
+            X, W, b, r = make(rng, M, N, K, wdtype)
+            act = case % 6
+            mode = (case // 2) % 3  # none / separate / in place
+            nth = [1, 2, 3, 7][case % 4]
+            check_against_ref(level, X, W, b if case % 5 else None, act,
+                              None if mode == 0 else r, mode == 2, nth)
+            case += 1
+
+
+@pytest.mark.parametrize("wdtype", WDTYPES, ids=["f32", "f16"])
+@pytest.mark.parametrize("K", KS + [255, 256, 513, 1000])
+def test_k_sizes(level, wdtype, K):
+    """K around the vector width and the K block (several blocks => partial sums in scratch)."""
+    rng = np.random.default_rng(K)
+    mr, nr = testing.gemm_tile(level)
+    for M, N in [(mr + 1, nr + 1), (1, 2 * nr + 3)]:
+        X, W, b, r = make(rng, M, N, K, wdtype)
+        check_against_ref(level, X, W, b, 0, r, False, 2)
+
+
+@pytest.mark.parametrize("wdtype", WDTYPES, ids=["f32", "f16"])
+@pytest.mark.parametrize("act", sorted(ACTS), ids=[ACTS[a] for a in sorted(ACTS)])
+def test_epilogue(level, wdtype, act):
+    """Every activation x bias x residual (none / separate / aliasing Y) with several K blocks."""
+    rng = np.random.default_rng(100 + act)
+    X, W, b, r = make(rng, 13, 33, 300, wdtype)
+    for bias in (None, b):
+        for mode in range(3):
+            check_against_ref(level, X, W, bias, act, None if mode == 0 else r, mode == 2, 3)
+
+
+@pytest.mark.parametrize("wdtype", WDTYPES, ids=["f32", "f16"])
+def test_multiple_blocks(level, wdtype):
+    """M, N and K each past one cache block (rows, panel groups, K blocks) of both levels."""
+    rng = np.random.default_rng(7)
+    X, W, b, r = make(rng, 301, 600, 520, wdtype)
+    check_against_ref(level, X, W, b, 1, r, True, 2)
+
+
+@pytest.mark.parametrize("wdtype", WDTYPES, ids=["f32", "f16"])
+def test_thread_splits_are_bitwise_identical(level, wdtype):
+    """Each output's summation order does not depend on the split: all nth give equal bits,
+    and together the threads write every output exactly once (NaN sentinel elsewhere)."""
+    rng = np.random.default_rng(3)
+    for M, N, K in [(197, 100, 300), (1, 1000, 64), (40, 7, 17), (2, 2304, 32)]:
+        X, W, b, r = make(rng, M, N, K, wdtype)
+        y1 = check_against_ref(level, X, W, b, 2, r, False, 1)
+        for nth in [2, 3, 7, 16, 64]:
+            y = run(level, X, W, b, 2, r, False, nth)
+            assert np.array_equal(y, y1), f"nth={nth} differs from nth=1 at M,N,K={M},{N},{K}"
+
+
+@pytest.mark.parametrize("wdtype", WDTYPES, ids=["f32", "f16"])
+def test_strides(level, wdtype):
+    """Row strides ldx > K, ldr > N, ldy > N: padding of Y stays untouched."""
+    rng = np.random.default_rng(5)
+    M, N, K = 19, 37, 70
+    Xw = rng.standard_normal((M, K + 9)).astype(np.float32)
+    X = Xw[:, 3:3 + K]  # ldx = K + 9, unaligned start
+    W = (rng.standard_normal((N, K)) / math.sqrt(K)).astype(wdtype)
+    b = rng.standard_normal(N).astype(np.float32)
+    Rw = rng.standard_normal((M, N + 5)).astype(np.float32)
+    R = Rw[:, 1:1 + N]  # ldr = N + 5
+    assert X.strides[0] == (K + 9) * 4 and R.strides[0] == (N + 5) * 4
+    for act, mode, nth in [(0, 1, 1), (3, 1, 2), (1, 2, 3), (5, 0, 7)]:
+        ldy = N + 11
+        y = check_against_ref(level, X, W, b, act, None if mode == 0 else R, mode == 2, nth, ldy)
+        full = y.base
+        assert full is not None and full.shape == (M, ldy)
+        assert np.all(np.isnan(full[:, N:])), "the kernel wrote past N into the row padding"
+
+
+@pytest.mark.parametrize("wdtype", WDTYPES, ids=["f32", "f16"])
+def test_special_values(level, wdtype):
+    rng = np.random.default_rng(11)
+    mr, nr = testing.gemm_tile(level)
+    M, N, K = mr + 3, nr + 5, 77
+    X, W, b, r = make(rng, M, N, K, wdtype)
+    # zeros: Y = act(b) + r exactly (no rounding of a zero sum)
+    Z = np.zeros_like(X)
+    for act in ACTS:
+        y = check_against_ref(level, Z, W, b, act, r, False, 2)
+        y_ref = run("ref", Z, W, b, act, r)
+        assert np.array_equal(y, y_ref)
+    zero_w = np.zeros_like(W)
+    y = run(level, X, zero_w, None, 0, None)
+    assert np.array_equal(y, np.zeros((M, N), np.float32))
+    # large magnitudes: |x| ~ 1e4 (sums ~1e5..1e6), activations in their saturated ranges
+    big = (rng.standard_normal((M, K)) * 1e4).astype(np.float32)
+    for act in ACTS:
+        check_against_ref(level, big, W, b * 1e4, act, r, True, 3)
+    # all negative inputs and weights: sums strictly negative (relu -> 0, tanh -> -1)
+    negX = -np.abs(X)
+    negW = (-np.abs(W.astype(np.float32))).astype(wdtype)
+    for act in ACTS:
+        check_against_ref(level, negX, negW, -np.abs(b), act, None, False, 1)
+
+
+def act_f64(z, act):
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(z)
+    if act == 0:
+        return z
+    if act == 1:
+        return torch.nn.functional.gelu(t).numpy()
+    if act == 2:
+        return torch.nn.functional.gelu(t, approximate="tanh").numpy()
+    if act == 3:
+        return (t * torch.sigmoid(1.702 * t)).numpy()
+    if act == 4:
+        return torch.tanh(t).numpy()
+    return torch.relu(t).numpy()
+
+
+@pytest.mark.parametrize("act", sorted(ACTS), ids=[ACTS[a] for a in sorted(ACTS)])
+@pytest.mark.parametrize("wdtype", WDTYPES, ids=["f32", "f16"])
+def test_ref_against_float64(act, wdtype):
+    """The specification itself: ref vs float64 within ONE fp32 evaluation's error (c = 1)."""
+    rng = np.random.default_rng(21)
+    for M, N, K in [(5, 9, 1), (7, 13, 300), (3, 4, 1000)]:
+        X, W, b, r = make(rng, M, N, K, wdtype)
+        y_ref = run("ref", X, W, b, act, r)
+        z = X.astype(np.float64) @ W.astype(np.float64).T + b
+        y64 = act_f64(z, act) + r
+        tol = tolerance(X, W, b, act, r, y_ref, c=1.0)
+        err = np.abs(y_ref - y64)
+        assert np.all(err <= tol), f"ref off by {err.max():.3g} (tol {tol[np.argmax(err)]:.3g})"
+
+
+def test_tolerance_is_tight():
+    """The bound is far below the size of the outputs and catches a one-term mistake: a
+    result that drops the last k term, or doubles the bias, must be rejected."""
+    rng = np.random.default_rng(9)
+    M, N, K = 16, 48, 768
+    X, W, b, r = make(rng, M, N, K, np.float32)
+    y_ref = run("ref", X, W, b, 0, r)
+    tol = tolerance(X, W, b, 0, r, y_ref)
+    # worst case 2 (K+1) u A: ~0.2% of a typical output at K = 768 (unit-variance X, W ~ 1/sqrt(K))
+    assert np.median(tol) < 3e-3 * np.median(np.abs(y_ref))
+    X_drop = X.copy()
+    X_drop[:, -1] = 0
+    y_drop = run("ref", X_drop, W, b, 0, r)
+    assert (np.abs(y_drop - y_ref) > tol).mean() > 0.5
+    y_bias2 = y_ref + b
+    assert (np.abs(y_bias2 - y_ref) > tol).mean() > 0.9
+    # one ulp-scale perturbation is within the bound (it is not vacuous the other way)
+    assert np.all(np.abs(np.nextafter(y_ref, np.inf) - y_ref) <= tol)
+
+
+def test_unpacked_weight_falls_back(level):
+    """W_packed = null (a caller that did not pack) must still give the right answer."""
+    rng = np.random.default_rng(13)
+    for wdtype in WDTYPES:
+        X, W, b, r = make(rng, 9, 40, 33, wdtype)
+        y = testing.gemm(level, X, W, b, 3, r, True, 2, packed_w=False)
+        y_ref = run("ref", X, W, b, 3, r)
+        assert np.all(np.abs(y - y_ref) <= tolerance(X, W, b, 3, r, y_ref))
+
+
+def test_invalid_arguments(level):
+    X = np.ones((3, 4), np.float32)
+    W = np.ones((5, 4), np.float32)
+    with pytest.raises(ValueError):
+        run(level, X.astype(np.float64), W)
+    with pytest.raises(ValueError):
+        run(level, X, W.astype(np.int32))
+    with pytest.raises(ValueError):
+        run(level, X, np.ones((5, 3), np.float32))
+    with pytest.raises(ValueError):
+        run(level, X[0], W)
+    with pytest.raises(ValueError):
+        run(level, X, W, bias=np.ones(4, np.float32))
+    with pytest.raises(ValueError):
+        run(level, X, W, residual=np.ones((3, 4), np.float32))
+    with pytest.raises(ValueError):
+        run(level, X, W, act=6)
+    with pytest.raises(ValueError):
+        run(level, X, W, nth=0)
+    with pytest.raises(ValueError):
+        run(level, X, W, inplace=True)
+    with pytest.raises(ValueError):
+        run(level, X, W, ldy=3)
+    with pytest.raises(ValueError):
+        run(level, np.ones((0, 4), np.float32), W)
+    with pytest.raises(ValueError):
+        testing.gemm_bench(level, 8, 8, 8, "q4", 1, 0.01)
+    with pytest.raises(ValueError):
+        testing.isa_supported("sse9")
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_measure_hooks(isa):
+    level_or_skip(isa)
+    peak = testing.fma_peak(isa, 1, min_seconds=0.05)
+    assert peak > 1.0
+    for wt in ["f32", "f16"]:
+        g = testing.gemm_bench(isa, 40, 70, 90, wt, 2, 0.02)
+        assert 0.1 < g < 10 * peak * 2  # positive and physically possible for 2 threads
