@@ -112,10 +112,14 @@ inline void pack_head(const AttentionArgs& a, const Layout& L, int64_t b, int64_
     float* dst = Kt + (j / PW) * Dh * PW + (j % PW);
     for (int64_t d = 0; d < Dh; ++d) dst[d * PW] = 0.0f;
   }
+  const int64_t Dv = Dh & ~int64_t{15};
+  const __mmask16 vtail = static_cast<__mmask16>((1u << (Dh - Dv)) - 1u);
   for (j = 0; j < Tk; ++j) {
     float* dst = Vp + j * L.dhp;
-    std::memcpy(dst, V + j * a.v_st, static_cast<size_t>(Dh) * sizeof(float));
-    for (int64_t d = Dh; d < L.dhp; ++d) dst[d] = 0.0f;
+    const float* src = V + j * a.v_st;
+    int64_t d = 0;
+    for (; d < Dv; d += 16) _mm512_store_ps(dst + d, _mm512_loadu_ps(src + d));
+    if (d < L.dhp) _mm512_store_ps(dst + d, _mm512_maskz_loadu_ps(vtail, src + d));
   }
 }
 
@@ -138,14 +142,16 @@ inline void qk_block(const float* const* qr, const float* kt, int64_t Dh, __m512
     for (int v = 0; v < NV; ++v) _mm512_store_ps(s + r * lds + 16 * v, _mm512_mul_ps(acc[r][v], c));
 }
 
-// Oacc[r][8*ND block] = alpha[r] * Oacc[r][...] + sum_{j<nk} P[r][j] * Vp[j][...].
-template <int ND>
+// Oacc[r][16*ND block] = alpha[r] * Oacc[r][...] + sum_{j<nk} P[r][j] * Vp[j][...]
+// (kFirst: the first key tile, Oacc not yet written).
+template <int ND, bool kFirst>
 inline void pv_block(const float* P, int64_t lds, const float* vp, int64_t ldv, int64_t nk, float* o,
                      int64_t ldo, const float* alpha) {
   __m512 acc[MR][ND];
   for (int r = 0; r < MR; ++r) {
     __m512 al = _mm512_set1_ps(alpha[r]);
-    for (int k = 0; k < ND; ++k) acc[r][k] = _mm512_mul_ps(_mm512_load_ps(o + r * ldo + 16 * k), al);
+    for (int k = 0; k < ND; ++k)
+      acc[r][k] = kFirst ? _mm512_setzero_ps() : _mm512_mul_ps(_mm512_load_ps(o + r * ldo + 16 * k), al);
   }
   for (int64_t j = 0; j < nk; ++j) {
     const float* vj = vp + j * ldv;
@@ -198,7 +204,6 @@ static void attention(const AttentionArgs& a, void* workspace, int ith, int nth)
       m[r] = -std::numeric_limits<float>::infinity();
       l[r] = 0.0f;
     }
-    std::memset(Oacc, 0, sizeof(float) * MR * dhp);
 
     for (int64_t k0 = 0; k0 < Tk; k0 += NKT) {
       const int64_t nk = Tk - k0 < NKT ? Tk - k0 : NKT;
@@ -224,7 +229,7 @@ static void attention(const AttentionArgs& a, void* workspace, int ith, int nth)
         if (j < nkp) mx0 = _mm512_max_ps(mx0, _mm512_load_ps(s + j));
         const float tmax = _mm512_reduce_max_ps(_mm512_max_ps(mx0, mx1));
         const float mnew = tmax > m[r] ? tmax : m[r];
-        alpha[r] = std::exp2(m[r] - mnew);  // 0 on the first tile (m = -inf)
+        alpha[r] = mnew == m[r] ? 1.0f : std::exp2(m[r] - mnew);  // 0 on the first tile (m = -inf)
         m[r] = mnew;
         const __m512 mv = _mm512_set1_ps(mnew);
         __m512 s0 = _mm512_setzero_ps(), s1 = s0;
@@ -246,10 +251,17 @@ static void attention(const AttentionArgs& a, void* workspace, int ith, int nth)
       const float* vt = Vp + k0 * dhp;
       for (int64_t d = 0; d < dhp; d += 16 * DV) {
         const int64_t nd = (dhp - d) / 16;
-        if (nd >= 4) pv_block<4>(S, NKT, vt + d, dhp, nk, Oacc + d, dhp, alpha);
-        else if (nd == 3) pv_block<3>(S, NKT, vt + d, dhp, nk, Oacc + d, dhp, alpha);
-        else if (nd == 2) pv_block<2>(S, NKT, vt + d, dhp, nk, Oacc + d, dhp, alpha);
-        else pv_block<1>(S, NKT, vt + d, dhp, nk, Oacc + d, dhp, alpha);
+        if (k0 == 0) {
+          if (nd >= 4) pv_block<4, true>(S, NKT, vt + d, dhp, nk, Oacc + d, dhp, alpha);
+          else if (nd == 3) pv_block<3, true>(S, NKT, vt + d, dhp, nk, Oacc + d, dhp, alpha);
+          else if (nd == 2) pv_block<2, true>(S, NKT, vt + d, dhp, nk, Oacc + d, dhp, alpha);
+          else pv_block<1, true>(S, NKT, vt + d, dhp, nk, Oacc + d, dhp, alpha);
+        } else {
+          if (nd >= 4) pv_block<4, false>(S, NKT, vt + d, dhp, nk, Oacc + d, dhp, alpha);
+          else if (nd == 3) pv_block<3, false>(S, NKT, vt + d, dhp, nk, Oacc + d, dhp, alpha);
+          else if (nd == 2) pv_block<2, false>(S, NKT, vt + d, dhp, nk, Oacc + d, dhp, alpha);
+          else pv_block<1, false>(S, NKT, vt + d, dhp, nk, Oacc + d, dhp, alpha);
+        }
       }
     }
 
