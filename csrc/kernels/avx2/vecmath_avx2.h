@@ -84,6 +84,24 @@ static inline __m256 exp2part(__m256 hi, __m256 lo) {
   return _mm256_mul_ps(_mm256_mul_ps(y, pow2i(n1)), pow2i(_mm256_sub_epi32(ni, n1)));
 }
 
+// Both e^(hi + lo) and m * e^(hi + lo) (m applied before the scaling, see exp2part_mul) from one
+// argument reduction.
+static inline void exp2part_pair(__m256 hi, __m256 lo, __m256 m, __m256* e, __m256* em) {
+  hi = _mm256_min_ps(set1(89.0f), hi);
+  hi = _mm256_max_ps(set1(-104.0f), hi);
+  const __m256 magic = set1(12582912.0f);
+  __m256 t = _mm256_fmadd_ps(hi, set1(1.44269504088896341f), magic);
+  __m256 n = _mm256_sub_ps(t, magic);
+  __m256 r = _mm256_fnmadd_ps(n, set1(0.693359375f), hi);
+  r = _mm256_fnmadd_ps(n, set1(-2.12194440e-4f), r);
+  __m256 y = exp_reduced(_mm256_add_ps(r, lo));
+  __m256i ni = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(magic));
+  __m256i n1 = _mm256_srai_epi32(ni, 1);
+  __m256 s1 = pow2i(n1), s2 = pow2i(_mm256_sub_epi32(ni, n1));
+  *e = _mm256_mul_ps(_mm256_mul_ps(y, s1), s2);
+  *em = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(y, m), s1), s2);
+}
+
 static inline __m256 exp(__m256 x) { return exp2part(x, _mm256_setzero_ps()); }
 
 // 2^x for x <= 0 (softmax after max subtraction): degree-5 minimax for 2^f on [-1/2, 1/2]
@@ -130,8 +148,8 @@ static inline __m256 x_over_1_plus_exp(__m256 x, __m256 hi, __m256 lo) {
   const __m256 sign = set1(-0.0f);
   __m256 flip = _mm256_andnot_ps(hi, sign);  // sign bit set where hi >= 0
   __m256 nh = _mm256_xor_ps(hi, flip), nl = _mm256_xor_ps(lo, flip);
-  __m256 e = exp2part(nh, nl);
-  __m256 xe = exp2part_mul(nh, nl, x);
+  __m256 e, xe;
+  exp2part_pair(nh, nl, x, &e, &xe);
   __m256 num = _mm256_blendv_ps(x, xe, flip);
   return _mm256_div_ps(num, _mm256_add_ps(set1(1.0f), e));
 }
@@ -179,11 +197,11 @@ static inline __m256 gelu_erf(__m256 x) {
   __m256 ah = _mm256_sub_ps(s, z2h);
   __m256 al = _mm256_sub_ps(s, _mm256_add_ps(ah, z2h));
   __m256 ht = _mm256_mul_ps(half, t);
-  __m256 ex = exp2part(ah, al);
-  // (x t/2) e^arg with one rounding into the denormal range.
-  __m256 neg = exp2part_mul(ah, al, _mm256_mul_ps(x, ht));
-  __m256 pos = _mm256_fnmadd_ps(x, _mm256_mul_ps(ht, ex), x);
-  __m256 y = _mm256_blendv_ps(pos, neg, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+  // One exponential: em = (x t/2) e^arg for x < 0 (one rounding into the denormal range),
+  // (t/2) e^arg otherwise.
+  __m256 neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
+  __m256 em = exp2part_mul(ah, al, _mm256_blendv_ps(ht, _mm256_mul_ps(x, ht), neg));
+  __m256 y = _mm256_blendv_ps(_mm256_fnmadd_ps(x, em, x), em, neg);
   // Beyond these the float result is exactly x resp. -0 (and inf * 0 would make NaN).
   y = _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, set1(10.0f), _CMP_GT_OQ));
   return _mm256_blendv_ps(y, set1(-0.0f), _mm256_cmp_ps(x, set1(-20.0f), _CMP_LT_OQ));

@@ -61,6 +61,20 @@ static inline __m512 exp2part_mul(__m512 hi, __m512 lo, __m512 m) {
 
 static inline __m512 exp2part(__m512 hi, __m512 lo) { return exp2part_mul(hi, lo, set1(1.0f)); }
 
+// Both e^(hi + lo) and m * e^(hi + lo) (m applied before the scaling, see exp2part_mul) from one
+// argument reduction.
+static inline void exp2part_pair(__m512 hi, __m512 lo, __m512 m, __m512* e, __m512* em) {
+  hi = _mm512_min_ps(set1(89.0f), hi);
+  hi = _mm512_max_ps(set1(-104.0f), hi);
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(hi, set1(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, set1(0.693359375f), hi);
+  r = _mm512_fnmadd_ps(n, set1(-2.12194440e-4f), r);
+  __m512 y = exp_reduced(_mm512_add_ps(r, lo));
+  *e = _mm512_scalef_ps(y, n);
+  *em = _mm512_scalef_ps(_mm512_mul_ps(y, m), n);
+}
+
 static inline __m512 exp(__m512 x) { return exp2part(x, _mm512_setzero_ps()); }
 
 // 2^x for x <= 0 (softmax after max subtraction): degree-5 minimax for 2^f on [-1/2, 1/2]
@@ -105,8 +119,8 @@ static inline __m512 x_over_1_plus_exp(__m512 x, __m512 hi, __m512 lo) {
   const __m512 sign = set1(-0.0f);
   __m512 flip = _mm512_andnot_ps(hi, sign);  // sign bit set where hi >= 0
   __m512 nh = _mm512_xor_ps(hi, flip), nl = _mm512_xor_ps(lo, flip);
-  __m512 e = exp2part(nh, nl);
-  __m512 xe = exp2part_mul(nh, nl, x);
+  __m512 e, xe;
+  exp2part_pair(nh, nl, x, &e, &xe);
   __m512 num = _mm512_mask_blend_ps(_mm512_movepi32_mask(_mm512_castps_si512(flip)), x, xe);
   return _mm512_div_ps(num, _mm512_add_ps(set1(1.0f), e));
 }
@@ -154,11 +168,11 @@ static inline __m512 gelu_erf(__m512 x) {
   __m512 ah = _mm512_sub_ps(s, z2h);
   __m512 al = _mm512_sub_ps(s, _mm512_add_ps(ah, z2h));
   __m512 ht = _mm512_mul_ps(half, t);
-  __m512 ex = exp2part(ah, al);
-  // (x t/2) e^arg with one rounding into the denormal range.
-  __m512 neg = exp2part_mul(ah, al, _mm512_mul_ps(x, ht));
-  __m512 pos = _mm512_fnmadd_ps(x, _mm512_mul_ps(ht, ex), x);
-  __m512 y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), pos, neg);
+  // One exponential: em = (x t/2) e^arg for x < 0 (one rounding into the denormal range),
+  // (t/2) e^arg otherwise.
+  __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+  __m512 em = exp2part_mul(ah, al, _mm512_mask_blend_ps(neg, ht, _mm512_mul_ps(x, ht)));
+  __m512 y = _mm512_mask_blend_ps(neg, _mm512_fnmadd_ps(x, em, x), em);
   // Beyond these the float result is exactly x resp. -0 (and inf * 0 would make NaN).
   y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, set1(10.0f), _CMP_GT_OQ), y, x);
   return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, set1(-20.0f), _CMP_LT_OQ), y, set1(-0.0f));
