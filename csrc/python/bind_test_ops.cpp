@@ -1,5 +1,294 @@
-// PLACEHOLDER: filled in by the test_ops work.
+// Test hooks for the non-GEMM kernels (pyvitcpp._core.testing). Not a public API.
+//
+// Every hook validates its arrays (float32, shape, layout) and raises ValueError instead of
+// crashing, then runs the kernel of the named level for ith = 0..nth-1 one after another on
+// this thread (the kernels never synchronise, so this is exactly the parallel result).
+// attention_bench is the exception: it runs nth real std::threads.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/cpu.h"
+#include "kernels/kernels.h"
+#include "kernels/simd_act.h"
 #include "python/bindings.h"
+
+namespace py = pybind11;
+
 namespace pyvitcpp {
-void bind_test_ops(pybind11::module_&) {}
+namespace {
+
+using farray = py::array_t<float, py::array::c_style>;
+
+[[noreturn]] void fail(const std::string& msg) { throw py::value_error(msg); }
+
+Isa isa_arg(const std::string& name) {
+  Isa isa;
+  try {
+    isa = parse_isa(name);
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
+  std::string why;
+  if (!isa_supported(isa, &why)) fail("kernel level " + name + " needs " + why + ", which this CPU/OS lacks");
+  return isa;
+}
+
+int nth_arg(int nth) {
+  if (nth < 1 || nth > 1024) fail("nth must be in [1, 1024]");
+  return nth;
+}
+
+Act act_arg(int act) {
+  if (act < 0 || act > static_cast<int>(Act::Relu)) fail("act must be an Act value in [0, 5]");
+  return static_cast<Act>(act);
+}
+
+// A float32 array of the given rank whose innermost dimension is contiguous; returns element
+// strides. Other strides may be anything non-negative that is a multiple of 4 bytes.
+std::vector<int64_t> check_f32(const py::array& a, int ndim, const char* what, bool contiguous) {
+  if (!a.dtype().is(py::dtype::of<float>())) fail(std::string(what) + " must be float32");
+  if (a.ndim() != ndim) fail(std::string(what) + " must have " + std::to_string(ndim) + " dimensions");
+  if (contiguous && !(a.flags() & py::array::c_style)) fail(std::string(what) + " must be C-contiguous");
+  std::vector<int64_t> st(ndim);
+  for (int i = 0; i < ndim; ++i) {
+    auto s = a.strides(i);
+    if (s < 0 || s % static_cast<py::ssize_t>(sizeof(float)) != 0)
+      fail(std::string(what) + " needs non-negative strides that are multiples of 4 bytes");
+    st[i] = s / static_cast<int64_t>(sizeof(float));
+  }
+  if (ndim > 0 && a.shape(ndim - 1) > 1 && st[ndim - 1] != 1)
+    fail(std::string(what) + ": the innermost dimension must be contiguous");
+  return st;
+}
+
+farray layernorm_hook(const std::string& isa_s, const py::array& X, py::object gamma, py::object beta, float eps,
+                      int nth, bool inplace) {
+  const KernelTable& t = kernel_table(isa_arg(isa_s));
+  nth_arg(nth);
+  auto xs = check_f32(X, 2, "X", false);
+  const int64_t rows = X.shape(0), D = X.shape(1);
+  if (D < 1) fail("D must be >= 1");
+  py::array g, b;
+  LayerNormArgs a;
+  if (!gamma.is_none()) {
+    g = gamma.cast<py::array>();
+    check_f32(g, 1, "gamma", true);
+    if (g.shape(0) != D) fail("gamma must have D elements");
+    a.gamma = static_cast<const float*>(g.data());
+  }
+  if (!beta.is_none()) {
+    b = beta.cast<py::array>();
+    check_f32(b, 1, "beta", true);
+    if (b.shape(0) != D) fail("beta must have D elements");
+    a.beta = static_cast<const float*>(b.data());
+  }
+  farray Y({rows, D});
+  a.rows = rows;
+  a.D = D;
+  a.eps = eps;
+  a.Y = Y.mutable_data();
+  a.ldy = D;
+  if (inplace) {
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(a.Y + r * D, static_cast<const float*>(X.data()) + r * xs[0], sizeof(float) * D);
+    a.X = a.Y;
+    a.ldx = D;
+  } else {
+    a.X = static_cast<const float*>(X.data());
+    a.ldx = xs[0];
+  }
+  py::gil_scoped_release nogil;
+  for (int i = 0; i < nth; ++i) t.layernorm(a, i, nth);
+  return Y;
+}
+
+// The rows are processed in a buffer with ld = n + 3 to exercise a row stride != n.
+farray softmax_hook(const std::string& isa_s, const py::array& X, int nth) {
+  const KernelTable& t = kernel_table(isa_arg(isa_s));
+  nth_arg(nth);
+  auto xs = check_f32(X, 2, "X", false);
+  const int64_t rows = X.shape(0), n = X.shape(1);
+  if (n < 1) fail("n must be >= 1");
+  const int64_t ld = n + 3;
+  std::vector<float> buf(static_cast<size_t>(rows * ld + 1), 0.0f);
+  const float* x = static_cast<const float*>(X.data());
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(buf.data() + r * ld, x + r * xs[0], sizeof(float) * n);
+  {
+    py::gil_scoped_release nogil;
+    for (int i = 0; i < nth; ++i) t.softmax_rows(buf.data(), rows, n, ld, i, nth);
+  }
+  farray Y({rows, n});
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(Y.mutable_data() + r * n, buf.data() + r * ld, sizeof(float) * n);
+  return Y;
+}
+
+farray activation_hook(const std::string& isa_s, const py::array& X, int act, int nth) {
+  const KernelTable& t = kernel_table(isa_arg(isa_s));
+  nth_arg(nth);
+  Act ac = act_arg(act);
+  check_f32(X, 1, "X", true);
+  const int64_t n = X.shape(0);
+  farray Y(std::vector<py::ssize_t>{static_cast<py::ssize_t>(n)});
+  const float* x = static_cast<const float*>(X.data());
+  float* y = Y.mutable_data();
+  py::gil_scoped_release nogil;
+  for (int i = 0; i < nth; ++i) t.activation(x, y, n, ac, i, nth);
+  return Y;
+}
+
+farray act_inplace_hook(const std::string& isa_s, const py::array& X, int act) {
+  Isa isa = isa_arg(isa_s);
+  Act ac = act_arg(act);
+  check_f32(X, 1, "X", true);
+  const int64_t n = X.shape(0);
+  farray Y(std::vector<py::ssize_t>{static_cast<py::ssize_t>(n)});
+  if (n) std::memcpy(Y.mutable_data(), X.data(), sizeof(float) * n);
+  float* y = Y.mutable_data();
+  py::gil_scoped_release nogil;
+  switch (isa) {
+    case Isa::Ref: ref::act_inplace(y, n, ac); break;
+    case Isa::Avx2: avx2::act_inplace(y, n, ac); break;
+    case Isa::Avx512: avx512::act_inplace(y, n, ac); break;
+  }
+  return Y;
+}
+
+void run_attention(const KernelTable& t, const AttentionArgs& a, int nth) {
+  std::vector<unsigned char> ws(t.attention_workspace(a) * static_cast<size_t>(nth) + 1);
+  // +1 and an odd offset: kernels must not assume an aligned workspace.
+  py::gil_scoped_release nogil;
+  for (int i = 0; i < nth; ++i) t.attention(a, ws.data() + 1, i, nth);
+}
+
+farray attention_hook(const std::string& isa_s, const py::array& Q, const py::array& K, const py::array& V, float scale,
+                      int nth) {
+  const KernelTable& t = kernel_table(isa_arg(isa_s));
+  nth_arg(nth);
+  auto qs = check_f32(Q, 4, "Q", false);
+  auto ks = check_f32(K, 4, "K", false);
+  auto vs = check_f32(V, 4, "V", false);
+  const int64_t B = Q.shape(0), Tq = Q.shape(1), H = Q.shape(2), Dh = Q.shape(3);
+  const int64_t Tk = K.shape(1);
+  if (K.shape(0) != B || K.shape(2) != H || K.shape(3) != Dh) fail("K must be [B, Tk, H, Dh] matching Q");
+  for (int i = 0; i < 4; ++i)
+    if (V.shape(i) != K.shape(i)) fail("V must have the shape of K");
+  if (B < 1 || Tq < 1 || H < 1 || Dh < 1 || Tk < 1) fail("all dimensions must be >= 1");
+  farray O({B, Tq, H, Dh});
+  AttentionArgs a;
+  a.B = B; a.H = H; a.Tq = Tq; a.Tk = Tk; a.Dh = Dh;
+  a.Q = static_cast<const float*>(Q.data()); a.q_sb = qs[0]; a.q_st = qs[1]; a.q_sh = qs[2];
+  a.K = static_cast<const float*>(K.data()); a.k_sb = ks[0]; a.k_st = ks[1]; a.k_sh = ks[2];
+  a.V = static_cast<const float*>(V.data()); a.v_sb = vs[0]; a.v_st = vs[1]; a.v_sh = vs[2];
+  a.O = O.mutable_data(); a.o_sb = Tq * H * Dh; a.o_st = H * Dh; a.o_sh = Dh;
+  a.scale = scale;
+  run_attention(t, a, nth);
+  return O;
+}
+
+AttentionArgs fused_args(const float* qkv, float* O, int64_t B, int64_t T, int64_t H, int64_t Dh, float scale) {
+  AttentionArgs a;
+  a.B = B; a.H = H; a.Tq = T; a.Tk = T; a.Dh = Dh;
+  const int64_t st = 3 * H * Dh, sb = T * st;
+  a.Q = qkv;              a.q_sb = sb; a.q_st = st; a.q_sh = Dh;
+  a.K = qkv + H * Dh;     a.k_sb = sb; a.k_st = st; a.k_sh = Dh;
+  a.V = qkv + 2 * H * Dh; a.v_sb = sb; a.v_st = st; a.v_sh = Dh;
+  a.O = O; a.o_sb = T * H * Dh; a.o_st = H * Dh; a.o_sh = Dh;
+  a.scale = scale;
+  return a;
+}
+
+// qkv: [B, T, 3, H, Dh] C-contiguous (the engine's fused projection) -> O [B, T, H*Dh].
+farray attention_fused_hook(const std::string& isa_s, const py::array& qkv, float scale, int nth) {
+  const KernelTable& t = kernel_table(isa_arg(isa_s));
+  nth_arg(nth);
+  check_f32(qkv, 5, "qkv", true);
+  if (qkv.shape(2) != 3) fail("qkv must be [B, T, 3, H, Dh]");
+  const int64_t B = qkv.shape(0), T = qkv.shape(1), H = qkv.shape(3), Dh = qkv.shape(4);
+  if (B < 1 || T < 1 || H < 1 || Dh < 1) fail("all dimensions must be >= 1");
+  farray O({B, T, H * Dh});
+  AttentionArgs a = fused_args(static_cast<const float*>(qkv.data()), O.mutable_data(), B, T, H, Dh, scale);
+  run_attention(t, a, nth);
+  return O;
+}
+
+// Seconds per call (median over calls run for at least min_seconds after one warm-up call) of
+// the attention over a fused qkv [B, T, 3, H, Dh] with nth real threads (spawned per call).
+double attention_bench_hook(const std::string& isa_s, int64_t B, int64_t H, int64_t T, int64_t Dh, int nth,
+                            double min_seconds) {
+  const KernelTable& t = kernel_table(isa_arg(isa_s));
+  nth_arg(nth);
+  if (B < 1 || H < 1 || T < 1 || Dh < 1) fail("all dimensions must be >= 1");
+  std::vector<float> qkv(static_cast<size_t>(B * T * 3 * H * Dh)), O(static_cast<size_t>(B * T * H * Dh));
+  std::mt19937 rng(1234);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (auto& v : qkv) v = nd(rng);
+  AttentionArgs a = fused_args(qkv.data(), O.data(), B, T, H, Dh, 1.0f / std::sqrt(static_cast<float>(Dh)));
+  const size_t per = t.attention_workspace(a);
+  std::vector<unsigned char> ws(per * static_cast<size_t>(nth) + 64);
+  py::gil_scoped_release nogil;
+  auto once = [&] {
+    std::vector<std::thread> th;
+    th.reserve(static_cast<size_t>(nth - 1));
+    for (int i = 1; i < nth; ++i) th.emplace_back([&, i] { t.attention(a, ws.data(), i, nth); });
+    t.attention(a, ws.data(), 0, nth);
+    for (auto& x : th) x.join();
+  };
+  once();
+  std::vector<double> times;
+  auto start = std::chrono::steady_clock::now();
+  do {
+    auto t0 = std::chrono::steady_clock::now();
+    once();
+    auto t1 = std::chrono::steady_clock::now();
+    times.push_back(std::chrono::duration<double>(t1 - t0).count());
+  } while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < min_seconds ||
+           times.size() < 3);
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+}  // namespace
+
+void bind_test_ops(py::module_& t) {
+  t.def("ops_isa_supported", [](const std::string& name) {
+    Isa isa;
+    try {
+      isa = parse_isa(name);
+    } catch (const std::exception& e) {
+      fail(e.what());
+    }
+    std::string why;
+    bool ok = isa_supported(isa, &why);
+    return py::make_tuple(ok, ok ? std::string() : why);
+  }, py::arg("isa"), "(supported, missing feature) for a kernel level name (ref|avx2|avx512)");
+  t.def("layernorm", &layernorm_hook, py::arg("isa"), py::arg("X"), py::arg("gamma"), py::arg("beta"),
+        py::arg("eps"), py::arg("nth"), py::arg("inplace"),
+        "Y = layer norm of the rows of X [rows, D] (row stride may exceed D); inplace runs with Y == X");
+  t.def("softmax_rows", &softmax_hook, py::arg("isa"), py::arg("X"), py::arg("nth"),
+        "Y = softmax over each row of X [rows, n]");
+  t.def("activation", &activation_hook, py::arg("isa"), py::arg("X"), py::arg("act"), py::arg("nth"),
+        "Y = act(X) for X float32[n] through the table's activation kernel");
+  t.def("act_inplace", &act_inplace_hook, py::arg("isa"), py::arg("X"), py::arg("act"),
+        "Y = act(X) through <isa>::act_inplace (the GEMM epilogue) on a copy of X");
+  t.def("attention", &attention_hook, py::arg("isa"), py::arg("Q"), py::arg("K"), py::arg("V"), py::arg("scale"),
+        py::arg("nth"),
+        "O[B,Tq,H,Dh] = softmax(scale Q K^T) V per (b, h); Q, K, V are [B,T,H,Dh] float32 views whose last "
+        "dimension is contiguous (any other strides)");
+  t.def("attention_fused_qkv", &attention_fused_hook, py::arg("isa"), py::arg("qkv"), py::arg("scale"),
+        py::arg("nth"), "O[B,T,H*Dh] from a fused qkv [B,T,3,H,Dh] float32 C-contiguous array");
+  t.def("attention_bench", &attention_bench_hook, py::arg("isa"), py::arg("B"), py::arg("H"), py::arg("T"),
+        py::arg("Dh"), py::arg("threads"), py::arg("min_seconds"),
+        "median seconds per fused-qkv attention call with `threads` std::threads");
+}
+
 }  // namespace pyvitcpp

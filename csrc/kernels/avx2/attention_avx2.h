@@ -1,0 +1,310 @@
+// Fused multi-head attention for the AVX2+FMA level (flash-attention order, fp32).
+// Included only by ops_avx2.cpp; every function has internal linkage.
+//
+// Work unit: (batch b, head h, block of QB*MR query rows). Thread ith takes a contiguous range
+// of units, so it meets each head it touches in one run, and it packs that head's K and V once
+// into its workspace:
+//   Kt  K transposed into panels of PW keys: panel p holds Kt[p][d][0..PW) = K[p*PW + c][d],
+//       so a score block is vectorised over keys (FMA of a broadcast q[r][d] with a K row).
+//   Vp  V rows copied with the head dim zero-padded to a multiple of 8 (no tails in P.V).
+// For a block, the keys are visited in tiles of NKT keys (K and V of one tile: 2*NKT*Dh floats,
+// L1-resident while all QB row tiles of the block use them; streaming whole heads through L2
+// for every 4 query rows was the bottleneck). Per MR-row tile and key tile, the online softmax:
+//   S = (scale*log2e) Q.K^T (MR x NKT, in the workspace), m' = max(m, rowmax S),
+//   alpha = 2^(m - m'), P = 2^(S - m'), l = alpha l + rowsum P, Oacc = alpha Oacc + P.V,
+// and at the end O = Oacc / l. Nothing of size Tq x Tk exists.
+#pragma once
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#include "kernels/avx2/vecmath_avx2.h"
+#include "kernels/kernels.h"
+
+namespace pyvitcpp {
+namespace avx2 {
+namespace attn {
+
+constexpr int MR = 4;             // query rows per tile (4 x 3 accumulators + 4 = 16 ymm)
+constexpr int PV_ = 3;            // vectors of 8 keys per K panel
+constexpr int PW = 8 * PV_;       // keys per K panel
+#ifndef PYVITCPP_ATTN_AVX2_TP
+#define PYVITCPP_ATTN_AVX2_TP 2
+#endif
+#ifndef PYVITCPP_ATTN_AVX2_QB
+#define PYVITCPP_ATTN_AVX2_QB 4
+#endif
+constexpr int TILE_PANELS = PYVITCPP_ATTN_AVX2_TP;  // key tile = 48 keys: K+V tile 24 KiB at Dh 64
+constexpr int NKT = TILE_PANELS * PW;
+constexpr int QB = PYVITCPP_ATTN_AVX2_QB;  // MR-row tiles per work unit (16 query rows)
+constexpr int DV = 3;             // head-dim vectors per P.V register block
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+struct Layout {
+  int64_t npanels, dhp;
+  int64_t off_kt, off_v, off_s, off_o, off_ml, floats;
+};
+
+inline Layout layout(const AttentionArgs& a) {
+  Layout L;
+  L.npanels = (a.Tk + PW - 1) / PW;
+  L.dhp = round_up(a.Dh, 8);
+  int64_t off = 0;
+  auto take = [&](int64_t n) {
+    int64_t o = off;
+    off += round_up(n, 16);  // keep every region 64-byte aligned
+    return o;
+  };
+  L.off_kt = take(L.npanels * a.Dh * PW);
+  L.off_v = take(a.Tk * L.dhp);
+  L.off_s = take(int64_t{MR} * NKT);
+  L.off_o = take(int64_t{QB} * MR * L.dhp);
+  L.off_ml = take(3 * QB * MR);
+  L.floats = off;
+  return L;
+}
+
+// Bytes per thread: 4 * (ceil(Tk/24)*24*Dh + Tk*roundup(Dh,8) + 4*48 + 16*roundup(Dh,8) + 48)
+// plus 64 for alignment (each region rounded up to 16 floats).
+static size_t attention_workspace(const AttentionArgs& a) {
+  return static_cast<size_t>(layout(a).floats) * sizeof(float) + 64;
+}
+
+inline void pack_head(const AttentionArgs& a, const Layout& L, int64_t b, int64_t h, float* Kt, float* Vp) {
+  const int64_t Dh = a.Dh, Tk = a.Tk;
+  const float* K = a.K + b * a.k_sb + h * a.k_sh;
+  const float* V = a.V + b * a.v_sb + h * a.v_sh;
+  int64_t j = 0;
+  // 8 keys at a time: an 8x8 transpose per 8 head dims (scalar for the last d % 8).
+  for (; j + 8 <= Tk; j += 8) {
+    float* dst = Kt + (j / PW) * Dh * PW + (j % PW);
+    const float* k0 = K + j * a.k_st;
+    int64_t d = 0;
+    for (; d + 8 <= Dh; d += 8) {
+      __m256 r0 = _mm256_loadu_ps(k0 + 0 * a.k_st + d), r1 = _mm256_loadu_ps(k0 + 1 * a.k_st + d);
+      __m256 r2 = _mm256_loadu_ps(k0 + 2 * a.k_st + d), r3 = _mm256_loadu_ps(k0 + 3 * a.k_st + d);
+      __m256 r4 = _mm256_loadu_ps(k0 + 4 * a.k_st + d), r5 = _mm256_loadu_ps(k0 + 5 * a.k_st + d);
+      __m256 r6 = _mm256_loadu_ps(k0 + 6 * a.k_st + d), r7 = _mm256_loadu_ps(k0 + 7 * a.k_st + d);
+      __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+      __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+      __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+      __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+      __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+      __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+      __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+      __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      float* o = dst + d * PW;
+      _mm256_store_ps(o + 0 * PW, _mm256_permute2f128_ps(u0, u4, 0x20));
+      _mm256_store_ps(o + 1 * PW, _mm256_permute2f128_ps(u1, u5, 0x20));
+      _mm256_store_ps(o + 2 * PW, _mm256_permute2f128_ps(u2, u6, 0x20));
+      _mm256_store_ps(o + 3 * PW, _mm256_permute2f128_ps(u3, u7, 0x20));
+      _mm256_store_ps(o + 4 * PW, _mm256_permute2f128_ps(u0, u4, 0x31));
+      _mm256_store_ps(o + 5 * PW, _mm256_permute2f128_ps(u1, u5, 0x31));
+      _mm256_store_ps(o + 6 * PW, _mm256_permute2f128_ps(u2, u6, 0x31));
+      _mm256_store_ps(o + 7 * PW, _mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+    for (; d < Dh; ++d)
+      for (int c = 0; c < 8; ++c) dst[d * PW + c] = k0[c * a.k_st + d];
+  }
+  for (; j < Tk; ++j) {
+    float* dst = Kt + (j / PW) * Dh * PW + (j % PW);
+    const float* k = K + j * a.k_st;
+    for (int64_t d = 0; d < Dh; ++d) dst[d * PW] = k[d];
+  }
+  // Zero the unused key columns of the last panel (their scores are masked, but 0 * garbage
+  // could still raise NaN/overflow noise in the dot products).
+  for (; j < L.npanels * PW; ++j) {
+    float* dst = Kt + (j / PW) * Dh * PW + (j % PW);
+    for (int64_t d = 0; d < Dh; ++d) dst[d * PW] = 0.0f;
+  }
+  const int64_t Dv = Dh & ~int64_t{7};
+  for (j = 0; j < Tk; ++j) {
+    float* dst = Vp + j * L.dhp;
+    const float* src = V + j * a.v_st;
+    int64_t d = 0;
+    for (; d < Dv; d += 8) _mm256_store_ps(dst + d, _mm256_loadu_ps(src + d));
+    for (; d < Dh; ++d) dst[d] = src[d];
+    for (; d < L.dhp; ++d) dst[d] = 0.0f;
+  }
+}
+
+// S[r][0..8*NV) = c * q_r . K[panel keys], register-blocked MR x NV vectors.
+template <int NV>
+inline void qk_block(const float* const* qr, const float* kt, int64_t Dh, __m256 c, float* s, int64_t lds) {
+  __m256 acc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_ps();
+  for (int64_t d = 0; d < Dh; ++d) {
+    const float* kd = kt + d * PW;
+    __m256 kv[NV];
+    for (int v = 0; v < NV; ++v) kv[v] = _mm256_load_ps(kd + 8 * v);
+    for (int r = 0; r < MR; ++r) {
+      __m256 qb = _mm256_broadcast_ss(qr[r] + d);
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(qb, kv[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) _mm256_store_ps(s + r * lds + 8 * v, _mm256_mul_ps(acc[r][v], c));
+}
+
+// Oacc[r][8*ND block] = alpha[r] * Oacc[r][...] + sum_{j<nk} P[r][j] * Vp[j][...]
+// (kFirst: the first key tile, Oacc not yet written).
+template <int ND, bool kFirst>
+inline void pv_block(const float* P, int64_t lds, const float* vp, int64_t ldv, int64_t nk, float* o,
+                     int64_t ldo, const float* alpha) {
+  __m256 acc[MR][ND];
+  for (int r = 0; r < MR; ++r) {
+    __m256 al = _mm256_broadcast_ss(alpha + r);
+    for (int k = 0; k < ND; ++k)
+      acc[r][k] = kFirst ? _mm256_setzero_ps() : _mm256_mul_ps(_mm256_load_ps(o + r * ldo + 8 * k), al);
+  }
+  for (int64_t j = 0; j < nk; ++j) {
+    const float* vj = vp + j * ldv;
+    __m256 vv[ND];
+    for (int k = 0; k < ND; ++k) vv[k] = _mm256_load_ps(vj + 8 * k);
+    for (int r = 0; r < MR; ++r) {
+      __m256 pb = _mm256_broadcast_ss(P + r * lds + j);
+      for (int k = 0; k < ND; ++k) acc[r][k] = _mm256_fmadd_ps(pb, vv[k], acc[r][k]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int k = 0; k < ND; ++k) _mm256_store_ps(o + r * ldo + 8 * k, acc[r][k]);
+}
+
+// Online-softmax step for MR rows of S (nkp columns, those >= nk already -inf): S := P.
+inline void softmax_step(float* S, int64_t nkp, float* m, float* l, float* alpha) {
+  const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int r = 0; r < MR; ++r) {
+    float* s = S + r * NKT;
+    __m256 mx0 = ninf, mx1 = ninf;
+    int64_t j = 0;
+    for (; j + 16 <= nkp; j += 16) {
+      mx0 = _mm256_max_ps(mx0, _mm256_load_ps(s + j));
+      mx1 = _mm256_max_ps(mx1, _mm256_load_ps(s + j + 8));
+    }
+    if (j < nkp) mx0 = _mm256_max_ps(mx0, _mm256_load_ps(s + j));
+    __m256 mx = _mm256_max_ps(mx0, mx1);
+    __m128 h4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    h4 = _mm_max_ps(h4, _mm_movehl_ps(h4, h4));
+    h4 = _mm_max_ss(h4, _mm_movehdup_ps(h4));
+    const float tmax = _mm_cvtss_f32(h4);
+    const float mnew = tmax > m[r] ? tmax : m[r];
+    alpha[r] = mnew == m[r] ? 1.0f : std::exp2(m[r] - mnew);  // 0 on the first tile (m = -inf)
+    m[r] = mnew;
+    const __m256 mv = _mm256_set1_ps(mnew);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+    for (j = 0; j + 16 <= nkp; j += 16) {
+      __m256 p0 = vm::exp2_neg(_mm256_sub_ps(_mm256_load_ps(s + j), mv));
+      __m256 p1 = vm::exp2_neg(_mm256_sub_ps(_mm256_load_ps(s + j + 8), mv));
+      _mm256_store_ps(s + j, p0);
+      _mm256_store_ps(s + j + 8, p1);
+      s0 = _mm256_add_ps(s0, p0);
+      s1 = _mm256_add_ps(s1, p1);
+    }
+    if (j < nkp) {
+      __m256 p0 = vm::exp2_neg(_mm256_sub_ps(_mm256_load_ps(s + j), mv));
+      _mm256_store_ps(s + j, p0);
+      s0 = _mm256_add_ps(s0, p0);
+    }
+    __m256 sv = _mm256_add_ps(s0, s1);
+    __m128 q4 = _mm_add_ps(_mm256_castps256_ps128(sv), _mm256_extractf128_ps(sv, 1));
+    q4 = _mm_add_ps(q4, _mm_movehl_ps(q4, q4));
+    q4 = _mm_add_ss(q4, _mm_movehdup_ps(q4));
+    l[r] = l[r] * alpha[r] + _mm_cvtss_f32(q4);
+  }
+}
+
+template <bool kFirst>
+inline void pv_tile(const float* S, const float* vt, int64_t dhp, int64_t nk, float* Oacc, const float* alpha) {
+  for (int64_t d = 0; d < dhp; d += 8 * DV) {
+    const int64_t nd = (dhp - d) / 8;
+    if (nd >= 3) pv_block<3, kFirst>(S, NKT, vt + d, dhp, nk, Oacc + d, dhp, alpha);
+    else if (nd == 2) pv_block<2, kFirst>(S, NKT, vt + d, dhp, nk, Oacc + d, dhp, alpha);
+    else pv_block<1, kFirst>(S, NKT, vt + d, dhp, nk, Oacc + d, dhp, alpha);
+  }
+}
+
+static void attention(const AttentionArgs& a, void* workspace, int ith, int nth) {
+  if (a.B <= 0 || a.H <= 0 || a.Tq <= 0 || a.Tk <= 0 || a.Dh <= 0) return;
+  const Layout L = layout(a);
+  char* base = static_cast<char*>(workspace) + static_cast<size_t>(ith) * attention_workspace(a);
+  float* ws = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(base) + 63) & ~uintptr_t{63});
+  float* Kt = ws + L.off_kt;
+  float* Vp = ws + L.off_v;
+  float* S = ws + L.off_s;
+  float* Oacc = ws + L.off_o;
+  float* m = ws + L.off_ml;
+  float* l = m + QB * MR;
+  float* alpha = l + QB * MR;
+
+  const int64_t Dh = a.Dh, Tk = a.Tk, dhp = L.dhp;
+  const int64_t QBR = int64_t{QB} * MR;
+  const int64_t bph = (a.Tq + QBR - 1) / QBR;  // query blocks per head
+  const int64_t units = a.B * a.H * bph;
+  const int64_t u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
+  const __m256 c = _mm256_set1_ps(a.scale * 1.44269504088896341f);
+  const int64_t Dv = Dh & ~int64_t{7};
+  alignas(32) static const int32_t mask_src[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+  const __m256i otail = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mask_src + 8 - (Dh - Dv)));
+
+  int64_t cur_bh = -1;
+  for (int64_t u = u0; u < u1; ++u) {
+    const int64_t bh = u / bph, i0 = (u % bph) * QBR;
+    const int64_t b = bh / a.H, h = bh % a.H;
+    if (bh != cur_bh) {
+      pack_head(a, L, b, h, Kt, Vp);
+      cur_bh = bh;
+    }
+    const int64_t nrb = a.Tq - i0 < QBR ? a.Tq - i0 : QBR;  // rows in this block
+    const int64_t nsub = (nrb + MR - 1) / MR;
+    const float* q0 = a.Q + b * a.q_sb + i0 * a.q_st + h * a.q_sh;
+    for (int64_t r = 0; r < nsub * MR; ++r) {
+      m[r] = -std::numeric_limits<float>::infinity();
+      l[r] = 0.0f;
+    }
+    for (int64_t k0 = 0; k0 < Tk; k0 += NKT) {
+      const int64_t nk = Tk - k0 < NKT ? Tk - k0 : NKT;
+      const int64_t nkp = round_up(nk, 8);
+      const float* ktile = Kt + (k0 / PW) * Dh * PW;
+      const float* vt = Vp + k0 * dhp;
+      for (int64_t sb = 0; sb < nsub; ++sb) {
+        const float* qr[MR];
+        for (int r = 0; r < MR; ++r) {  // rows past the end repeat the last one (computed, not stored)
+          const int64_t i = sb * MR + r < nrb ? sb * MR + r : nrb - 1;
+          qr[r] = q0 + i * a.q_st;
+        }
+        for (int64_t j = 0; j < nkp; j += PW) {
+          const int64_t nv = (nkp - j) / 8;
+          const float* kt = ktile + (j / PW) * Dh * PW;
+          if (nv >= 3) qk_block<3>(qr, kt, Dh, c, S + j, NKT);
+          else if (nv == 2) qk_block<2>(qr, kt, Dh, c, S + j, NKT);
+          else qk_block<1>(qr, kt, Dh, c, S + j, NKT);
+        }
+        if (nkp > nk)
+          for (int r = 0; r < MR; ++r)
+            for (int64_t j = nk; j < nkp; ++j) S[r * NKT + j] = -std::numeric_limits<float>::infinity();
+        float* ms = m + sb * MR;
+        softmax_step(S, nkp, ms, l + sb * MR, alpha + sb * MR);
+        float* oa = Oacc + sb * MR * dhp;
+        if (k0 == 0) pv_tile<true>(S, vt, dhp, nk, oa, alpha + sb * MR);
+        else pv_tile<false>(S, vt, dhp, nk, oa, alpha + sb * MR);
+      }
+    }
+    for (int64_t r = 0; r < nrb; ++r) {
+      float* o = a.O + b * a.o_sb + (i0 + r) * a.o_st + h * a.o_sh;
+      const float* oa = Oacc + r * dhp;
+      const __m256 inv = _mm256_set1_ps(1.0f / l[r]);
+      int64_t d = 0;
+      for (; d < Dv; d += 8) _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_load_ps(oa + d), inv));
+      if (d < Dh) _mm256_maskstore_ps(o + d, otail, _mm256_mul_ps(_mm256_load_ps(oa + d), inv));
+    }
+  }
+}
+
+}  // namespace attn
+}  // namespace avx2
+}  // namespace pyvitcpp
