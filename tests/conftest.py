@@ -41,7 +41,7 @@ def randomize_(model, seed: int, *, scale: float = 1.0) -> None:
 @pytest.fixture(scope="session")
 def real_images():
     """Real photos shipped with scikit-image (uint8 HxWx3)."""
-    skimage_data = pytest.importorskip("skimage.data")
+    import skimage.data as skimage_data
     return [skimage_data.chelsea(), skimage_data.coffee(), skimage_data.astronaut()]
 
 

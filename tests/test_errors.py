@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-gguf = pytest.importorskip("gguf")
+import gguf
 
 import pyvitcpp  # noqa: E402
 from pyvitcpp import _core  # noqa: E402

@@ -195,7 +195,6 @@ def test_ref_activation_special_values():
         assert np.isnan(T.act_inplace("ref", np.float32([np.nan]), act)).all(), ACTS[act]
 
 
-@pytest.mark.xfail(strict=True, reason="ref relu maps NaN to 0 (x > 0 ? x : 0); fix: x < 0 ? 0 : x")
 def test_ref_relu_propagates_nan():
     assert np.isnan(T.act_inplace("ref", np.float32([np.nan]), 5)).all()
 

@@ -9,8 +9,8 @@ import pytest
 
 from conftest import cosine, fp32_bound, image_batch, isa_or_skip, randomize_
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch
+import transformers
 
 import pyvitcpp  # noqa: E402
 from pyvitcpp.convert import convert  # noqa: E402
@@ -152,7 +152,9 @@ timm = None
 @pytest.fixture(scope="module")
 def timm_mod():
     global timm
-    timm = pytest.importorskip("timm", reason="timm (with torchvision) not installed")
+    import timm as timm_module
+
+    timm = timm_module
     return timm
 
 

@@ -4,7 +4,8 @@
 #include <immintrin.h>
 
 #include "kernels/avx2/gemm_avx2.h"
-#include "kernels/avx2/gemm_driver.h"
+#define PYVITCPP_GEMM_ISA avx2
+#include "kernels/gemm_driver.h"
 #include "kernels/simd_act.h"
 
 namespace pyvitcpp {
@@ -163,8 +164,8 @@ double gemm_fma_probe(int64_t iters) {
 
 void register_gemm_avx2(KernelTable& t) {
   avx2::g_fallback = t.gemm;  // the level below (ref): used only when W is not packed
-  t.gemm_pack_size = gemm_packed_size<avx2::kNR>;
-  t.gemm_pack = gemm_pack<avx2::kNR>;
+  t.gemm_pack_size = avx2::gemm_packed_size<avx2::kNR>;
+  t.gemm_pack = avx2::gemm_pack<avx2::kNR>;
   t.gemm = avx2::gemm;
 }
 

@@ -1,9 +1,10 @@
 // AVX-512 GEMM: 12x32 register tile (24 zmm accumulators, 2 for the W row, broadcasts), W
 // packed in 32-column panels (F32 or F16 as stored), X read in place. Blocking and threading
-// live in kernels/avx2/gemm_driver.h (ISA-neutral, instantiated privately in this TU).
+// live in kernels/gemm_driver.h (ISA-neutral, instantiated privately in this TU).
 #include <immintrin.h>
 
-#include "kernels/avx2/gemm_driver.h"
+#define PYVITCPP_GEMM_ISA avx512
+#include "kernels/gemm_driver.h"
 #include "kernels/avx512/gemm_avx512.h"
 #include "kernels/simd_act.h"
 
@@ -159,8 +160,8 @@ double gemm_fma_probe(int64_t iters) {
 
 void register_gemm_avx512(KernelTable& t) {
   avx512::g_fallback = t.gemm;  // the level below: used only when W is not packed
-  t.gemm_pack_size = gemm_packed_size<avx512::kNR>;
-  t.gemm_pack = gemm_pack<avx512::kNR>;
+  t.gemm_pack_size = avx512::gemm_packed_size<avx512::kNR>;
+  t.gemm_pack = avx512::gemm_pack<avx512::kNR>;
   t.gemm = avx512::gemm;
 }
 

@@ -16,7 +16,7 @@ inline float act_scalar(float x, Act act) {
     }
     case Act::QuickGelu: return x / (1.0f + std::exp(-1.702f * x));
     case Act::Tanh: return std::tanh(x);
-    case Act::Relu: return x > 0.0f ? x : 0.0f;
+    case Act::Relu: return x < 0.0f ? 0.0f : x;  // NaN propagates
   }
   return x;
 }

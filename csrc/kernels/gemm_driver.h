@@ -1,10 +1,12 @@
 // ISA-neutral GEMM driver (blocking, threading, packing of W), shared by the avx2 and avx512
 // GEMMs. Each of those translation units instantiates it with its own microkernel traits.
 //
-// Everything here sits in an unnamed namespace on purpose: each TU gets a private copy with
-// internal linkage, so code compiled with -mavx512f can never be picked by the linker for the
-// avx2 TU (a plain inline function in a shared header would be an ODR trap between TUs
-// compiled with different -m flags).
+// Everything here sits in an unnamed namespace inside the including level's namespace
+// (PYVITCPP_GEMM_ISA, defined by the includer before including): each TU gets a private copy
+// with internal linkage, so code compiled with -mavx512f can never be picked by the linker for
+// the avx2 TU (a plain inline function in a shared header would be an ODR trap between TUs
+// compiled with different -m flags), and every instantiation carries its level in its name
+// (tests/test_isa_isolation.py checks that from the built module's symbols).
 //
 // Layout of the packed weight (private to this driver): column panels of NR outputs; panel p
 // holds W[p*NR + j][k] at element (p*K + k)*NR + j, zero-padded to NR columns, so
@@ -47,7 +49,12 @@
 
 #include "kernels/kernels.h"
 
+#ifndef PYVITCPP_GEMM_ISA
+#error "define PYVITCPP_GEMM_ISA (the level's namespace: avx2, avx512) before including gemm_driver.h"
+#endif
+
 namespace pyvitcpp {
+namespace PYVITCPP_GEMM_ISA {
 namespace {  // NOLINT(google-build-namespaces): see the comment at the top
 
 // What the microkernel needs to finish a tile (only passed for the last K block).
@@ -348,4 +355,5 @@ void gemm_run(const GemmArgs& a, int ith, int nth, void (*fallback)(const GemmAr
 }
 
 }  // namespace
+}  // namespace PYVITCPP_GEMM_ISA
 }  // namespace pyvitcpp
