@@ -1,0 +1,88 @@
+"""Loaders by source kind.  A later family (CLIP, SigLIP, DINOv2, CNNs, open_clip, ...) adds a
+:class:`Loader` with :func:`register_loader`; :func:`detect_source` picks one for ``--source auto``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+from ._model import ConversionError, ConvertedModel, warn
+
+
+@dataclass
+class Loader:
+    name: str
+    description: str
+    # (src, model_name) -> True when this loader recognises the source
+    detect: Callable[[str, Optional[str]], bool]
+    # (src, *, model_name, labels, name, model_kwargs) -> ConvertedModel
+    load: Callable[..., ConvertedModel]
+    priority: int = 100  # lower is asked first
+
+
+_LOADERS: Dict[str, Loader] = {}
+
+
+def register_loader(loader: Loader) -> None:
+    _LOADERS[loader.name] = loader
+
+
+def loaders() -> List[Loader]:
+    return sorted(_LOADERS.values(), key=lambda ld: (ld.priority, ld.name))
+
+
+def get_loader(name: str) -> Loader:
+    try:
+        return _LOADERS[name]
+    except KeyError:
+        raise ConversionError(f"unknown source kind {name!r} (known: {', '.join(sorted(_LOADERS))})") from None
+
+
+def detect_source(src: str, model_name: Optional[str] = None) -> Loader:
+    if not os.path.exists(src):
+        raise FileNotFoundError(f"source not found: {src}")
+    for ld in loaders():
+        if ld.detect(src, model_name):
+            return ld
+    if os.path.isdir(src):
+        if not os.path.isfile(os.path.join(src, "config.json")):
+            raise FileNotFoundError(f"{src} has no config.json: not a Hugging Face or timm model folder")
+        raise ConversionError(f"{src}/config.json names no model_type (transformers) or "
+                              "architecture (timm): cannot tell what model this is")
+    raise ConversionError(f"cannot tell what {src} is: expected a Hugging Face/timm folder or a "
+                          ".safetensors/.pth/.pt/.bin state dict")
+
+
+# --------------------------------------------------------------------------- built-in loaders
+def _hf_detect(src: str, model_name: Optional[str]) -> bool:
+    from .hf_vit import is_hf_folder
+    return is_hf_folder(src)
+
+
+def _hf_load(src, *, model_name=None, labels=None, name=None, model_kwargs=None):
+    from .hf_vit import load_hf_vit
+    if model_kwargs:
+        raise ConversionError("model arguments (--model-arg) apply to timm models only")
+    if model_name:
+        warn(f"--model-name {model_name!r} ignored: a Hugging Face folder describes itself")
+    return load_hf_vit(src, labels=labels, name=name)
+
+
+def _timm_detect(src: str, model_name: Optional[str]) -> bool:
+    from ._state_dict import SAFETENSORS_EXT, TORCH_EXT
+    from .timm_vit import is_timm_folder
+    if os.path.isdir(src):
+        return is_timm_folder(src)
+    return os.path.isfile(src) and src.lower().endswith(SAFETENSORS_EXT + TORCH_EXT)
+
+
+def _timm_load(src, *, model_name=None, labels=None, name=None, model_kwargs=None):
+    from .timm_vit import load_timm_vit
+    return load_timm_vit(src, model_name=model_name, labels=labels, name=name,
+                         model_kwargs=model_kwargs)
+
+
+register_loader(Loader("hf", "Hugging Face transformers folder (ViT, DeiT)", _hf_detect, _hf_load, 10))
+register_loader(Loader("timm", "timm state dict + model name, or timm hub folder (vit_*, deit_*)",
+                       _timm_detect, _timm_load, 20))
