@@ -191,12 +191,16 @@ def test_special_values(level, wdtype):
     mr, nr = testing.gemm_tile(level)
     M, N, K = mr + 3, nr + 5, 77
     X, W, b, r = make(rng, M, N, K, wdtype)
-    # zeros: Y = act(b) + r exactly (no rounding of a zero sum)
+    # zeros: the sum is exactly 0, so Y = act(b) + r; exact for the piecewise-linear
+    # activations, within the SIMD activations' stated rounding (ACT_REL) for the others
     Z = np.zeros_like(X)
     for act in ACTS:
         y = check_against_ref(level, Z, W, b, act, r, False, 2)
         y_ref = run("ref", Z, W, b, act, r)
-        assert np.array_equal(y, y_ref)
+        if act in (0, 5) or level == "ref":
+            assert np.array_equal(y, y_ref)
+        else:
+            np.testing.assert_allclose(y, y_ref, rtol=0, atol=4 * ACT_REL * (np.abs(y_ref).max() + 1))
     zero_w = np.zeros_like(W)
     y = run(level, X, zero_w, None, 0, None)
     assert np.array_equal(y, np.zeros((M, N), np.float32))

@@ -185,7 +185,8 @@ def test_timm_parity(timm_mod, real_images, tmp_path, name):
     sd_path = tmp_path / "model.pth"
     torch.save(model.state_dict(), sd_path)
     out = tmp_path / "model.gguf"
-    convert(str(sd_path), str(out), outtype="f32", model_name=name, verbose=False)
+    extra = {k: v for k, v in kwargs.items() if k != "num_classes"}
+    convert(str(sd_path), str(out), outtype="f32", model_name=name, verbose=False, model_kwargs=extra or None)
     enc = pyvitcpp.Encoder(out, threads=2)
     px = image_batch(real_images, 2, 224, seed=1)
     ref = _timm_ref(model, px)

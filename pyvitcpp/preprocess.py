@@ -1,0 +1,147 @@
+"""Image preprocessing that reproduces the reference processors, parameters from the GGUF.
+
+- ``squash`` (HF ViTImageProcessor): resize to H x W with PIL, aspect not kept.
+- ``shortest_edge_crop`` (timm eval transform, HF processors with a centre crop): resize the
+  shorter edge to ``resize_size`` with PIL (longer edge int(size * long / short), as
+  torchvision computes it), then centre crop H x W (offset rounded as the reference does).
+Then scale by ``rescale_factor`` (1/255) and normalise per channel.
+PIL does the resizing because both references resize with PIL, so the pixels match.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Sequence
+
+import numpy as np
+
+_FILTERS = {"bilinear": "BILINEAR", "bicubic": "BICUBIC"}
+
+
+def load_image(path):
+    """Open an image file as an RGB PIL image (FileNotFoundError / ValueError naming it)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"cannot decode image {path}: {e}") from None
+
+
+class Preprocessor:
+    def __init__(self, *, image_size: Sequence[int], resize_mode: str = "squash", crop_pct: float = 1.0,
+                 interpolation: str = "bilinear", mean: Sequence[float] = (0.5, 0.5, 0.5),
+                 std: Sequence[float] = (0.5, 0.5, 0.5), rescale_factor: float = 1 / 255,
+                 resize_size: Sequence[int] | None = None, crop_rounding: str = "round"):
+        if len(image_size) != 2 or min(image_size) < 1:
+            raise ValueError(f"image_size must be (H, W), got {image_size}")
+        if resize_mode not in ("squash", "shortest_edge_crop"):
+            raise ValueError(f"unsupported resize_mode {resize_mode!r} (squash, shortest_edge_crop)")
+        if interpolation not in _FILTERS:
+            raise ValueError(f"unsupported interpolation {interpolation!r} (bilinear, bicubic)")
+        if crop_rounding not in ("round", "floor"):
+            raise ValueError(f"unsupported crop_rounding {crop_rounding!r}")
+        if not 0 < crop_pct <= 1.0 + 1e-6:
+            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.resize_mode = resize_mode
+        self.crop_pct = float(crop_pct)
+        self.interpolation = interpolation
+        self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
+        self.std = np.asarray(std, np.float32).reshape(3, 1, 1)
+        self.rescale_factor = float(rescale_factor)
+        if resize_size is None:
+            resize_size = tuple(int(math.floor(s / self.crop_pct)) for s in self.image_size)
+        self.resize_size = (int(resize_size[0]), int(resize_size[1]))
+        self.crop_rounding = crop_rounding
+
+    @classmethod
+    def from_metadata(cls, md: dict) -> "Preprocessor":
+        def get(key, default=None):
+            return md.get("preprocess." + key, default)
+
+        size = get("image_size")
+        if size is None:
+            raise ValueError("the model file has no preprocess.image_size: cannot preprocess images "
+                             "(pass float32 pixels to Encoder.forward instead)")
+        return cls(image_size=size, resize_mode=get("resize_mode", "squash"), crop_pct=get("crop_pct", 1.0),
+                   interpolation=get("interpolation", "bilinear"), mean=get("mean", (0.5,) * 3),
+                   std=get("std", (0.5,) * 3), rescale_factor=get("rescale_factor", 1 / 255),
+                   resize_size=get("resize_size"), crop_rounding=get("crop_rounding", "round"))
+
+    def config(self) -> dict:
+        return {"image_size": self.image_size, "resize_mode": self.resize_mode, "crop_pct": self.crop_pct,
+                "interpolation": self.interpolation, "mean": self.mean.ravel().tolist(),
+                "std": self.std.ravel().tolist(), "rescale_factor": self.rescale_factor,
+                "resize_size": self.resize_size, "crop_rounding": self.crop_rounding}
+
+    # ------------------------------------------------------------------------------------------
+    def __call__(self, images) -> np.ndarray:
+        if isinstance(images, np.ndarray) and images.dtype != np.uint8:
+            return self._check_pixels(images)
+        items = list(images) if isinstance(images, (list, tuple)) else [images]
+        if not items:
+            raise ValueError("no images given")
+        out = np.empty((len(items), 3) + self.image_size, np.float32)
+        for i, item in enumerate(items):
+            out[i] = self.one(item)
+        return out
+
+    def one(self, image) -> np.ndarray:
+        """One image (path, PIL image or uint8 HxWx3 / HxW array) -> float32 [3, H, W]."""
+        from PIL import Image
+
+        if isinstance(image, (str, os.PathLike)):
+            im = load_image(image)
+        elif isinstance(image, Image.Image):
+            im = image if image.mode == "RGB" else image.convert("RGB")
+        elif isinstance(image, np.ndarray):
+            if image.dtype != np.uint8:
+                raise TypeError(f"image arrays must be uint8 HxWx3 (got {image.dtype}); pass float32 "
+                                "[B,3,H,W] pixels for already-preprocessed input")
+            if image.ndim == 2:
+                image = np.repeat(image[:, :, None], 3, axis=2)
+            if image.ndim != 3 or image.shape[2] not in (3, 4):
+                raise ValueError(f"image arrays must be HxWx3 (or HxW), got shape {image.shape}")
+            im = Image.fromarray(np.ascontiguousarray(image[:, :, :3]), "RGB")
+        else:
+            raise TypeError(f"unsupported image type {type(image).__name__}: use a path, a PIL image, "
+                            "a uint8 HxWx3 array or float32 [B,3,H,W] pixels")
+        im = self._resize_crop(im)
+        x = np.asarray(im, dtype=np.float32).transpose(2, 0, 1) * np.float32(self.rescale_factor)
+        return (x - self.mean) / self.std
+
+    def _resize_crop(self, im):
+        from PIL import Image
+
+        resample = getattr(Image.Resampling, _FILTERS[self.interpolation])
+        H, W = self.image_size
+        if self.resize_mode == "squash":
+            return im.resize((W, H), resample)
+        w, h = im.size
+        short = self.resize_size[0]
+        if w <= h:
+            new_w, new_h = short, int(short * h / w)
+        else:
+            new_h, new_w = short, int(short * w / h)
+        if (new_w, new_h) != (w, h):
+            im = im.resize((new_w, new_h), resample)
+        rnd = (lambda v: int(round(v))) if self.crop_rounding == "round" else (lambda v: int(math.floor(v)))
+        top, left = rnd((new_h - H) / 2.0), rnd((new_w - W) / 2.0)
+        if top < 0 or left < 0:
+            raise ValueError(f"image {w}x{h} resized to {new_w}x{new_h} is smaller than the crop {W}x{H}")
+        return im.crop((left, top, left + W, top + H))
+
+    def _check_pixels(self, px: np.ndarray) -> np.ndarray:
+        if px.dtype != np.float32:
+            raise TypeError(f"preprocessed pixels must be float32, got {px.dtype}")
+        if px.ndim == 3:
+            px = px[None]
+        if px.ndim != 4 or px.shape[1] != 3 or tuple(px.shape[2:]) != self.image_size:
+            raise ValueError(f"preprocessed pixels must have shape [B, 3, {self.image_size[0]}, "
+                             f"{self.image_size[1]}], got {tuple(px.shape)}")
+        return np.ascontiguousarray(px)
