@@ -41,8 +41,13 @@ def _allowed(fn: str, level: str) -> bool:
 
 
 def test_module_has_symbols():
-    funcs = _functions_using(re.compile(r"%zmm"))
-    assert funcs, "no AVX-512 code found at all: is the module stripped? (the test would be vacuous)"
+    """A stripped module keeps only exported symbols; objdump would then attribute every
+    static function's code to the preceding export and the checks below would be wrong."""
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("objdump (binutils) not installed: cannot inspect the module's code")
+    syms = subprocess.run([objdump, "-t", _core.__file__], capture_output=True, text=True).stdout
+    assert "avx512" in syms and "avx2" in syms, "the module is stripped: build with install.strip = false"
 
 
 def test_zmm_only_in_avx512():
