@@ -203,18 +203,22 @@ void Model::run(const float* pixels, int64_t B, int64_t C, int64_t H, int64_t W,
   g.execute(*pool_, threads_, pixels, dst);
 }
 
-std::vector<int64_t> Model::output_shape(const std::string& name, int64_t B, int64_t H, int64_t W) {
+std::map<std::string, std::vector<int64_t>> Model::output_shapes(int64_t B, int64_t H, int64_t W,
+                                                                 const std::vector<std::string>& outputs) {
   const auto names = family_->output_names();
-  if (std::find(names.begin(), names.end(), name) == names.end()) {
+  for (const auto& name : outputs) {
+    if (std::find(names.begin(), names.end(), name) != names.end()) continue;
     std::string all;
     for (const auto& n : names) all += (all.empty() ? "" : ", ") + n;
     throw ModelError("unknown output '" + name + "'; this model offers: " + all);
   }
+  if (B < 1) throw ModelError("batch must hold at least one image");
   family_->check_input(family_->num_channels(), H, W);
   std::lock_guard<std::mutex> lk(mu_);
-  // Shapes come from an unpruned build (cheap: no arena is allocated before finalize).
-  auto g = family_->build(B, H, W);
-  return g->tensor(g->output_tensor(name)).shape;
+  Graph& g = graph_for(B, H, W, outputs);
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& name : outputs) shapes[name] = g.tensor(g.output_tensor(name)).shape;
+  return shapes;
 }
 
 size_t Model::arena_bytes(int64_t B, int64_t H, int64_t W, const std::vector<std::string>& outputs) {

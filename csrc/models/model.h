@@ -74,7 +74,12 @@ class Model {
   // pixels: [B, C, H, W] C-contiguous float32. dst: name -> buffer of output_numel floats.
   void run(const float* pixels, int64_t B, int64_t C, int64_t H, int64_t W,
            const std::vector<std::string>& outputs, const std::map<std::string, float*>& dst);
-  std::vector<int64_t> output_shape(const std::string& name, int64_t B, int64_t H, int64_t W);
+  // Shapes of the requested outputs, read from the same cached graph run() will use.
+  std::map<std::string, std::vector<int64_t>> output_shapes(int64_t B, int64_t H, int64_t W,
+                                                            const std::vector<std::string>& outputs);
+  std::vector<int64_t> output_shape(const std::string& name, int64_t B, int64_t H, int64_t W) {
+    return output_shapes(B, H, W, {name}).at(name);
+  }
   size_t arena_bytes(int64_t B, int64_t H, int64_t W, const std::vector<std::string>& outputs);
 
   const ModelFamily& family() const { return *family_; }

@@ -24,9 +24,11 @@ py::dict run_model(Model& m, const py::array& pixels, const std::vector<std::str
   const int64_t B = pixels.shape(0), C = pixels.shape(1), H = pixels.shape(2), W = pixels.shape(3);
   std::map<std::string, float*> dst;
   py::dict result;
-  for (const auto& name : outputs) {
-    if (result.contains(name)) continue;
-    std::vector<int64_t> shape = m.output_shape(name, B, H, W);
+  if (B < 1) throw py::value_error("pixels hold no images (batch of 0)");
+  m.family().check_input(C, H, W);  // ModelError naming a channel or size mismatch
+  for (const auto& kv : m.output_shapes(B, H, W, outputs)) {
+    const std::string& name = kv.first;
+    const std::vector<int64_t>& shape = kv.second;
     py::array_t<float> arr(std::vector<py::ssize_t>(shape.begin(), shape.end()));
     dst[name] = arr.mutable_data();
     result[py::str(name)] = arr;
