@@ -36,6 +36,8 @@ enum class OpType {
   TokenPool,    // per image: one token, the mean of two tokens, or the mean of a token range
   AddScaled,    // alpha * (a + b)
   ScaleResidual,  // in[0] + gamma[col] * in[1] (layer scale)
+  // ---- CNN ops ----
+  // ---- vision-tower ops (CLIP / SigLIP / DINOv2) ----
 };
 
 enum class PoolMode { Token, MeanOfTwo, MeanRange };

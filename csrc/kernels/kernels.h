@@ -88,6 +88,10 @@ struct KernelTable {
   // Bytes of scratch each thread needs; the caller passes nth * that, thread ith uses its slice.
   size_t (*attention_workspace)(const AttentionArgs& a) = nullptr;
   void (*attention)(const AttentionArgs& a, void* workspace, int ith, int nth) = nullptr;
+
+  // ---- convolution and pooling (CNN backbones): registered by register_conv_<isa> ----
+
+  // ---- block-quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1): registered by register_quant_<isa> ----
 };
 
 // Table for one level. Levels above ref start as a copy of the level below and override
@@ -102,5 +106,11 @@ void register_gemm_avx2(KernelTable& t);
 void register_ops_avx2(KernelTable& t);
 void register_gemm_avx512(KernelTable& t);
 void register_ops_avx512(KernelTable& t);
+void register_conv_ref(KernelTable& t);
+void register_conv_avx2(KernelTable& t);
+void register_conv_avx512(KernelTable& t);
+void register_quant_ref(KernelTable& t);
+void register_quant_avx2(KernelTable& t);
+void register_quant_avx512(KernelTable& t);
 
 }  // namespace pyvitcpp
