@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "models/model.h"
+#include "models/vit_builder.h"
 
 namespace pyvitcpp {
 
@@ -150,47 +151,12 @@ void VitFamily::check_input(int64_t C, int64_t H, int64_t W) const {
 
 std::unique_ptr<Graph> VitFamily::build(int64_t B, int64_t H, int64_t W) const {
   auto g = std::make_unique<Graph>();
+  TowerBuilder tb(*g);
   const int64_t T = n_prefix_ + n_patches_, BT = B * T, K = C_ * patch_ * patch_;
-  auto linear = [&](const std::string& name, int x, LinearWeight* w, int64_t rows, Act act, int residual,
-                    std::vector<int64_t> shape) {
-    int out = g->add_tensor(name, std::move(shape), rows, w->N);
-    Node n{OpType::Linear, name};
-    n.out = out;
-    n.in = {x};
-    n.w = w;
-    n.act = act;
-    n.residual = residual;
-    g->add_node(n);
-    return out;
-  };
-  auto layernorm = [&](const std::string& name, int x, const float* gm, const float* bt, int64_t rows,
-                       std::vector<int64_t> shape) {
-    int out = g->add_tensor(name, std::move(shape), rows, D_);
-    Node n{OpType::LayerNorm, name};
-    n.out = out;
-    n.in = {x};
-    n.gamma = gm;
-    n.beta = bt;
-    n.eps = eps_;
-    g->add_node(n);
-    return out;
-  };
-  auto pool = [&](const std::string& name, int x, PoolMode mode, int64_t t0, int64_t t1) {
-    int out = g->add_tensor(name, {B, D_}, B, D_);
-    Node n{OpType::TokenPool, name};
-    n.out = out;
-    n.in = {x};
-    n.B = B;
-    n.T = T;
-    n.pool = mode;
-    n.tok0 = t0;
-    n.tok1 = t1;
-    g->add_node(n);
-    return out;
-  };
+  const std::vector<int64_t> tok_shape = {B, T, D_};
 
   int px = g->add_input("pixels", {B, C_, H, W}, B * C_ * H, W);
-  int patches = g->add_tensor("patches", {B * n_patches_, K}, B * n_patches_, K);
+  int patches = tb.tensor("patches", {B * n_patches_, K}, B * n_patches_, K);
   {
     Node n{OpType::Patchify, "patchify"};
     n.out = patches;
@@ -202,8 +168,8 @@ std::unique_ptr<Graph> VitFamily::build(int64_t B, int64_t H, int64_t W) const {
     n.patch = patch_;
     g->add_node(n);
   }
-  int pe = linear("patch_embed", patches, patch_w_, B * n_patches_, Act::None, -1, {B, n_patches_, D_});
-  int x = g->add_tensor("tokens", {B, T, D_}, BT, D_);
+  int pe = tb.linear("patch_embed", patches, patch_w_, B * n_patches_, {B, n_patches_, D_});
+  int x = tb.tensor("tokens", tok_shape, BT, D_);
   {
     Node n{OpType::EmbedTokens, "embed_tokens"};
     n.out = x;
@@ -216,67 +182,40 @@ std::unique_ptr<Graph> VitFamily::build(int64_t B, int64_t H, int64_t W) const {
     n.pos = pos_;
     g->add_node(n);
   }
-  const std::vector<int64_t> tok_shape = {B, T, D_};
   for (int64_t i = 0; i < L_; ++i) {
     const VitBlock& b = blocks_[i];
     const std::string p = "blk" + std::to_string(i) + ".";
-    auto residual_branch = [&](const std::string& name, int h, LinearWeight* w, const float* ls) {
-      if (!ls) return linear(name, h, w, BT, Act::None, x, tok_shape);
-      int t = linear(name + "_branch", h, w, BT, Act::None, -1, tok_shape);
-      int out = g->add_tensor(name, tok_shape, BT, D_);
-      Node n{OpType::ScaleResidual, name};
-      n.out = out;
-      n.in = {x, t};
-      n.gamma = ls;
-      g->add_node(n);
-      return out;
-    };
-    int h = layernorm(p + "ln1", x, b.ln1_g, b.ln1_b, BT, tok_shape);
-    int qkv = linear(p + "qkv", h, b.qkv, BT, Act::None, -1, {B, T, 3 * D_});
-    int att = g->add_tensor(p + "attn", tok_shape, BT, D_);
-    {
-      Node n{OpType::Attention, p + "attn"};
-      n.out = att;
-      n.in = {qkv};
-      n.B = B;
-      n.T = T;
-      n.H = heads_;
-      n.Dh = D_ / heads_;
-      g->add_node(n);
-    }
-    x = residual_branch(p + "attn_out", att, b.out, b.ls1);
-    h = layernorm(p + "ln2", x, b.ln2_g, b.ln2_b, BT, tok_shape);
-    int u = linear(p + "fc1", h, b.fc1, BT, act_, -1, {B, T, F_});
-    x = residual_branch(p + "fc2", u, b.fc2, b.ls2);
+    int h = tb.layernorm(p + "ln1", x, b.ln1_g, b.ln1_b, eps_);
+    int qkv = tb.linear(p + "qkv", h, b.qkv, BT, {B, T, 3 * D_});
+    int att = tb.self_attention(p + "attn", qkv, B, T, heads_, D_ / heads_);
+    x = tb.residual_linear(p + "attn_out", x, att, b.out, b.ls1);
+    h = tb.layernorm(p + "ln2", x, b.ln2_g, b.ln2_b, eps_);
+    int u = tb.linear(p + "fc1", h, b.fc1, BT, {B, T, F_}, act_);
+    x = tb.residual_linear(p + "fc2", x, u, b.fc2, b.ls2);
   }
-  int last = post_g_ ? layernorm("post_ln", x, post_g_, post_b_, BT, tok_shape) : x;
+  int last = post_g_ ? tb.layernorm("post_ln", x, post_g_, post_b_, eps_) : x;
   g->set_output("last_hidden_state", last);
 
-  int cls_tok = cls_ ? pool("cls", last, PoolMode::Token, 0, 0) : -1;
+  int cls_tok = cls_ ? tb.pool("cls", last, B, T, PoolMode::Token, 0, 0) : -1;
   if (cls_tok >= 0) g->set_output("cls", cls_tok);
   int pre;
   if (pooling_ == "cls") pre = cls_tok;
-  else if (pooling_ == "cls_dist_avg") pre = pool("pool_cls_dist", last, PoolMode::MeanOfTwo, 0, 1);
-  else pre = pool("pool_avg", last, PoolMode::MeanRange, n_prefix_, T);
-  if (fcn_g_) pre = layernorm("fc_norm", pre, fcn_g_, fcn_b_, B, {B, D_});
-  int pooled = pooler_ ? linear("pooler", cls_tok, pooler_, B, Act::Tanh, -1, {B, D_}) : pre;
+  else if (pooling_ == "cls_dist_avg") pre = tb.pool("pool_cls_dist", last, B, T, PoolMode::MeanOfTwo, 0, 1);
+  else pre = tb.pool("pool_avg", last, B, T, PoolMode::MeanRange, n_prefix_, T);
+  if (fcn_g_) pre = tb.layernorm("fc_norm", pre, fcn_g_, fcn_b_, eps_);
+  int pooled = pooler_ ? tb.linear("pooler", cls_tok, pooler_, B, {B, D_}, Act::Tanh) : pre;
   g->set_output("pooled", pooled);
   g->set_output("embedding", pooled);
   if (head_) {
     const std::vector<int64_t> lshape = {B, head_->N};
     int logits;
     if (head_dist_) {
-      int dist_tok = pool("dist", last, PoolMode::Token, 1, 0);
-      int l1 = linear("head", cls_tok, head_, B, Act::None, -1, lshape);
-      int l2 = linear("head_dist", dist_tok, head_dist_, B, Act::None, -1, lshape);
-      logits = g->add_tensor("logits", lshape, B, head_->N);
-      Node n{OpType::AddScaled, "logits"};
-      n.out = logits;
-      n.in = {l1, l2};
-      n.alpha = 0.5f;
-      g->add_node(n);
+      int dist_tok = tb.pool("dist", last, B, T, PoolMode::Token, 1, 0);
+      int l1 = tb.linear("head", cls_tok, head_, B, lshape);
+      int l2 = tb.linear("head_dist", dist_tok, head_dist_, B, lshape);
+      logits = tb.add_scaled("logits", l1, l2, 0.5f);
     } else {
-      logits = linear("head", pre, head_, B, Act::None, -1, lshape);
+      logits = tb.linear("head", pre, head_, B, lshape);
     }
     g->set_output("logits", logits);
   }
