@@ -67,3 +67,56 @@ def test_hf_dinov2(hf_models, real_images, name, batch, grid):
     ours = enc.forward(px, list(ref))
     check_outputs(ours, ref, model.config.num_hidden_layers, 4 * model.config.hidden_size)
     assert enc.config["num_register_tokens"] == n_reg
+
+
+# ---------------------------------------------------------------------------------------------
+# timm: reference run with dynamic_img_size=True (its position resize), tiny overrides of the
+# named architectures.
+TIMM_CASES = {
+    "vit_small_patch14_dinov2": dict(embed_dim=48, num_heads=3, depth=2),
+    "vit_small_patch14_reg4_dinov2": dict(embed_dim=36, num_heads=1, depth=2),
+    "vit_giant_patch14_dinov2": dict(embed_dim=48, num_heads=3, depth=1),  # SwiGLUPacked
+}
+
+
+@pytest.fixture(scope="module")
+def timm_models(tmp_path_factory):
+    import timm
+
+    out = {}
+    for name, kw in TIMM_CASES.items():
+        kw = dict(kw, img_size=28, num_classes=0)
+        model = timm.create_model(name, pretrained=False, dynamic_img_size=True, **kw).eval()
+        randomize_(model, seed=zlib.crc32(name.encode()))
+        folder = tmp_path_factory.mktemp(name)
+        torch.save(model.state_dict(), folder / "m.pth")
+        convert(str(folder / "m.pth"), str(folder / "m.gguf"), outtype="f32", model_name=name, model_kwargs=kw,
+                verbose=False)
+        out[name] = (model, pyvitcpp.Encoder(folder / "m.gguf", threads=2))
+    return out
+
+
+@pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("name", list(TIMM_CASES))
+def test_timm_dinov2(timm_models, real_images, name, batch, grid):
+    model, enc = timm_models[name]
+    px = pixels(real_images, batch, grid[0] * P, grid[1] * P, seed=batch)
+    n_prefix = model.num_prefix_tokens
+    with torch.no_grad():
+        x = torch.from_numpy(px)
+        feats = model.forward_features(x)
+        pooled = model.forward_head(feats, pre_logits=True)
+        inter = model.forward_intermediates(x, indices=[0], norm=False, intermediates_only=True,
+                                            output_fmt="NLC") if hasattr(model, "forward_intermediates") else None
+    ref = {"last_hidden_state": feats, "pooled": pooled, "embedding": pooled, "cls": feats[:, 0],
+           **token_outputs(feats, n_prefix, grid[0], grid[1])}
+    ours = enc.forward(px, list(ref) + ["hidden_states.1"])
+    h1 = ours.pop("hidden_states.1")
+    check_outputs(ours, ref, len(model.blocks), 4 * model.embed_dim)
+    if inter is not None:  # timm's intermediate (patch tokens of block 0's output, no norm)
+        import numpy as np
+
+        from conftest import fp32_bound
+        r = inter[0].numpy()
+        np.testing.assert_allclose(h1[:, n_prefix:], r, rtol=0, atol=fp32_bound(r, 1, 4 * model.embed_dim))
