@@ -12,7 +12,7 @@ import transformers
 import pyvitcpp
 from conftest import randomize_
 from pyvitcpp.convert import convert
-from test_tower_util import GRIDS, check_outputs, pixels, token_outputs
+from test_tower_util import CASE_IDS, CASES, check_outputs, pixels, token_outputs
 
 P = 14
 HF_CASES = {
@@ -56,8 +56,7 @@ def hf_ref(model, px, n_reg):
     return ref
 
 
-@pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
-@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("batch,grid", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("name", list(HF_CASES))
 def test_hf_dinov2(hf_models, real_images, name, batch, grid):
     model, enc = hf_models[name]
@@ -96,8 +95,7 @@ def timm_models(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
-@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("batch,grid", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("name", list(TIMM_CASES))
 def test_timm_dinov2(timm_models, real_images, name, batch, grid):
     model, enc = timm_models[name]

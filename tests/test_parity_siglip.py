@@ -13,7 +13,7 @@ import transformers
 import pyvitcpp
 from conftest import randomize_
 from pyvitcpp.convert import ConversionError, convert
-from test_tower_util import GRIDS, check_outputs, pixels, token_outputs
+from test_tower_util import CASE_IDS, CASES, check_outputs, pixels, token_outputs
 
 P = 14
 VISION = dict(num_hidden_layers=2, image_size=28, patch_size=P)
@@ -64,8 +64,7 @@ def hf_ref(model, px):
     return ref
 
 
-@pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
-@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("batch,grid", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("name", list(HF_CASES))
 def test_hf_siglip(hf_models, real_images, name, batch, grid):
     model, enc = hf_models[name]

@@ -37,3 +37,7 @@ def token_outputs(lhs, n_prefix: int, gh: int, gw: int) -> dict:
     pt = lhs[:, n_prefix:]
     B, N, D = pt.shape
     return {"patch_tokens": pt, "feature_map": pt.reshape(B, gh, gw, D).permute(0, 3, 1, 2)}
+
+# (batch, grid): batch 1 and 3 at the native grid, batch 3 at the other two
+CASES = [(1, GRIDS[0]), (3, GRIDS[0]), (3, GRIDS[1]), (3, GRIDS[2])]
+CASE_IDS = [f"b{b}-{g[0]}x{g[1]}" for b, g in CASES]
