@@ -93,3 +93,47 @@ def test_hf_clip_normalized_embedding(hf_models, real_images):
         e = torch.nn.functional.normalize(e, dim=-1).numpy()
     ours = enc.encode(px, normalize=True)
     np.testing.assert_allclose(ours, e, atol=2e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# open_clip: a tiny tower through create_model overrides; encode_image is the embedding.
+OC_CASES = {
+    "ViT-B-32": dict(layers=2, width=48, head_width=16, patch_size=14, image_size=28),  # 3 heads, GELU
+    "ViT-B-16-quickgelu": dict(layers=1, width=40, head_width=40, patch_size=14, image_size=28, ls_init_value=0.5),
+}
+TEXT = dict(context_length=8, vocab_size=50, width=16, heads=2, layers=1)
+
+
+@pytest.fixture(scope="module")
+def oc_models(tmp_path_factory):
+    import open_clip
+
+    out = {}
+    for name, vcfg in OC_CASES.items():
+        kw = dict(embed_dim=24, vision_cfg=vcfg, text_cfg=TEXT)
+        model = open_clip.create_model(name, pretrained=None, **kw).eval()
+        randomize_(model.visual, seed=zlib.crc32(name.encode()))
+        folder = tmp_path_factory.mktemp(name)
+        torch.save(model.state_dict(), folder / "m.pth")
+        convert(str(folder / "m.pth"), str(folder / "m.gguf"), outtype="f32", model_name=name, model_kwargs=kw,
+                verbose=False)
+        out[name] = (model, pyvitcpp.Encoder(folder / "m.gguf", threads=2))
+    return out
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("name", list(OC_CASES))
+def test_open_clip(oc_models, real_images, name, batch):
+    model, enc = oc_models[name]
+    px = pixels(real_images, batch, 28, 28, seed=batch)
+    v = model.visual
+    with torch.no_grad():
+        x = torch.from_numpy(px)
+        emb = model.encode_image(x)
+        tokens = v.transformer(v._embeds(x))
+        pooled, _ = v._pool(tokens)
+        lhs = v.ln_post(tokens)
+    ref = {"embedding": emb, "pooled": pooled, "last_hidden_state": lhs, "cls": lhs[:, 0],
+           **token_outputs(lhs, 1, 2, 2)}
+    ours = enc.forward(px, list(ref))
+    check_outputs(ours, ref, len(v.transformer.resblocks), v.transformer.resblocks[0].mlp.c_fc.out_features)

@@ -125,3 +125,17 @@ def _timm_dinov2_load(src, *, model_name=None, labels=None, name=None, model_kwa
 
 register_loader(Loader("timm_dinov2", "timm DINOv2 state dict + model name (vit_*_dinov2, *_reg4_dinov2)",
                        _timm_dinov2_detect, _timm_dinov2_load, 15))
+
+
+def _open_clip_detect(src, model_name):
+    from .open_clip import is_open_clip
+    return is_open_clip(src, model_name)
+
+
+def _open_clip_load(src, *, model_name=None, labels=None, name=None, model_kwargs=None):
+    from .open_clip import load_open_clip
+    return load_open_clip(src, model_name=model_name, labels=labels, name=name, model_kwargs=model_kwargs)
+
+
+register_loader(Loader("open_clip", "open_clip ViT state dict + model name (ViT-B-32, ViT-B-16-quickgelu, ...)",
+                       _open_clip_detect, _open_clip_load, 12))
