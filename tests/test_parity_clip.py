@@ -137,3 +137,113 @@ def test_open_clip(oc_models, real_images, name, batch):
            **token_outputs(lhs, 1, 2, 2)}
     ours = enc.forward(px, list(ref))
     check_outputs(ours, ref, len(v.transformer.resblocks), v.transformer.resblocks[0].mlp.c_fc.out_features)
+
+
+# ---------------------------------------------------------------------------------------------
+# llama.cpp mmproj files (general.architecture = clip, clip.vision.* keys, v.* / mm.* tensors),
+# written with gguf-py in that layout from a reference HF model.
+
+def write_mmproj(path, model, *, f16=False, legacy_ffn_names=False, siglip=False):
+    import gguf
+
+    cfg = model.config
+    sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+    sd = {k[len("vision_model."):] if k.startswith("vision_model.") else k: v for k, v in sd.items()}
+    w = gguf.GGUFWriter(str(path), "clip")
+    w.add_bool("clip.has_vision_encoder", True)
+    w.add_bool("clip.has_text_encoder", False)
+    assert cfg.hidden_act in ("quick_gelu", "gelu_pytorch_tanh")  # what use_gelu can say
+    w.add_bool("clip.use_gelu", cfg.hidden_act != "quick_gelu")
+    w.add_string("clip.projector_type", "mlp")
+    w.add_uint32("clip.vision.image_size", cfg.image_size)
+    w.add_uint32("clip.vision.patch_size", cfg.patch_size)
+    w.add_uint32("clip.vision.embedding_length", cfg.hidden_size)
+    w.add_uint32("clip.vision.feed_forward_length", cfg.intermediate_size)
+    w.add_uint32("clip.vision.projection_dim", 32)
+    w.add_uint32("clip.vision.block_count", cfg.num_hidden_layers)
+    w.add_uint32("clip.vision.attention.head_count", cfg.num_attention_heads)
+    w.add_float32("clip.vision.attention.layer_norm_epsilon", cfg.layer_norm_eps)
+    w.add_array("clip.vision.image_mean", [0.48145466, 0.4578275, 0.40821073])
+    w.add_array("clip.vision.image_std", [0.26862954, 0.26130258, 0.27577711])
+
+    def t(name, a):
+        a = np.ascontiguousarray(a, np.float32)
+        w.add_tensor(name, a.astype(np.float16) if f16 and a.ndim >= 2 else a)
+
+    names = {"layer_norm1": "ln1", "layer_norm2": "ln2", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+             "self_attn.v_proj": "attn_v", "self_attn.out_proj": "attn_out",
+             "mlp.fc1": "ffn_down" if legacy_ffn_names else "ffn_up",
+             "mlp.fc2": "ffn_up" if legacy_ffn_names else "ffn_down"}
+    if not siglip:
+        t("v.class_embd", sd["embeddings.class_embedding"])
+        t("v.pre_ln.weight", sd["pre_layrnorm.weight"])
+        t("v.pre_ln.bias", sd["pre_layrnorm.bias"])
+    t("v.patch_embd.weight", sd["embeddings.patch_embedding.weight"])
+    if "embeddings.patch_embedding.bias" in sd:
+        t("v.patch_embd.bias", sd["embeddings.patch_embedding.bias"])
+    t("v.position_embd.weight", sd["embeddings.position_embedding.weight"])
+    for i in range(cfg.num_hidden_layers):
+        for hf, ours in names.items():
+            for kind in ("weight", "bias"):
+                t(f"v.blk.{i}.{ours}.{kind}", sd[f"encoder.layers.{i}.{hf}.{kind}"])
+    t("v.post_ln.weight", sd["post_layernorm.weight"])
+    t("v.post_ln.bias", sd["post_layernorm.bias"])
+    rng = np.random.default_rng(0)  # a LLaVA-style projector the engine does not need
+    t("mm.0.weight", rng.standard_normal((32, cfg.hidden_size)))
+    t("mm.0.bias", np.zeros(32))
+    t("mm.2.weight", rng.standard_normal((32, 32)))
+    t("mm.2.bias", np.zeros(32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+@pytest.mark.parametrize("variant", ["clip_f32", "clip_legacy_ffn_names", "clip_f16", "siglip_f32"])
+def test_llama_cpp_mmproj(real_images, tmp_path, variant):
+    siglip = variant.startswith("siglip")
+    if siglip:
+        cfg = transformers.SiglipVisionConfig(hidden_size=48, intermediate_size=100, num_attention_heads=3,
+                                              vision_use_head=False, **VISION)
+        model = transformers.SiglipVisionModel(cfg).eval()
+    else:
+        cfg = transformers.CLIPVisionConfig(hidden_size=48, intermediate_size=100, num_attention_heads=3, **VISION)
+        model = transformers.CLIPVisionModel(cfg).eval()
+    randomize_(model, seed=zlib.crc32(variant.encode()))
+    path = tmp_path / "mmproj.gguf"
+    write_mmproj(path, model, f16=variant.endswith("f16"), legacy_ffn_names="legacy" in variant, siglip=siglip)
+    enc = pyvitcpp.Encoder(path, threads=2)
+    assert enc.config["architecture"] == "clip"
+    px = pixels(real_images, 3, 28, 28, seed=1)
+    vm = getattr(model, "vision_model", model)
+    with torch.no_grad():
+        o = vm(pixel_values=torch.from_numpy(px), output_hidden_states=True)
+    # llama.cpp applies post_ln to every token; HF CLIP only to the pooled one
+    lhs = o.last_hidden_state if siglip else vm.post_layernorm(o.last_hidden_state)
+    pooled = lhs.mean(1) if siglip else o.pooler_output
+    ref = {"last_hidden_state": lhs, "pooled": pooled, "embedding": pooled, **token_outputs(lhs, 0 if siglip else 1, 2, 2)}
+    for i, h in enumerate(o.hidden_states):
+        ref[f"hidden_states.{i}"] = h
+    ours = enc.forward(px, list(ref))
+    f16 = variant.endswith("f16")
+    check_outputs(ours, ref, cfg.num_hidden_layers, cfg.intermediate_size, min_cos=0.9999 if f16 else 0.99999,
+                  bound=not f16)
+    # the processor the file implies (CLIP: shortest edge bicubic + crop, its mean/std)
+    assert enc.preprocessor.config()["resize_mode"] == "shortest_edge_crop"
+    np.testing.assert_allclose(enc.preprocessor.config()["mean"], [0.48145466, 0.4578275, 0.40821073], rtol=1e-6)
+    emb = enc.encode([real_images[0]])
+    assert emb.shape == (1, 48) and np.isfinite(emb).all()
+
+
+def test_mmproj_without_vision_encoder(tmp_path):
+    import gguf
+
+    w = gguf.GGUFWriter(str(tmp_path / "a.gguf"), "clip")
+    w.add_bool("clip.has_vision_encoder", False)
+    w.add_bool("clip.has_audio_encoder", True)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(ValueError, match="no vision encoder"):
+        pyvitcpp.Encoder(tmp_path / "a.gguf")

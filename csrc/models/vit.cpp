@@ -93,9 +93,10 @@ void VitFamily::read_hparams(const GGUFFile& f) {
     eps_ = static_cast<float>(f.get_float(p + "attention.layer_norm_epsilon"));
     std::string def_act = "gelu";
     if (arch_ == "clip") {
-      // llama.cpp: clip.use_gelu selects GELU, clip.use_silu SiLU, neither quick-GELU.
+      // llama.cpp: clip.use_gelu selects GELU, clip.use_silu SiLU, neither quick-GELU. Its GELU
+      // (ggml_gelu) is the tanh form, which is also what the SigLIP towers those files carry use.
       if (f.get_bool_or("clip.use_silu", false)) def_act = "silu";
-      else def_act = f.get_bool_or("clip.use_gelu", false) ? "gelu" : "quick_gelu";
+      else def_act = f.get_bool_or("clip.use_gelu", false) ? "gelu_tanh" : "quick_gelu";
     }
     act_name_ = f.get_str_or(p + "hidden_act", def_act);
     pooling_ = f.get_str_or(p + "pooling", "");
