@@ -65,6 +65,13 @@ class Preprocessor:
             return md.get("preprocess." + key, default)
 
         size = get("image_size")
+        if size is None and "clip.vision.image_size" in md:
+            # A llama.cpp mmproj file: only the tower's size and mean/std are recorded; resize as
+            # CLIPImageProcessor does (shortest edge bicubic, centre crop).
+            s = int(md["clip.vision.image_size"])
+            return cls(image_size=(s, s), resize_mode="shortest_edge_crop", crop_pct=1.0, interpolation="bicubic",
+                       mean=md.get("clip.vision.image_mean", (0.5,) * 3), std=md.get("clip.vision.image_std", (0.5,) * 3),
+                       resize_size=(s, s), crop_rounding="floor")
         if size is None:
             raise ValueError("the model file has no preprocess.image_size: cannot preprocess images "
                              "(pass float32 pixels to Encoder.forward instead)")

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "ops/token_ops.h"
+#include "ops/tower_ops.h"
 
 namespace pyvitcpp {
 
@@ -130,9 +131,9 @@ void Graph::plan() {
 
   ws_bytes_per_thread_ = 0;
   for (const Node& n : nodes_) {
-    if (n.op != OpType::Attention) continue;
+    if (n.op != OpType::Attention && n.op != OpType::QueryAttention) continue;
     AttentionArgs a;
-    a.B = n.B; a.H = n.H; a.Tq = n.T; a.Tk = n.T; a.Dh = n.Dh;
+    a.B = n.B; a.H = n.H; a.Tq = n.op == OpType::QueryAttention ? 1 : n.T; a.Tk = n.T; a.Dh = n.Dh;
     ws_bytes_per_thread_ = std::max(ws_bytes_per_thread_, (kt_->attention_workspace(a) + 63) / 64 * 64);
   }
   workspace_.resize(ws_bytes_per_thread_ * static_cast<size_t>(max_threads_));
@@ -224,6 +225,46 @@ void Graph::exec_node(const Node& n, const float* input, int ith, int nth) {
     case OpType::ScaleResidual: {
       const TensorDesc& o = tensors_[n.out];
       scale_residual(ptr(n.in[0], input), ptr(n.in[1], input), n.gamma, out, o.rows, o.cols, ith, nth);
+      break;
+    }
+    case OpType::EmbedPrefixed: {
+      const TensorDesc& o = tensors_[n.out];
+      embed_prefixed(ptr(n.in[0], input), n.prefix, n.pos, n.B, n.T - n.n_prefix, n.n_prefix, n.n_pos_prefix, o.cols,
+                     out, ith, nth);
+      break;
+    }
+    case OpType::SwiGLU: {
+      const TensorDesc& o = tensors_[n.out];
+      swiglu(ptr(n.in[0], input), o.rows, o.cols, out, ith, nth);
+      break;
+    }
+    case OpType::TokenSlice: {
+      const TensorDesc& x = tensors_[n.in[0]];
+      token_slice(ptr(n.in[0], input), n.B, n.T, x.cols, n.tok0, n.tok1, out, ith, nth);
+      break;
+    }
+    case OpType::FeatureMap: {
+      const TensorDesc& x = tensors_[n.in[0]];
+      feature_map(ptr(n.in[0], input), n.B, n.T, x.cols, n.tok0, n.grid_h, n.grid_w, out, ith, nth);
+      break;
+    }
+    case OpType::QueryAttention: {
+      // The query is the same for every image (a learned probe): batch stride 0.
+      const float* kv = ptr(n.in[0], input);
+      const int64_t D = n.H * n.Dh;
+      AttentionArgs a;
+      a.B = n.B; a.H = n.H; a.Tq = 1; a.Tk = n.T; a.Dh = n.Dh;
+      a.Q = n.query;
+      a.q_sb = 0; a.q_st = D; a.q_sh = n.Dh;
+      a.K = kv;
+      a.V = kv + D;
+      a.k_sb = a.v_sb = n.T * 2 * D;
+      a.k_st = a.v_st = 2 * D;
+      a.k_sh = a.v_sh = n.Dh;
+      a.O = out;
+      a.o_sb = D; a.o_st = D; a.o_sh = n.Dh;
+      a.scale = 1.0f / std::sqrt(static_cast<float>(n.Dh));
+      kt_->attention(a, workspace_.data(), ith, nth);
       break;
     }
   }

@@ -38,6 +38,11 @@ enum class OpType {
   ScaleResidual,  // in[0] + gamma[col] * in[1] (layer scale)
   // ---- CNN ops ----
   // ---- vision-tower ops (CLIP / SigLIP / DINOv2) ----
+  EmbedPrefixed,   // [prefix rows, patch tokens] + position rows (n_pos_prefix of the prefix have one)
+  SwiGLU,          // [rows, 2F] -> silu(first half) * second half
+  TokenSlice,      // [B, T, D] -> [B, tok1 - tok0, D]
+  FeatureMap,      // tokens tok0.. of [B, T, D] on a gh x gw grid -> [B, D, gh, gw]
+  QueryAttention,  // one constant query (Dh per head, shared by the batch) over kv [B * Tk, 2 * D] -> [B, D]
 };
 
 enum class PoolMode { Token, MeanOfTwo, MeanRange };
@@ -66,6 +71,11 @@ struct Node {
   PoolMode pool = PoolMode::Token;
   int64_t tok0 = 0, tok1 = 0;
   float alpha = 1.0f;
+  // vision-tower ops
+  const float* prefix = nullptr;  // EmbedPrefixed: [n_prefix, D]
+  int64_t n_pos_prefix = 0;
+  const float* query = nullptr;   // QueryAttention: [D] (already projected)
+  int64_t grid_h = 0, grid_w = 0;
 };
 
 struct TensorDesc {

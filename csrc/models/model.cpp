@@ -166,9 +166,10 @@ Model::Model(const std::string& path, int threads, const std::string& isa) {
   weights_ = std::make_unique<WeightStore>(file_, *kt_);
   std::string arch = file_->get_str_or("general.architecture", "");
   if (arch.empty()) throw ModelError(path + ": no general.architecture key: not a model file");
-  if (arch == "vit") family_ = make_vit_family(*file_, *weights_);
+  if (arch == "vit" || arch == "dinov2" || arch == "siglip" || arch == "clip")
+    family_ = make_vit_family(*file_, *weights_);
   else
-    throw ModelError(path + ": unsupported architecture '" + arch + "' (this version runs: vit)");
+    throw ModelError(path + ": unsupported architecture '" + arch + "' (this version runs: vit, dinov2, siglip, clip)");
   pool_ = std::make_unique<ThreadPool>(threads_);
 }
 

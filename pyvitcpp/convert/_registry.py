@@ -86,3 +86,56 @@ def _timm_load(src, *, model_name=None, labels=None, name=None, model_kwargs=Non
 register_loader(Loader("hf", "Hugging Face transformers folder (ViT, DeiT)", _hf_detect, _hf_load, 10))
 register_loader(Loader("timm", "timm state dict + model name, or timm hub folder (vit_*, deit_*)",
                        _timm_detect, _timm_load, 20))
+
+
+# --------------------------------------------------------------------------- vision towers
+def _tower_loader(module: str, detect_fn: str, load_fn: str):
+    import importlib
+
+    def detect(src, model_name):
+        return getattr(importlib.import_module(f"{__package__}.{module}"), detect_fn)(src)
+
+    def load(src, *, model_name=None, labels=None, name=None, model_kwargs=None):
+        if model_kwargs:
+            raise ConversionError("model arguments (--model-arg) apply to timm/open_clip models only")
+        if model_name:
+            warn(f"--model-name {model_name!r} ignored: a Hugging Face folder describes itself")
+        return getattr(importlib.import_module(f"{__package__}.{module}"), load_fn)(src, labels=labels, name=name)
+
+    return detect, load
+
+
+register_loader(Loader("hf_clip", "Hugging Face CLIP folder (CLIPModel, CLIPVisionModel[WithProjection])",
+                       *_tower_loader("hf_clip", "is_hf_clip", "load_hf_clip"), 5))
+register_loader(Loader("hf_siglip", "Hugging Face SigLIP folder (SiglipModel, SiglipVisionModel)",
+                       *_tower_loader("hf_siglip", "is_hf_siglip", "load_hf_siglip"), 5))
+register_loader(Loader("hf_dinov2", "Hugging Face DINOv2 folder (Dinov2Model, Dinov2WithRegistersModel)",
+                       *_tower_loader("hf_dinov2", "is_hf_dinov2", "load_hf_dinov2"), 5))
+
+
+def _timm_dinov2_detect(src, model_name):
+    from .timm_dinov2 import is_timm_dinov2
+    return is_timm_dinov2(src, model_name)
+
+
+def _timm_dinov2_load(src, *, model_name=None, labels=None, name=None, model_kwargs=None):
+    from .timm_dinov2 import load_timm_dinov2
+    return load_timm_dinov2(src, model_name=model_name, labels=labels, name=name, model_kwargs=model_kwargs)
+
+
+register_loader(Loader("timm_dinov2", "timm DINOv2 state dict + model name (vit_*_dinov2, *_reg4_dinov2)",
+                       _timm_dinov2_detect, _timm_dinov2_load, 15))
+
+
+def _open_clip_detect(src, model_name):
+    from .open_clip import is_open_clip
+    return is_open_clip(src, model_name)
+
+
+def _open_clip_load(src, *, model_name=None, labels=None, name=None, model_kwargs=None):
+    from .open_clip import load_open_clip
+    return load_open_clip(src, model_name=model_name, labels=labels, name=name, model_kwargs=model_kwargs)
+
+
+register_loader(Loader("open_clip", "open_clip ViT state dict + model name (ViT-B-32, ViT-B-16-quickgelu, ...)",
+                       _open_clip_detect, _open_clip_load, 12))

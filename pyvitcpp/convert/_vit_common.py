@@ -15,7 +15,8 @@ POOLINGS = ("cls", "avg", "cls_dist_avg")
 
 def vit_hparams(*, block_count: int, embedding_length: int, feed_forward_length: int,
                 head_count: int, layer_norm_epsilon: float, patch_size: int, image_size: int,
-                num_channels: int, hidden_act: str, pooling: str) -> List[Tuple[str, object, str]]:
+                num_channels: int, hidden_act: str, pooling: str,
+                pos_resize: str = "bicubic") -> List[Tuple[str, object, str]]:
     if hidden_act not in ACTIVATIONS:
         raise ConversionError(f"activation {hidden_act!r} is not supported (supported: {ACTIVATIONS})")
     if pooling not in POOLINGS:
@@ -35,6 +36,8 @@ def vit_hparams(*, block_count: int, embedding_length: int, feed_forward_length:
         ("vit.num_channels", num_channels, U32),
         ("vit.hidden_act", hidden_act, STR),
         ("vit.pooling", pooling, STR),
+        # how the position table is resized for other input sizes (docs/GGUF_SCHEMA.md)
+        ("vit.pos_resize", pos_resize, STR),
     ]
 
 

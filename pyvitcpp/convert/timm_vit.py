@@ -477,7 +477,7 @@ def load_timm_vit(src: str, *, model_name: Optional[str] = None, labels=None,
         block_count=spec["depth"], embedding_length=spec["embed_dim"], feed_forward_length=spec["ffn"],
         head_count=spec["num_heads"], layer_norm_epsilon=spec["eps"], patch_size=spec["patch"],
         image_size=spec["img_size"], num_channels=spec["in_chans"], hidden_act=spec["act"],
-        pooling=spec["pooling"])
+        pooling=spec["pooling"], pos_resize="bicubic_antialias")  # timm resample_abs_pos_embed
     check_vit_tensors(tensors, hp)
     num_classes = tensors["v.head.weight"].shape[0] if "v.head.weight" in tensors else 0
     if default_labels is None and num_classes == 1000:

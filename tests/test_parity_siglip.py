@@ -1,0 +1,83 @@
+"""SigLIP vision towers (HF SiglipVisionModel, vision half of SiglipModel; the fixed-resolution
+SigLIP 2 checkpoints share the class) vs the reference: no class token, tanh-GELU, the
+attention-pooling (MAP) head; seeded weights, every output, native and other resolutions (one
+non-square), batch 1 and 3."""
+from __future__ import annotations
+
+import zlib
+
+import pytest
+import torch
+import transformers
+
+import pyvitcpp
+from conftest import randomize_
+from pyvitcpp.convert import ConversionError, convert
+from test_tower_util import CASE_IDS, CASES, check_outputs, pixels, token_outputs
+
+P = 14
+VISION = dict(num_hidden_layers=2, image_size=28, patch_size=P)
+HF_CASES = {
+    "vision_h48": (transformers.SiglipVisionModel,
+                   transformers.SiglipVisionConfig(hidden_size=48, intermediate_size=100, num_attention_heads=3,
+                                                   **VISION)),
+    "vision_h36_1head": (transformers.SiglipVisionModel,
+                         transformers.SiglipVisionConfig(hidden_size=36, intermediate_size=60, num_attention_heads=1,
+                                                         **VISION)),
+    "siglipmodel_h40": (transformers.SiglipModel,
+                        transformers.SiglipConfig(
+                            text_config=dict(hidden_size=16, intermediate_size=24, num_hidden_layers=1,
+                                             num_attention_heads=2),
+                            vision_config=dict(hidden_size=40, intermediate_size=72, num_attention_heads=5,
+                                               **VISION))),
+    # no MAP head: pooled is the mean of the tokens
+    "nohead_h24": (transformers.SiglipVisionModel,
+                   transformers.SiglipVisionConfig(hidden_size=24, intermediate_size=40, num_attention_heads=3,
+                                                   vision_use_head=False, **VISION)),
+}
+
+
+@pytest.fixture(scope="module")
+def hf_models(tmp_path_factory):
+    out = {}
+    for name, (Model, cfg) in HF_CASES.items():
+        model = Model(cfg).eval()
+        randomize_(model, seed=zlib.crc32(name.encode()))
+        folder = tmp_path_factory.mktemp(name)
+        model.save_pretrained(folder)
+        convert(str(folder), str(folder / "m.gguf"), outtype="f32", verbose=False)
+        out[name] = (model, pyvitcpp.Encoder(folder / "m.gguf", threads=2))
+    return out
+
+
+def hf_ref(model, px):
+    x = torch.from_numpy(px)
+    vm = getattr(model, "vision_model", model)  # SiglipModel: its vision tower
+    with torch.no_grad():
+        o = vm(pixel_values=x, output_hidden_states=True, interpolate_pos_encoding=True)
+    lhs = o.last_hidden_state
+    gh, gw = px.shape[2] // P, px.shape[3] // P
+    pooled = o.pooler_output if o.pooler_output is not None else lhs.mean(1)
+    ref = {"last_hidden_state": lhs, "pooled": pooled, "embedding": pooled, **token_outputs(lhs, 0, gh, gw)}
+    for i, h in enumerate(o.hidden_states):
+        ref[f"hidden_states.{i}"] = h
+    return ref
+
+
+@pytest.mark.parametrize("batch,grid", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("name", list(HF_CASES))
+def test_hf_siglip(hf_models, real_images, name, batch, grid):
+    model, enc = hf_models[name]
+    px = pixels(real_images, batch, grid[0] * P, grid[1] * P, seed=batch)
+    ref = hf_ref(model, px)
+    ours = enc.forward(px, list(ref))
+    vc = model.config.vision_config if hasattr(model.config, "vision_config") else model.config
+    check_outputs(ours, ref, vc.num_hidden_layers + 1, vc.intermediate_size)
+
+
+def test_naflex_refused(tmp_path):
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "siglip2", "architectures": ["Siglip2Model"]}))
+    with pytest.raises(ConversionError, match="NaFlex"):
+        convert(str(tmp_path), str(tmp_path / "m.gguf"), verbose=False)
