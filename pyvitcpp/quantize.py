@@ -42,7 +42,8 @@ def quantize(src, dst, type: str = "q8_0", *, threads: int = 0,
     return plan
 
 
-def print_summary(dst: str, type: str, plan, file=sys.stderr) -> None:
+def print_summary(dst: str, type: str, plan, file=None) -> None:
+    file = file if file is not None else sys.stderr
     n_q = sum(1 for p in plan if p[2] == type)
     print(f"wrote {dst}: {len(plan)} tensors, {n_q} as {type}, {os.path.getsize(dst) / 2**20:.2f} MiB", file=file)
     fallback = [p for p in plan if p[3].startswith("f16 fallback")]

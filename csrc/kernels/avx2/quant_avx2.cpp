@@ -87,12 +87,6 @@ static inline __m256i bcast4(const int8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
-template <int KIND>
-static inline __m256i dot4(__m256i w, __m256i aw, __m256i x, __m256i ones) {
-  const __m256i p = KIND == kQ8 ? _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)) : _mm256_maddubs_epi16(w, x);
-  return _mm256_madd_epi16(p, ones);
-}
-
 template <int R, int KIND, bool HAS_M>
 void ukernel(int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const int32_t* xzs, const float* xds,
              int64_t ldb, const uint8_t* wp, int64_t BB, float* out) {
@@ -106,31 +100,53 @@ void ukernel(int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const i
     for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
     const int8_t* xb = xq + 32 * b;
     if (KIND == kNib) {
+      // codes <= 15: the 8 products per pair of a whole block stay below 2^15 in int16
+      __m256i a16[R][2];
+      for (int r = 0; r < R; ++r) a16[r][0] = a16[r][1] = _mm256_setzero_si256();
+#pragma GCC unroll 1
       for (int s = 0; s < 4; ++s) {
-        __m256i lo[2], hi[2];
+        __m256i xl[R], xh[R];
+        for (int r = 0; r < R; ++r) {
+          xl[r] = bcast4(xb + r * ldq + 4 * s);
+          xh[r] = bcast4(xb + r * ldq + 16 + 4 * s);
+        }
         for (int h = 0; h < 2; ++h) {
           const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + s * 64 + 32 * h));
-          lo[h] = _mm256_and_si256(v, m4);
-          hi[h] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-        }
-        for (int r = 0; r < R; ++r) {
-          const __m256i xl = bcast4(xb + r * ldq + 4 * s), xh = bcast4(xb + r * ldq + 16 + 4 * s);
-          for (int h = 0; h < 2; ++h) {
-            acc[r][h] = _mm256_add_epi32(acc[r][h], dot4<kU8>(lo[h], lo[h], xl, ones));
-            acc[r][h] = _mm256_add_epi32(acc[r][h], dot4<kU8>(hi[h], hi[h], xh, ones));
-          }
+          const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+          for (int r = 0; r < R; ++r)
+            a16[r][h] = _mm256_add_epi16(a16[r][h], _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl[r]),
+                                                                     _mm256_maddubs_epi16(hi, xh[r])));
         }
       }
-    } else {
-      for (int s = 0; s < 8; ++s) {
-        __m256i w[2], aw[2];
-        for (int h = 0; h < 2; ++h) {
-          w[h] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + s * 64 + 32 * h));
-          aw[h] = KIND == kQ8 ? _mm256_abs_epi8(w[h]) : w[h];
+      for (int r = 0; r < R; ++r)
+        for (int h = 0; h < 2; ++h) acc[r][h] = _mm256_madd_epi16(a16[r][h], ones);
+    } else if (KIND == kU8) {
+      // codes <= 31: four steps of pair products stay below 2^15 in int16
+      for (int g = 0; g < 2; ++g) {
+        __m256i a16[R][2];
+        for (int r = 0; r < R; ++r) a16[r][0] = a16[r][1] = _mm256_setzero_si256();
+#pragma GCC unroll 1
+        for (int s = 4 * g; s < 4 * g + 4; ++s) {
+          __m256i x[R];
+          for (int r = 0; r < R; ++r) x[r] = bcast4(xb + r * ldq + 4 * s);
+          for (int h = 0; h < 2; ++h) {
+            const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + s * 64 + 32 * h));
+            for (int r = 0; r < R; ++r) a16[r][h] = _mm256_add_epi16(a16[r][h], _mm256_maddubs_epi16(w, x[r]));
+          }
         }
-        for (int r = 0; r < R; ++r) {
-          const __m256i x = bcast4(xb + r * ldq + 4 * s);
-          for (int h = 0; h < 2; ++h) acc[r][h] = _mm256_add_epi32(acc[r][h], dot4<KIND>(w[h], aw[h], x, ones));
+        for (int r = 0; r < R; ++r)
+          for (int h = 0; h < 2; ++h) acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(a16[r][h], ones));
+      }
+    } else {
+#pragma GCC unroll 1
+      for (int s = 0; s < 8; ++s) {
+        __m256i x[R];
+        for (int r = 0; r < R; ++r) x[r] = bcast4(xb + r * ldq + 4 * s);
+        for (int h = 0; h < 2; ++h) {
+          const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + s * 64 + 32 * h));
+          const __m256i aw = _mm256_abs_epi8(w);
+          for (int r = 0; r < R; ++r)
+            acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x[r], w)), ones));
         }
       }
     }
