@@ -105,6 +105,13 @@ def cmd_convert(args) -> int:
     return run_from_args(args)
 
 
+def cmd_quantize(args) -> int:
+    from .quantize import quantize
+
+    quantize(args.src, args.dst, args.type, threads=args.threads or 0, verbose=not args.quiet)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -142,6 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     build_arg_parser(cv)
     cv.set_defaults(func=cmd_convert)
+
+    from .quantize import QUANT_TYPES
+
+    qz = sub.add_parser("quantize", help="re-quantize an F32/F16 .gguf into a block type (q8_0, q4_0, ...)")
+    qz.add_argument("src", metavar="IN.gguf")
+    qz.add_argument("dst", metavar="OUT.gguf")
+    qz.add_argument("--type", choices=QUANT_TYPES, default="q8_0")
+    qz.add_argument("-t", "--threads", type=int, default=None, help="quantizer threads (default: all cores)")
+    qz.add_argument("-q", "--quiet", action="store_true")
+    qz.set_defaults(func=cmd_quantize)
     return p
 
 

@@ -9,6 +9,7 @@
 
 #include "ops/token_ops.h"
 #include "ops/tower_ops.h"
+#include "quant/blocks.h"
 
 namespace pyvitcpp {
 
@@ -169,7 +170,8 @@ void Graph::exec_node(const Node& n, const float* input, int ith, int nth) {
       }
       a.Y = out;
       a.ldy = a.N;
-      kt_->gemm(a, ith, nth);
+      if (is_block_quant(a.wtype)) kt_->qgemm(a, ith, nth);
+      else kt_->gemm(a, ith, nth);
       break;
     }
     case OpType::EmbedTokens: {

@@ -92,6 +92,12 @@ struct KernelTable {
   // ---- convolution and pooling (CNN backbones): registered by register_conv_<isa> ----
 
   // ---- block-quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1): registered by register_quant_<isa> ----
+  // GEMM with a block-quantized W (GemmArgs.wtype Q8_0/Q4_0/Q4_1/Q5_0/Q5_1, K a multiple of 32);
+  // the math and the packed layout are in kernels/quant_gemm.h. qgemm_pack_size 0: computes from
+  // W_raw (ref). Per-thread scratch is the kernel's own (thread_local).
+  size_t (*qgemm_pack_size)(DType wtype, int64_t N, int64_t K) = nullptr;
+  void (*qgemm_pack)(const void* W_raw, DType wtype, int64_t N, int64_t K, void* dst) = nullptr;
+  void (*qgemm)(const GemmArgs& a, int ith, int nth) = nullptr;
 };
 
 // Table for one level. Levels above ref start as a copy of the level below and override

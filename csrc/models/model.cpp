@@ -6,6 +6,13 @@
 
 #include "core/cpu.h"
 #include "core/fp16.h"
+#include "quant/blocks.h"
+#include "quant/quantize.h"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 
 namespace pyvitcpp {
 
@@ -52,6 +59,13 @@ const float* WeightStore::tensor_f32(const std::string& name, const std::vector<
     case DType::F16:
     case DType::BF16:
       break;
+    case DType::Q8_0: case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
+      if (t.ne[0] % kQK == 0) {
+        owned_f32_.emplace_back(static_cast<size_t>(n));
+        dequantize_rows(static_cast<DType>(t.type), t.data, n / t.ne[0], t.ne[0], owned_f32_.back().data(), 1);
+        return owned_f32_.back().data();
+      }
+      [[fallthrough]];
     default:
       throw ModelError(file_->path() + ": tensor '" + name + "' has type " + dtype_name(t.type) +
                        "; this tensor must be f32, f16 or bf16");
@@ -69,7 +83,42 @@ const float* WeightStore::tensor_f32(const std::string& name, const std::vector<
 
 const float* WeightStore::vec(const std::string& name, int64_t n) { return tensor_f32(name, {n}); }
 
+namespace {
+
+// Drops the resident pages of a mapped range that a packed copy replaces (the mapping is
+// read-only and file-backed: the bytes stay readable, the kernel re-reads them on access).
+void release_mapped_pages(const void* p, size_t n) {
+#if defined(__unix__) || defined(__APPLE__)
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  uintptr_t a = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  uintptr_t e = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  if (e > a) madvise(reinterpret_cast<void*>(a), e - a, MADV_DONTNEED);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+
+}  // namespace
+
 void WeightStore::pack(LinearWeight& w) {
+  if (is_block_quant(w.type)) {
+    // Quantized weights are repacked (same codes, column-panel order) where the level has a
+    // packed kernel; the raw blocks are then no longer read.
+    size_t bytes = kt_.qgemm_pack_size(w.type, w.N, w.K);
+    if (bytes == 0) return;
+    w.packed.resize(bytes);
+    kt_.qgemm_pack(w.raw, w.type, w.N, w.K, w.packed.data());
+    if (!w.owned_raw.empty()) {
+      w.owned_raw.resize(0);
+    } else {
+      size_t rb = 0;
+      row_bytes(static_cast<uint32_t>(w.type), w.K, &rb);
+      release_mapped_pages(w.raw, rb * static_cast<size_t>(w.N));
+    }
+    w.raw = nullptr;
+    return;
+  }
   size_t bytes = kt_.gemm_pack_size(w.type, w.N, w.K);
   if (bytes == 0) return;
   w.packed.resize(bytes);
@@ -77,9 +126,15 @@ void WeightStore::pack(LinearWeight& w) {
 }
 
 static void check_linear_type(const std::string& path, const GGUFTensorInfo& t) {
+  if (is_block_quant(static_cast<DType>(t.type))) {
+    if (t.ne.size() != 2)
+      throw ModelError(path + ": weight '" + t.name + "' is " + dtype_name(t.type) + " with " + std::to_string(t.ne.size()) +
+                       " dimensions; quantized matrix weights must be 2-D");
+    return;
+  }
   if (t.type != static_cast<uint32_t>(DType::F32) && t.type != static_cast<uint32_t>(DType::F16))
     throw ModelError(path + ": weight '" + t.name + "' has type " + dtype_name(t.type) +
-                     "; matrix weights must be f32 or f16 in this version");
+                     "; matrix weights must be f32, f16, q8_0, q4_0, q4_1, q5_0 or q5_1");
 }
 
 LinearWeight* WeightStore::linear(const std::string& weight, const std::string& bias, int64_t N, int64_t K) {

@@ -8,4 +8,6 @@ void bind_model(pybind11::module_& m);      // bind_model.cpp: Model, cpu_info
 void bind_test_gemm(pybind11::module_& t);  // bind_test_gemm.cpp: GEMM kernel hooks (_core.testing)
 void bind_test_ops(pybind11::module_& t);   // bind_test_ops.cpp: other kernel hooks (_core.testing)
 void bind_test_towers(pybind11::module_& t);  // bind_test_towers.cpp: vision-tower op hooks (_core.testing)
+void bind_quant(pybind11::module_& m);       // bind_quant.cpp: quantize, dequantize, requantize
+void bind_test_quant(pybind11::module_& t);  // bind_quant.cpp: quantized GEMM hook (_core.testing)
 }  // namespace pyvitcpp

@@ -51,7 +51,9 @@ def convert(src, out=None, *, outtype: str = "f16", model_name: Optional[str] = 
     src: a Hugging Face folder (config.json + model.safetensors / pytorch_model.bin), a timm hub
         folder, or a timm state dict file (.safetensors / .pth / .pt / .bin).
     out: output path (default: ``<src name>-<outtype>.gguf`` in the current directory).
-    outtype: ``f32`` or ``f16`` (matrices and the patch conv F16; 1-D tensors and embeddings F32).
+    outtype: ``f32``, ``f16`` (matrices and the patch conv F16; 1-D tensors and embeddings F32), or a
+        block type ``q8_0``, ``q4_0``, ``q4_1``, ``q5_0``, ``q5_1`` (matrices quantized; a matrix whose
+        rows are not a multiple of 32, like the patch conv, falls back to F16 with a note).
     model_name: the timm model name (required for a bare state dict), e.g. ``deit_tiny_patch16_224``.
     labels: class names (a list, or a text file with one per line) overriding the checkpoint's.
     source: ``auto``, ``hf`` or ``timm``.
@@ -95,7 +97,8 @@ def build_arg_parser(parser: Optional[argparse.ArgumentParser] = None) -> argpar
     parser.add_argument("-o", "--out", default=None,
                         help="output .gguf path (default: <SRC name>-<outtype>.gguf)")
     parser.add_argument("--outtype", choices=OUTTYPES, default="f16",
-                        help="weight type of matrices (1-D tensors and embeddings stay F32); default f16")
+                        help="weight type of matrices (1-D tensors and embeddings stay F32; block types fall "
+                             "back to F16 for rows not a multiple of 32); default f16")
     parser.add_argument("--model-name", default=None,
                         help="timm model name, required for a bare state dict (e.g. deit_tiny_patch16_224)")
     parser.add_argument("--model-arg", action="append", default=None, metavar="KEY=VALUE",

@@ -4,6 +4,9 @@ Tensors are handed to gguf-py in PyTorch shape order; gguf-py stores ggml's reve
 Type policy (docs/GGUF_SCHEMA.md): 1-D tensors, ``v.class_embd``, ``v.dist_embd`` and
 ``v.position_embd.weight`` stay F32; with ``outtype="f16"`` every other tensor (matrices and the 4-D
 patch conv) is F16, unless it holds values F16 cannot represent (kept F32, with a note).
+With a block type (``q8_0``, ``q4_0``, ``q4_1``, ``q5_0``, ``q5_1``) the matrices are quantized by
+pyvitcpp's C++ quantizer (byte-identical to ``gguf.quants.quantize``); a matrix whose rows are not a
+multiple of 32 (the 4-D patch conv: rows of ``p``) falls back to F16, with a note.
 """
 from __future__ import annotations
 
@@ -16,8 +19,10 @@ import numpy as np
 from ._model import (F32, F32_ARRAY, STR, STR_ARRAY, U32, U32_ARRAY, ConversionError,
                      ConvertedModel)
 
-OUTTYPES = ("f32", "f16")
-FILE_TYPE = {"f32": 0, "f16": 1}  # ggml's LLAMA_FTYPE: ALL_F32, MOSTLY_F16
+QUANT_OUTTYPES = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
+OUTTYPES = ("f32", "f16") + QUANT_OUTTYPES
+# ggml's LLAMA_FTYPE: ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_Q4_0, MOSTLY_Q4_1, MOSTLY_Q5_0, MOSTLY_Q5_1
+FILE_TYPE = {"f32": 0, "f16": 1, "q8_0": 7, "q4_0": 2, "q4_1": 3, "q5_0": 8, "q5_1": 9}
 
 # Tensors that stay F32 whatever the outtype: the engine adds them to activations directly.
 ALWAYS_F32 = frozenset({"v.class_embd", "v.dist_embd", "v.position_embd.weight"})
@@ -67,9 +72,19 @@ def write_gguf(model: ConvertedModel, out: str, outtype: str = "f16", verbose: b
 
     typed: List[Tuple[str, np.ndarray]] = []
     kept_f32: List[str] = []
+    quantized: Dict[str, object] = {}   # name -> gguf quant type of the uint8 blocks in typed
+    fell_back: List[str] = []
     for name, arr in model.tensors.items():
-        dt = tensor_dtype(name, arr, outtype)
-        if outtype == "f16" and dt == np.float32 and arr.ndim >= 2 and name not in ALWAYS_F32:
+        if outtype in QUANT_OUTTYPES and arr.ndim >= 2 and name not in ALWAYS_F32:
+            if arr.shape[-1] % 32 == 0 and np.all(np.isfinite(arr)):
+                from .. import _core
+                qt = getattr(gguf.GGMLQuantizationType, outtype.upper())
+                typed.append((name, _core.quantize(np.ascontiguousarray(arr, dtype=np.float32), outtype)))
+                quantized[name] = qt
+                continue
+            fell_back.append(name)
+        dt = tensor_dtype(name, arr, "f16" if outtype in QUANT_OUTTYPES else outtype)
+        if outtype != "f32" and dt == np.float32 and arr.ndim >= 2 and name not in ALWAYS_F32:
             kept_f32.append(name)
         typed.append((name, np.ascontiguousarray(arr.astype(dt, copy=False))))
 
@@ -80,7 +95,10 @@ def write_gguf(model: ConvertedModel, out: str, outtype: str = "f16", verbose: b
         for key, value, kind in model.metadata():
             _add_kv(w, key, value, kind)
         for name, arr in typed:
-            w.add_tensor(name, arr)
+            if name in quantized:
+                w.add_tensor(name, arr, raw_shape=arr.shape, raw_dtype=quantized[name])
+            else:
+                w.add_tensor(name, arr)
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_tensors_to_file()
@@ -94,14 +112,19 @@ def write_gguf(model: ConvertedModel, out: str, outtype: str = "f16", verbose: b
 
     if verbose:
         n_f16 = sum(1 for _, a in typed if a.dtype == np.float16)
-        n_params = sum(int(a.size) for _, a in typed)
+        n_q = len(quantized)
+        n_params = sum(int(a.size) for a in model.tensors.values())
         size = os.path.getsize(out)
+        counts = f"{n_f16} F16, {len(typed) - n_f16 - n_q} F32" + (f", {n_q} {outtype.upper()}" if n_q else "")
         msg = (f"wrote {out}: {model.arch} '{model.name}' from {model.source} "
-               f"({model.source_class}), {len(typed)} tensors ({n_f16} F16, {len(typed) - n_f16} F32), "
+               f"({model.source_class}), {len(typed)} tensors ({counts}), "
                f"{n_params / 1e6:.2f} M parameters, {size / 2**20:.2f} MiB")
         print(msg, file=sys.stderr)
         for note in model.notes:
             print(f"  note: {note}", file=sys.stderr)
+        if fell_back:
+            print(f"  note: F16 instead of {outtype.upper()} (rows not a multiple of 32, or non-finite "
+                  f"values): {', '.join(fell_back)}", file=sys.stderr)
         if kept_f32:
             print(f"  note: kept F32 (values beyond the F16 range): {', '.join(kept_f32)}",
                   file=sys.stderr)

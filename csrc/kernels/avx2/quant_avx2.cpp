@@ -1,8 +1,257 @@
-// quant kernels at the avx2 level (none yet: the level below's entries stay in the table).
+// Block-quantized GEMM at the avx2 level (no VNNI): the same math as kernels/quant_gemm.h with
+// vpmaddubsw (u8 x s8 -> saturating s16 pairs) + vpmaddwd. The unsigned operand must keep
+// pair sums below 2^15: Q4/Q5 codes (<= 31) times |q| <= 127 do; Q8_0 codes are signed, so
+// they use the sign trick (|w| x sign(q, w)), which makes Q8_0's zero point 0 at this level.
+// Microkernel: R <= 2 rows x 16 columns (one panel, two ymm halves).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <vector>
+
 #include "kernels/kernels.h"
+#include "kernels/quant_gemm.h"
+#include "kernels/simd_act.h"
 
 namespace pyvitcpp {
+namespace avx2 {
+namespace {
 
-void register_quant_avx2(KernelTable& t) { (void)t; }
+constexpr int kMR = 2;
+constexpr int64_t kChunkBytes = 1 << 17;
+
+enum Kind { kQ8 = 0, kU8 = 1, kNib = 2 };
+
+struct ActScratch {
+  std::vector<int8_t> q;
+  std::vector<float> d, ds;
+  std::vector<int32_t> zs;
+};
+thread_local ActScratch t_scratch;
+
+static inline int32_t hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+static inline float hmax_ps(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+void quantize_rows(const float* X, int64_t ldx, int64_t r0, int64_t r1, int64_t K, int z, ActScratch& s) {
+  const int64_t nb = K / 32, rows = r1 - r0;
+  s.q.resize(static_cast<size_t>(rows * K));
+  s.d.resize(static_cast<size_t>(rows * nb));
+  s.ds.resize(static_cast<size_t>(rows * nb));
+  s.zs.resize(static_cast<size_t>(rows * nb));
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = X + (r0 + r) * ldx;
+    for (int64_t b = 0; b < nb; ++b) {
+      __m256 v[4];
+      __m256 a = _mm256_setzero_ps();
+      int unord = 0;
+      for (int i = 0; i < 4; ++i) {
+        v[i] = _mm256_loadu_ps(x + 32 * b + 8 * i);
+        a = _mm256_max_ps(a, _mm256_andnot_ps(sign, v[i]));
+        unord |= _mm256_movemask_ps(_mm256_cmp_ps(v[i], v[i], _CMP_UNORD_Q));
+      }
+      const float amax = hmax_ps(a);
+      const bool finite = unord == 0 && amax <= 3.4028235e38f;
+      const float d = finite ? amax / 127.0f : std::numeric_limits<float>::quiet_NaN();
+      const float id = finite && d != 0.0f ? 1.0f / d : 0.0f;
+      const __m256 vid = _mm256_set1_ps(id);
+      __m256i q[4];
+      for (int i = 0; i < 4; ++i) q[i] = finite ? _mm256_cvtps_epi32(_mm256_mul_ps(v[i], vid)) : _mm256_setzero_si256();
+      const int32_t S = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+      const __m256i p01 = _mm256_packs_epi32(q[0], q[1]), p23 = _mm256_packs_epi32(q[2], q[3]);
+      const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), perm);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(s.q.data() + r * K + 32 * b), bytes);
+      s.d[r * nb + b] = d;
+      s.zs[r * nb + b] = z * S;
+      s.ds[r * nb + b] = d * static_cast<float>(S);
+    }
+  }
+}
+
+static inline __m256i bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+template <int R, int KIND, bool HAS_M>
+void ukernel(int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const int32_t* xzs, const float* xds,
+             int64_t ldb, const uint8_t* wp, int64_t BB, float* out) {
+  constexpr int64_t CB = KIND == kNib ? 256 : 512;
+  __m256 facc[R][2];
+  for (int r = 0; r < R; ++r) facc[r][0] = facc[r][1] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i acc[R][2];
+    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+    const int8_t* xb = xq + 32 * b;
+    if (KIND == kNib) {
+      // codes <= 15: the 8 products per pair of a whole block stay below 2^15 in int16
+      __m256i a16[R][2];
+      for (int r = 0; r < R; ++r) a16[r][0] = a16[r][1] = _mm256_setzero_si256();
+#pragma GCC unroll 1
+      for (int s = 0; s < 4; ++s) {
+        __m256i xl[R], xh[R];
+        for (int r = 0; r < R; ++r) {
+          xl[r] = bcast4(xb + r * ldq + 4 * s);
+          xh[r] = bcast4(xb + r * ldq + 16 + 4 * s);
+        }
+        for (int h = 0; h < 2; ++h) {
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + s * 64 + 32 * h));
+          const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+          for (int r = 0; r < R; ++r)
+            a16[r][h] = _mm256_add_epi16(a16[r][h], _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl[r]),
+                                                                     _mm256_maddubs_epi16(hi, xh[r])));
+        }
+      }
+      for (int r = 0; r < R; ++r)
+        for (int h = 0; h < 2; ++h) acc[r][h] = _mm256_madd_epi16(a16[r][h], ones);
+    } else if (KIND == kU8) {
+      // codes <= 31: four steps of pair products stay below 2^15 in int16
+      for (int g = 0; g < 2; ++g) {
+        __m256i a16[R][2];
+        for (int r = 0; r < R; ++r) a16[r][0] = a16[r][1] = _mm256_setzero_si256();
+#pragma GCC unroll 1
+        for (int s = 4 * g; s < 4 * g + 4; ++s) {
+          __m256i x[R];
+          for (int r = 0; r < R; ++r) x[r] = bcast4(xb + r * ldq + 4 * s);
+          for (int h = 0; h < 2; ++h) {
+            const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + s * 64 + 32 * h));
+            for (int r = 0; r < R; ++r) a16[r][h] = _mm256_add_epi16(a16[r][h], _mm256_maddubs_epi16(w, x[r]));
+          }
+        }
+        for (int r = 0; r < R; ++r)
+          for (int h = 0; h < 2; ++h) acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(a16[r][h], ones));
+      }
+    } else {
+#pragma GCC unroll 1
+      for (int s = 0; s < 8; ++s) {
+        __m256i x[R];
+        for (int r = 0; r < R; ++r) x[r] = bcast4(xb + r * ldq + 4 * s);
+        for (int h = 0; h < 2; ++h) {
+          const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + s * 64 + 32 * h));
+          const __m256i aw = _mm256_abs_epi8(w);
+          for (int r = 0; r < R; ++r)
+            acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x[r], w)), ones));
+        }
+      }
+    }
+    __m256 dw[2], mw[2];
+    for (int h = 0; h < 2; ++h) {
+      dw[h] = _mm256_loadu_ps(reinterpret_cast<const float*>(wp + CB) + 8 * h);
+      if (HAS_M) mw[h] = _mm256_loadu_ps(reinterpret_cast<const float*>(wp + CB + 64) + 8 * h);
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m256 dx = _mm256_set1_ps(xd[r * ldb + b]);
+      const __m256i zs = _mm256_set1_epi32(xzs[r * ldb + b]);
+      for (int h = 0; h < 2; ++h) {
+        const __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r][h], zs));
+        facc[r][h] = _mm256_fmadd_ps(f, _mm256_mul_ps(dw[h], dx), facc[r][h]);
+      }
+      if (HAS_M) {
+        const __m256 ds = _mm256_set1_ps(xds[r * ldb + b]);
+        for (int h = 0; h < 2; ++h) facc[r][h] = _mm256_fmadd_ps(mw[h], ds, facc[r][h]);
+      }
+    }
+    wp += BB;
+  }
+  for (int r = 0; r < R; ++r)
+    for (int h = 0; h < 2; ++h) _mm256_storeu_ps(out + r * 16 + 8 * h, facc[r][h]);
+}
+
+using Ukernel = void (*)(int64_t, const int8_t*, int64_t, const float*, const int32_t*, const float*, int64_t,
+                         const uint8_t*, int64_t, float*);
+
+template <int KIND, bool HAS_M>
+Ukernel pick(int R) { return R == 1 ? ukernel<1, KIND, HAS_M> : ukernel<2, KIND, HAS_M>; }
+
+Ukernel pick_for(DType t, int R) {
+  switch (t) {
+    case DType::Q8_0: return pick<kQ8, false>(R);
+    case DType::Q4_0: return pick<kNib, false>(R);
+    case DType::Q4_1: return pick<kNib, true>(R);
+    case DType::Q5_0: return pick<kU8, false>(R);
+    default: return pick<kU8, true>(R);
+  }
+}
+
+void finish_tile(const GemmArgs& a, const float* tile, int R, int64_t row0, int64_t col0, int64_t nc) {
+  float t[16];
+  for (int r = 0; r < R; ++r) {
+    for (int64_t c = 0; c < nc; ++c) t[c] = tile[r * 16 + c] + (a.bias ? a.bias[col0 + c] : 0.0f);
+    if (a.act != Act::None) act_inplace(t, nc, a.act);
+    float* y = a.Y + (row0 + r) * a.ldy + col0;
+    if (a.residual) {
+      const float* res = a.residual + (row0 + r) * a.ldr + col0;
+      for (int64_t c = 0; c < nc; ++c) y[c] = t[c] + res[c];
+    } else {
+      for (int64_t c = 0; c < nc; ++c) y[c] = t[c];
+    }
+  }
+}
+
+void qgemm(const GemmArgs& a, int ith, int nth) {
+  const DType t = a.wtype;
+  const int64_t nb = a.K / 32;
+  const int64_t panels = (a.N + kQPanel - 1) / kQPanel;
+  const int64_t BB = qpack_block_bytes(t), PB = qpack_panel_bytes(t, a.K);
+  const int z = qpack_zero_point(t);  // Q8_0: 0 here (sign trick)
+  const int64_t tiles = (a.M + kMR - 1) / kMR;
+  int64_t r0, r1, p0, p1;
+  if (tiles >= nth) {
+    r0 = std::min(a.M, tiles * ith / nth * kMR);
+    r1 = std::min(a.M, tiles * (ith + 1) / nth * kMR);
+    p0 = 0;
+    p1 = panels;
+  } else {
+    r0 = 0;
+    r1 = a.M;
+    p0 = panels * ith / nth;
+    p1 = panels * (ith + 1) / nth;
+  }
+  if (r0 >= r1 || p0 >= p1) return;
+  const uint8_t* W = static_cast<const uint8_t*>(a.W_packed);
+  ActScratch& s = t_scratch;
+  const int64_t chunk = std::max<int64_t>(kMR, kChunkBytes / a.K / kMR * kMR);
+  alignas(32) float tile[kMR * 16];
+  for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
+    const int64_t c1 = std::min(r1, c0 + chunk);
+    quantize_rows(a.X, a.ldx, c0, c1, a.K, z, s);
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t col0 = p * kQPanel;
+      const int64_t nc = std::min<int64_t>(a.N - col0, kQPanel);
+      for (int64_t r = c0; r < c1; r += kMR) {
+        const int R = static_cast<int>(std::min<int64_t>(kMR, c1 - r));
+        const int64_t lr = r - c0;
+        pick_for(t, R)(nb, s.q.data() + lr * a.K, a.K, s.d.data() + lr * nb, s.zs.data() + lr * nb,
+                       s.ds.data() + lr * nb, nb, W + p * PB, BB, tile);
+        finish_tile(a, tile, R, r, col0, nc);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace avx2
+
+void register_quant_avx2(KernelTable& t) {
+  t.qgemm_pack_size = qgemm_pack_size_generic;
+  t.qgemm_pack = qgemm_pack_generic;
+  t.qgemm = avx2::qgemm;
+}
 
 }  // namespace pyvitcpp

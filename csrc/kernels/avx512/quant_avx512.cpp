@@ -1,8 +1,250 @@
-// quant kernels at the avx512 level (none yet: the level below's entries stay in the table).
+// Block-quantized GEMM at the avx512 level: activations quantized on the fly to int8 (per row,
+// blocks of 32), weights in the panel layout of kernels/quant_gemm.h, int8 dot products with
+// VNNI vpdpbusd (u8 x s8 -> s32). vpdpbusd wants the unsigned operand first, so the weight codes
+// are that operand: Q4/Q5 codes are 0..31 already; Q8_0 codes get +128 (xor 0x80), which the
+// activation side corrects with 128 * sum(q) per block (folded into the zero-point term z * S).
+//
+// Microkernel: R <= 4 rows x 32 columns (two panels), int32 block sums in 8 zmm, f32 sums in 8
+// zmm; per block: 8 (4 for nibbles) steps of one 64-byte weight load per panel and one 4-byte
+// broadcast per row. Threads split the rows (or the columns when there are fewer row tiles than
+// threads); each thread quantizes the rows it owns into its own scratch, chunk by chunk.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <vector>
+
 #include "kernels/kernels.h"
+#include "kernels/quant_gemm.h"
+#include "kernels/simd_act.h"
 
 namespace pyvitcpp {
+namespace avx512 {
+namespace {
 
-void register_quant_avx512(KernelTable& t) { (void)t; }
+constexpr int kMR = 4;
+constexpr int64_t kChunkBytes = 1 << 17;  // quantized activation rows per chunk (L2 resident)
+
+enum Kind { kQ8 = 0, kU8 = 1, kNib = 2 };
+
+struct ActScratch {
+  std::vector<int8_t> q;
+  std::vector<float> d, ds;
+  std::vector<int32_t> zs;
+};
+thread_local ActScratch t_scratch;
+
+// Rows [r0, r1) of X -> codes, scales, z * S and dx * S per block (the spec's rounding: rint).
+void quantize_rows(const float* X, int64_t ldx, int64_t r0, int64_t r1, int64_t K, int z, ActScratch& s) {
+  const int64_t nb = K / 32, rows = r1 - r0;
+  s.q.resize(static_cast<size_t>(rows * K));
+  s.d.resize(static_cast<size_t>(rows * nb));
+  s.ds.resize(static_cast<size_t>(rows * nb));
+  s.zs.resize(static_cast<size_t>(rows * nb));
+  const __m512 sign = _mm512_set1_ps(-0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = X + (r0 + r) * ldx;
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m512 v0 = _mm512_loadu_ps(x + 32 * b), v1 = _mm512_loadu_ps(x + 32 * b + 16);
+      const __m512 a = _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1));
+      const float amax = _mm512_reduce_max_ps(a);
+      // Not finite (an Inf, or a NaN that max may drop): scale NaN, codes 0, as the ref does.
+      const bool finite = amax <= 3.4028235e38f &&
+                          (_mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v1, v0, _CMP_UNORD_Q)) == 0;
+      const float d = finite ? amax / 127.0f : std::numeric_limits<float>::quiet_NaN();
+      const float id = finite && d != 0.0f ? 1.0f / d : 0.0f;
+      const __m512 vid = _mm512_set1_ps(id);
+      __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid));
+      __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
+      if (!finite) q0 = q1 = _mm512_setzero_si512();
+      int8_t* dst = s.q.data() + r * K + 32 * b;
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm512_cvtepi32_epi8(q0));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16), _mm512_cvtepi32_epi8(q1));
+      const int32_t S = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+      s.d[r * nb + b] = d;
+      s.zs[r * nb + b] = z * S;
+      s.ds[r * nb + b] = d * static_cast<float>(S);
+    }
+  }
+}
+
+static inline __m512i bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// out[r * 32 + c] for r < R, c < 16 * P: the f32 sums over all K of the tile.
+template <int R, int P, int KIND, bool HAS_M>
+void ukernel(int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const int32_t* xzs, const float* xds,
+             int64_t ldb, const uint8_t* w0, const uint8_t* w1, int64_t BB, float* out) {
+  constexpr int64_t CB = KIND == kNib ? 256 : 512;
+  __m512 facc[R][P];
+  for (int r = 0; r < R; ++r)
+    for (int p = 0; p < P; ++p) facc[r][p] = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  const __m512i x80 = _mm512_set1_epi8(static_cast<char>(0x80));
+  const uint8_t* wp[2] = {w0, w1};
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i acc[R][P];
+    for (int r = 0; r < R; ++r)
+      for (int p = 0; p < P; ++p) acc[r][p] = _mm512_setzero_si512();
+    const int8_t* xb = xq + 32 * b;
+    if (KIND == kNib) {
+      for (int s = 0; s < 4; ++s) {
+        __m512i lo[P], hi[P];
+        for (int p = 0; p < P; ++p) {
+          const __m512i v = _mm512_loadu_si512(wp[p] + s * 64);
+          lo[p] = _mm512_and_si512(v, m4);
+          hi[p] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        }
+        for (int r = 0; r < R; ++r) {
+          const __m512i xl = bcast4(xb + r * ldq + 4 * s), xh = bcast4(xb + r * ldq + 16 + 4 * s);
+          for (int p = 0; p < P; ++p) {
+            acc[r][p] = _mm512_dpbusd_epi32(acc[r][p], lo[p], xl);
+            acc[r][p] = _mm512_dpbusd_epi32(acc[r][p], hi[p], xh);
+          }
+        }
+      }
+    } else {
+      for (int s = 0; s < 8; ++s) {
+        __m512i w[P];
+        for (int p = 0; p < P; ++p) {
+          w[p] = _mm512_loadu_si512(wp[p] + s * 64);
+          if (KIND == kQ8) w[p] = _mm512_xor_si512(w[p], x80);
+        }
+        for (int r = 0; r < R; ++r) {
+          const __m512i x = bcast4(xb + r * ldq + 4 * s);
+          for (int p = 0; p < P; ++p) acc[r][p] = _mm512_dpbusd_epi32(acc[r][p], w[p], x);
+        }
+      }
+    }
+    __m512 dw[P], mw[P];
+    for (int p = 0; p < P; ++p) {
+      dw[p] = _mm512_loadu_ps(reinterpret_cast<const float*>(wp[p] + CB));
+      if (HAS_M) mw[p] = _mm512_loadu_ps(reinterpret_cast<const float*>(wp[p] + CB + 64));
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m512 dx = _mm512_set1_ps(xd[r * ldb + b]);
+      const __m512i zs = _mm512_set1_epi32(xzs[r * ldb + b]);
+      for (int p = 0; p < P; ++p) {
+        const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][p], zs));
+        facc[r][p] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw[p], dx), facc[r][p]);
+      }
+      if (HAS_M) {
+        const __m512 ds = _mm512_set1_ps(xds[r * ldb + b]);
+        for (int p = 0; p < P; ++p) facc[r][p] = _mm512_fmadd_ps(mw[p], ds, facc[r][p]);
+      }
+    }
+    for (int p = 0; p < P; ++p) wp[p] += BB;
+  }
+  for (int r = 0; r < R; ++r)
+    for (int p = 0; p < P; ++p) _mm512_storeu_ps(out + r * 32 + p * 16, facc[r][p]);
+}
+
+using Ukernel = void (*)(int64_t, const int8_t*, int64_t, const float*, const int32_t*, const float*, int64_t,
+                         const uint8_t*, const uint8_t*, int64_t, float*);
+
+template <int KIND, bool HAS_M>
+Ukernel pick(int R, int P) {
+  switch (R * 2 + (P - 1)) {
+    case 2: return ukernel<1, 1, KIND, HAS_M>;
+    case 3: return ukernel<1, 2, KIND, HAS_M>;
+    case 4: return ukernel<2, 1, KIND, HAS_M>;
+    case 5: return ukernel<2, 2, KIND, HAS_M>;
+    case 6: return ukernel<3, 1, KIND, HAS_M>;
+    case 7: return ukernel<3, 2, KIND, HAS_M>;
+    case 8: return ukernel<4, 1, KIND, HAS_M>;
+    default: return ukernel<4, 2, KIND, HAS_M>;
+  }
+}
+
+Ukernel pick_for(DType t, int R, int P) {
+  switch (t) {
+    case DType::Q8_0: return pick<kQ8, false>(R, P);
+    case DType::Q4_0: return pick<kNib, false>(R, P);
+    case DType::Q4_1: return pick<kNib, true>(R, P);
+    case DType::Q5_0: return pick<kU8, false>(R, P);
+    default: return pick<kU8, true>(R, P);
+  }
+}
+
+// Tile epilogue: y = act(sum + bias) + residual for R rows x nc columns (residual may alias Y).
+void finish_tile(const GemmArgs& a, const float* tile, int R, int64_t row0, int64_t col0, int64_t nc) {
+  alignas(64) float t[32];
+  const __mmask16 k0 = static_cast<__mmask16>(nc >= 16 ? 0xffff : (1u << nc) - 1);
+  const __mmask16 k1 = static_cast<__mmask16>(nc >= 32 ? 0xffff : nc <= 16 ? 0 : (1u << (nc - 16)) - 1);
+  const __m512 b0 = a.bias ? _mm512_maskz_loadu_ps(k0, a.bias + col0) : _mm512_setzero_ps();
+  const __m512 b1 = a.bias ? _mm512_maskz_loadu_ps(k1, a.bias + col0 + 16) : _mm512_setzero_ps();
+  for (int r = 0; r < R; ++r) {
+    _mm512_store_ps(t, _mm512_add_ps(_mm512_loadu_ps(tile + r * 32), b0));
+    _mm512_store_ps(t + 16, _mm512_add_ps(_mm512_loadu_ps(tile + r * 32 + 16), b1));
+    if (a.act != Act::None) act_inplace(t, nc, a.act);
+    __m512 y0 = _mm512_load_ps(t), y1 = _mm512_load_ps(t + 16);
+    float* y = a.Y + (row0 + r) * a.ldy + col0;
+    if (a.residual) {
+      const float* res = a.residual + (row0 + r) * a.ldr + col0;
+      y0 = _mm512_add_ps(y0, _mm512_maskz_loadu_ps(k0, res));
+      y1 = _mm512_add_ps(y1, _mm512_maskz_loadu_ps(k1, res + 16));
+    }
+    _mm512_mask_storeu_ps(y, k0, y0);
+    _mm512_mask_storeu_ps(y + 16, k1, y1);
+  }
+}
+
+void qgemm(const GemmArgs& a, int ith, int nth) {
+  const DType t = a.wtype;
+  const int64_t nb = a.K / 32;
+  const int64_t panels = (a.N + kQPanel - 1) / kQPanel;
+  const int64_t BB = qpack_block_bytes(t), PB = qpack_panel_bytes(t, a.K);
+  const int z = t == DType::Q8_0 ? 128 : qpack_zero_point(t);
+  const int64_t tiles = (a.M + kMR - 1) / kMR;
+  int64_t r0, r1, p0, p1;
+  if (tiles >= nth) {
+    r0 = std::min(a.M, tiles * ith / nth * kMR);
+    r1 = std::min(a.M, tiles * (ith + 1) / nth * kMR);
+    p0 = 0;
+    p1 = panels;
+  } else {  // few rows: split the column panels (in pairs) instead
+    const int64_t pairs = (panels + 1) / 2;
+    r0 = 0;
+    r1 = a.M;
+    p0 = std::min(panels, pairs * ith / nth * 2);
+    p1 = std::min(panels, pairs * (ith + 1) / nth * 2);
+  }
+  if (r0 >= r1 || p0 >= p1) return;
+  const uint8_t* W = static_cast<const uint8_t*>(a.W_packed);
+  ActScratch& s = t_scratch;
+  const int64_t chunk = std::max<int64_t>(kMR, kChunkBytes / a.K / kMR * kMR);
+  alignas(64) float tile[kMR * 32];
+  for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
+    const int64_t c1 = std::min(r1, c0 + chunk);
+    quantize_rows(a.X, a.ldx, c0, c1, a.K, z, s);
+    for (int64_t p = p0; p < p1; p += 2) {
+      const int P = p + 1 < p1 ? 2 : 1;
+      const uint8_t* w0 = W + p * PB;
+      const uint8_t* w1 = P == 2 ? w0 + PB : w0;
+      const int64_t col0 = p * kQPanel;
+      const int64_t nc = std::min<int64_t>(a.N - col0, 16 * P);
+      for (int64_t r = c0; r < c1; r += kMR) {
+        const int R = static_cast<int>(std::min<int64_t>(kMR, c1 - r));
+        const int64_t lr = r - c0;
+        pick_for(t, R, P)(nb, s.q.data() + lr * a.K, a.K, s.d.data() + lr * nb, s.zs.data() + lr * nb,
+                          s.ds.data() + lr * nb, nb, w0, w1, BB, tile);
+        finish_tile(a, tile, R, r, col0, nc);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace avx512
+
+void register_quant_avx512(KernelTable& t) {
+  t.qgemm_pack_size = qgemm_pack_size_generic;
+  t.qgemm_pack = qgemm_pack_generic;
+  t.qgemm = avx512::qgemm;
+}
 
 }  // namespace pyvitcpp

@@ -1,0 +1,135 @@
+"""Block-quantized GEMM (kernels/quant_gemm.h): every type, every kernel level against the ref
+twin at awkward sizes, and the ref against the exact product with the dequantized weights
+within the activation-rounding bound stated in quant_gemm.h."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pyvitcpp import _core
+from conftest import isa_or_skip
+
+T = _core.testing
+TYPES = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]
+LEVELS = ["avx2", "avx512"]
+U = 2.0 ** -24
+
+# (M, N, K): M, N odd primes and tile edges (avx512 tiles 4 rows x 32 columns, avx2 2 x 16);
+# K = 32 (one block), 64, 96, 800 (25 blocks).
+SIZES = [(1, 1, 32), (3, 17, 64), (4, 32, 32), (5, 33, 96), (13, 47, 800), (37, 16, 64), (2, 97, 96)]
+
+
+def _data(M, N, K, name, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((M, K)).astype(np.float32)
+    X[:, ::7] *= 4.0  # uneven magnitudes within blocks
+    W = (rng.standard_normal((N, K)) * 0.05).astype(np.float32)
+    Wq = _core.quantize(W, name)
+    return X, Wq, _core.dequantize(Wq, name)
+
+
+def _offsets(Wq, name, N, K):
+    """Per-weight |m| of its block (0 for types without an offset), for the error scale."""
+    if not name.endswith("_1"):
+        return np.zeros((N, K), np.float32)
+    ts = {"q4_1": 20, "q5_1": 24}[name]
+    m = Wq.reshape(N, K // 32, ts)[:, :, 2:4].copy().view(np.float16).astype(np.float32)[..., 0]
+    return np.repeat(np.abs(m), 32, axis=1)
+
+
+def _accum_scale(X, Wq, Wd, name):
+    """Sum over k of |x_k| (|w_k| + 2|m_k|): bounds every partial sum the f32 accumulation sees."""
+    N, K = Wd.shape
+    return (np.abs(X).astype(np.float64) * 1.01) @ (np.abs(Wd) + 2 * _offsets(Wq, name, N, K)).T.astype(np.float64)
+
+
+@pytest.mark.parametrize("name", TYPES)
+@pytest.mark.parametrize("M,N,K", SIZES)
+def test_ref_vs_dequantized_gemm(name, M, N, K):
+    X, Wq, Wd = _data(M, N, K, name, seed=M * 1000 + N + K)
+    bias = np.linspace(-1, 1, N).astype(np.float32)
+    y = T.qgemm("ref", X, Wq, name, bias)
+    exact = X.astype(np.float64) @ Wd.T.astype(np.float64) + bias
+    # activation rounding: |x - dx q| <= dx / 2 with dx = amax_block / 127
+    nb = K // 32
+    amax = np.abs(X.reshape(M, nb, 32)).max(axis=2)                      # [M, nb]
+    wabs = np.abs(Wd).reshape(N, nb, 32).sum(axis=2)                      # [N, nb]
+    bound = (amax / 254.0) @ wabs.T + 4 * (nb + 2) * U * _accum_scale(X, Wq, Wd, name) + 4 * U * np.abs(exact)
+    err = np.abs(y - exact)
+    assert np.all(err <= bound), f"max err/bound {np.max(err / bound):.3f}"
+    # the bound is not vacuous: typical errors are well inside it
+    assert np.median(err / bound) < 0.5
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("name", TYPES)
+@pytest.mark.parametrize("M,N,K", SIZES)
+def test_level_vs_ref(level, name, M, N, K):
+    isa_or_skip(level)
+    X, Wq, Wd = _data(M, N, K, name, seed=M + 7 * N + K)
+    rng = np.random.default_rng(1)
+    bias = rng.standard_normal(N).astype(np.float32)
+    res = rng.standard_normal((M, N)).astype(np.float32)
+    want = T.qgemm("ref", X, Wq, name, bias, 0, res)
+    got = T.qgemm(level, X, Wq, name, bias, 0, res)
+    nb = K // 32
+    # the levels differ from ref only by one fused rounding per block in the f32 sums
+    bound = 2 * (nb + 2) * U * (_accum_scale(X, Wq, Wd, name) + np.abs(bias) + np.abs(res)) + 1e-30
+    err = np.abs(got - want)
+    assert np.all(err <= bound), f"{level} {name}: max err/bound {np.max(err / bound):.3f}"
+
+
+@pytest.mark.parametrize("level", ["ref"] + LEVELS)
+@pytest.mark.parametrize("name", ["q8_0", "q4_1"])
+def test_thread_splits_give_identical_bits(level, name):
+    isa_or_skip(level)
+    for M in (1, 2, 9, 41):  # few rows: columns are split; many: rows are
+        X, Wq, _ = _data(M, 70, 96, name, seed=M)
+        one = T.qgemm(level, X, Wq, name, nth=1)
+        for nth in (2, 3, 7):
+            np.testing.assert_array_equal(T.qgemm(level, X, Wq, name, nth=nth), one)
+
+
+@pytest.mark.parametrize("level", ["ref"] + LEVELS)
+@pytest.mark.parametrize("act", [1, 2, 3, 4, 5])
+def test_epilogue_activation_and_inplace_residual(level, act):
+    isa_or_skip(level)
+    M, N, K = 11, 37, 64
+    X, Wq, _ = _data(M, N, K, "q5_0", seed=act)
+    rng = np.random.default_rng(act)
+    bias = rng.standard_normal(N).astype(np.float32)
+    res = rng.standard_normal((M, N)).astype(np.float32)
+    lin = T.qgemm(level, X, Wq, "q5_0", bias)
+    import torch
+    f = {1: lambda t: torch.nn.functional.gelu(t), 2: lambda t: torch.nn.functional.gelu(t, approximate="tanh"),
+         3: lambda t: t * torch.sigmoid(1.702 * t), 4: torch.tanh, 5: torch.relu}[act]
+    want = f(torch.from_numpy(lin.astype(np.float64))).numpy() + res
+    got = T.qgemm(level, X, Wq, "q5_0", bias, act, res, residual_inplace=True)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+
+
+@pytest.mark.parametrize("level", ["ref"] + LEVELS)
+def test_special_values(level):
+    isa_or_skip(level)
+    M, N, K = 5, 19, 96
+    X, Wq, _ = _data(M, N, K, "q8_0", seed=3)
+    bias = np.arange(N, dtype=np.float32)
+    X[0] = 0.0                      # zero row: the bias exactly
+    X[1, 40] = np.nan               # NaN in one block: that row is NaN
+    X[2, 5] = np.inf                # Inf: NaN too (scale inf, code * 0)
+    X[3, :32] = 1e30                # huge but finite: finite results of that size
+    for name in TYPES:
+        Wq = _core.quantize(_data(M, N, K, name, 3)[2], name)
+        y = T.qgemm(level, X, Wq, name, bias)
+        np.testing.assert_array_equal(y[0], bias)
+        assert np.all(np.isnan(y[1])) and np.all(np.isnan(y[2]))
+        assert np.all(np.isfinite(y[3])) and np.all(np.isfinite(y[4]))
+
+
+def test_bad_arguments():
+    X = np.zeros((2, 64), np.float32)
+    Wq = _core.quantize(np.zeros((3, 64), np.float32), "q8_0")
+    with pytest.raises(ValueError, match="multiple of 32"):
+        T.qgemm("ref", np.zeros((2, 48), np.float32), Wq, "q8_0")
+    with pytest.raises(ValueError, match="not a block-quantized"):
+        T.qgemm("ref", X, Wq, "f16")
