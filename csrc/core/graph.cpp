@@ -7,6 +7,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "ops/conv_ops.h"
 #include "ops/token_ops.h"
 
 namespace pyvitcpp {
@@ -226,6 +227,14 @@ void Graph::exec_node(const Node& n, const float* input, int ith, int nth) {
       scale_residual(ptr(n.in[0], input), ptr(n.in[1], input), n.gamma, out, o.rows, o.cols, ith, nth);
       break;
     }
+    case OpType::Im2col:
+    case OpType::DwConv:
+    case OpType::Pool2d:
+    case OpType::GlobalAvgPool:
+    case OpType::Activation:
+    case OpType::ToNCHW:
+      exec_cnn_op(*kt_, n, ptr(n.in[0], input), tensors_[n.in[0]], out, tensors_[n.out], ith, nth);
+      break;
   }
 }
 

@@ -37,6 +37,13 @@ enum class OpType {
   AddScaled,    // alpha * (a + b)
   ScaleResidual,  // in[0] + gamma[col] * in[1] (layer scale)
   // ---- CNN ops ----
+  // NHWC activations: [B, H, W, C] is rows = B*H*W, cols = C (ops/conv_ops.h).
+  Im2col,         // NHWC (or NCHW pixels) -> [B*OH*OW, KH*KW*Cg], columns (ky, kx, c); then a Linear
+  DwConv,         // depthwise conv + bias + activation, NHWC -> NHWC
+  Pool2d,         // max / average pooling, NHWC
+  GlobalAvgPool,  // [B*HW, C] -> [B, C]
+  Activation,     // elementwise act (e.g. ReLU after a residual add)
+  ToNCHW,         // [B*H*W, C] -> [B, C, H, W] (feature-map outputs, timm's layout)
   // ---- vision-tower ops (CLIP / SigLIP / DINOv2) ----
 };
 
@@ -66,6 +73,15 @@ struct Node {
   PoolMode pool = PoolMode::Token;
   int64_t tok0 = 0, tok1 = 0;
   float alpha = 1.0f;
+  // CNN ops: geometry (B and C above: batch and input channels), Im2col's channel slice
+  // [c0, c0 + cg) and pixel layout, DwConv's tap-major weights, Pool2d's kind.
+  ConvAxis ch, cw;
+  int64_t c0 = 0, cg = 0;
+  bool nchw = false;
+  const float* dw_w = nullptr;
+  const float* dw_b = nullptr;
+  PoolKind pool_kind = PoolKind::Max;
+  bool count_include_pad = true;
 };
 
 struct TensorDesc {

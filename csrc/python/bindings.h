@@ -7,4 +7,5 @@ void bind_gguf(pybind11::module_& m);       // bind_gguf.cpp: GGUFFile, GGUFErro
 void bind_model(pybind11::module_& m);      // bind_model.cpp: Model, cpu_info
 void bind_test_gemm(pybind11::module_& t);  // bind_test_gemm.cpp: GEMM kernel hooks (_core.testing)
 void bind_test_ops(pybind11::module_& t);   // bind_test_ops.cpp: other kernel hooks (_core.testing)
+void bind_test_conv(pybind11::module_& t);  // bind_test_conv.cpp: conv / pooling hooks (_core.testing)
 }  // namespace pyvitcpp

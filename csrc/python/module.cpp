@@ -9,4 +9,5 @@ PYBIND11_MODULE(_core, m) {
   py::module_ t = m.def_submodule("testing", "Kernel-level hooks for the test suite (not a public API)");
   pyvitcpp::bind_test_gemm(t);
   pyvitcpp::bind_test_ops(t);
+  pyvitcpp::bind_test_conv(t);
 }
