@@ -86,3 +86,17 @@ def _timm_load(src, *, model_name=None, labels=None, name=None, model_kwargs=Non
 register_loader(Loader("hf", "Hugging Face transformers folder (ViT, DeiT)", _hf_detect, _hf_load, 10))
 register_loader(Loader("timm", "timm state dict + model name, or timm hub folder (vit_*, deit_*)",
                        _timm_detect, _timm_load, 20))
+
+
+def _cnn_detect(src: str, model_name: Optional[str]) -> bool:
+    from .cnn import sniff
+    return os.path.isfile(src) and sniff(src) is not None
+
+
+def _cnn_load(src, *, model_name=None, labels=None, name=None, model_kwargs=None):
+    from .cnn import load_cnn
+    return load_cnn(src, model_name=model_name, labels=labels, name=name, model_kwargs=model_kwargs)
+
+
+register_loader(Loader("cnn", "EfficientNet-Lite (lukemelas/timm) or ResNet (timm/torchvision) state dict; "
+                              ".pth read without torch", _cnn_detect, _cnn_load, 15))
