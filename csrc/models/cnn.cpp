@@ -225,7 +225,6 @@ void CnnFamily::load_resnet(const GGUFFile& f, WeightStore& w) {
       if (block_type_ == "basic") {
         b.c1 = load_conv(w, p + "conv1", C, stride, false);
         b.c2 = load_conv(w, p + "conv2", b.c1.OC, 1, false);
-        C = b.c2.OC;
       } else {
         b.has_c3 = true;
         b.c1 = load_conv(w, p + "conv1", C, 1, false);
