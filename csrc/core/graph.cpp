@@ -7,6 +7,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "ops/conv_ops.h"
 #include "ops/token_ops.h"
 #include "ops/tower_ops.h"
 #include "quant/blocks.h"
@@ -269,6 +270,14 @@ void Graph::exec_node(const Node& n, const float* input, int ith, int nth) {
       kt_->attention(a, workspace_.data(), ith, nth);
       break;
     }
+    case OpType::Im2col:
+    case OpType::DwConv:
+    case OpType::Pool2d:
+    case OpType::GlobalAvgPool:
+    case OpType::Activation:
+    case OpType::ToNCHW:
+      exec_cnn_op(*kt_, n, ptr(n.in[0], input), tensors_[n.in[0]], out, tensors_[n.out], ith, nth);
+      break;
   }
 }
 

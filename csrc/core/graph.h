@@ -37,6 +37,13 @@ enum class OpType {
   AddScaled,    // alpha * (a + b)
   ScaleResidual,  // in[0] + gamma[col] * in[1] (layer scale)
   // ---- CNN ops ----
+  // NHWC activations: [B, H, W, C] is rows = B*H*W, cols = C (ops/conv_ops.h).
+  Im2col,         // NHWC (or NCHW pixels) -> [B*OH*OW, KH*KW*Cg], columns (ky, kx, c); then a Linear
+  DwConv,         // depthwise conv + bias + activation, NHWC -> NHWC
+  Pool2d,         // max / average pooling, NHWC
+  GlobalAvgPool,  // [B*HW, C] -> [B, C]
+  Activation,     // elementwise act (e.g. ReLU after a residual add)
+  ToNCHW,         // [B*H*W, C] -> [B, C, H, W] (feature-map outputs, timm's layout)
   // ---- vision-tower ops (CLIP / SigLIP / DINOv2) ----
   EmbedPrefixed,   // [prefix rows, patch tokens] + position rows (n_pos_prefix of the prefix have one)
   SwiGLU,          // [rows, 2F] -> silu(first half) * second half
@@ -76,6 +83,15 @@ struct Node {
   int64_t n_pos_prefix = 0;
   const float* query = nullptr;   // QueryAttention: [D] (already projected)
   int64_t grid_h = 0, grid_w = 0;
+  // CNN ops: geometry (B and C above: batch and input channels), Im2col's channel slice
+  // [c0, c0 + cg) and pixel layout, DwConv's tap-major weights, Pool2d's kind.
+  ConvAxis ch, cw;
+  int64_t c0 = 0, cg = 0;
+  bool nchw = false;
+  const float* dw_w = nullptr;
+  const float* dw_b = nullptr;
+  PoolKind pool_kind = PoolKind::Max;
+  bool count_include_pad = true;
 };
 
 struct TensorDesc {

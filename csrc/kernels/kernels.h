@@ -22,7 +22,13 @@ enum class Act : int32_t {
   QuickGelu = 3,  // x * sigmoid(1.702 x)                   CLIP "quick_gelu"
   Tanh = 4,
   Relu = 5,
+  Relu6 = 6,      // min(max(x, 0), 6)                      torch ReLU6 (EfficientNet-Lite, MobileNet)
+  Silu = 7,       // x * sigmoid(x)                         torch SiLU / swish
+  LeakyRelu = 8,  // x >= 0 ? x : 0.01 x                    torch LeakyReLU() (its default slope)
+  HardSwish = 9,  // x * min(max(x + 3, 0), 6) / 6          torch Hardswish
 };
+// The last Act value (hooks validate against it).
+constexpr int kActLast = 9;
 
 // Y[M,N] = act(X[M,K] . W[N,K]^T + bias[N]) + residual[M,N]
 // W is in PyTorch Linear layout (row n holds the K weights of output n; GGUF ne0=K, ne1=N),
@@ -72,6 +78,39 @@ struct AttentionArgs {
   float scale = 1.0f;
 };
 
+// ---- convolution and pooling (CNN backbones) ----
+
+// Output size and padding along one axis. TF "SAME" pads (total) so that out = ceil(in / s)
+// with the odd pixel at the end (bottom/right), as TensorFlow and timm's Conv2dSame do.
+struct ConvAxis {
+  int64_t in = 0, out = 0, k = 1, stride = 1, dil = 1, pad0 = 0;  // pad0: top / left
+};
+
+// Depthwise conv (groups == C == output channels), NHWC in and out:
+// Y[b,oy,ox,c] = act(bias[c] + sum_{ky,kx} X[b, oy*s - pad_t + ky*d, ox*s - pad_l + kx*d, c] * Wt[ky,kx,c])
+// Taps outside the image read 0. Wt is tap-major [KH*KW, C] (PyTorch's [C,1,KH,KW] transposed at load).
+struct DwConv2dArgs {
+  int64_t B = 0, C = 0;
+  ConvAxis h, w;
+  const float* X = nullptr;   // [B, h.in, w.in, C]
+  const float* Wt = nullptr;  // [h.k * w.k, C]
+  const float* bias = nullptr;  // [C] or null
+  Act act = Act::None;
+  float* Y = nullptr;         // [B, h.out, w.out, C]
+};
+
+// Max or average pooling, NHWC. Max ignores padded taps; average divides by the taps inside
+// the image (count_include_pad=False) or by KH*KW (true, PyTorch's AvgPool2d default).
+enum class PoolKind : int32_t { Max = 0, Avg = 1 };
+struct Pool2dArgs {
+  int64_t B = 0, C = 0;
+  ConvAxis h, w;
+  PoolKind kind = PoolKind::Max;
+  bool count_include_pad = true;
+  const float* X = nullptr;
+  float* Y = nullptr;
+};
+
 struct KernelTable {
   Isa isa = Isa::Ref;
   // GEMM: the three entries are always registered together (the packed layout is private to
@@ -90,6 +129,10 @@ struct KernelTable {
   void (*attention)(const AttentionArgs& a, void* workspace, int ith, int nth) = nullptr;
 
   // ---- convolution and pooling (CNN backbones): registered by register_conv_<isa> ----
+  // Activations are NHWC: an image's pixels are rows of C contiguous channels (see conv.h).
+  void (*dwconv2d)(const DwConv2dArgs& a, int ith, int nth) = nullptr;
+  void (*pool2d)(const Pool2dArgs& a, int ith, int nth) = nullptr;
+  void (*global_avgpool)(const float* X, int64_t B, int64_t HW, int64_t C, float* Y, int ith, int nth) = nullptr;
 
   // ---- block-quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1): registered by register_quant_<isa> ----
   // GEMM with a block-quantized W (GemmArgs.wtype Q8_0/Q4_0/Q4_1/Q5_0/Q5_1, K a multiple of 32);

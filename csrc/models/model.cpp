@@ -194,6 +194,21 @@ LinearWeight* WeightStore::linear_concat(const std::vector<std::string>& weights
   return &w;
 }
 
+LinearWeight* WeightStore::linear_owned(const std::string& name, DType type, int64_t N, int64_t K, AlignedBuffer raw,
+                                       const float* bias) {
+  linears_.emplace_back();
+  LinearWeight& w = linears_.back();
+  w.name = name;
+  w.type = type;
+  w.N = N;
+  w.K = K;
+  w.owned_raw = std::move(raw);
+  w.raw = w.owned_raw.data();
+  w.bias = bias;
+  pack(w);
+  return &w;
+}
+
 size_t WeightStore::packed_bytes() const {
   size_t n = 0;
   for (const auto& w : linears_) n += w.packed.size();
@@ -223,8 +238,11 @@ Model::Model(const std::string& path, int threads, const std::string& isa) {
   if (arch.empty()) throw ModelError(path + ": no general.architecture key: not a model file");
   if (arch == "vit" || arch == "dinov2" || arch == "siglip" || arch == "clip")
     family_ = make_vit_family(*file_, *weights_);
+  else if (arch == "efficientnet" || arch == "resnet")
+    family_ = make_cnn_family(*file_, *weights_);
   else
-    throw ModelError(path + ": unsupported architecture '" + arch + "' (this version runs: vit, dinov2, siglip, clip)");
+    throw ModelError(path + ": unsupported architecture '" + arch +
+                     "' (this version runs: vit, dinov2, siglip, clip, efficientnet, resnet)");
   pool_ = std::make_unique<ThreadPool>(threads_);
 }
 

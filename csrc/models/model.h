@@ -39,6 +39,10 @@ class WeightStore {
   // Linear weight fused from several [Ni, K] parts stacked along N (q, k, v).
   LinearWeight* linear_concat(const std::vector<std::string>& weights, const std::vector<std::string>& biases,
                               int64_t N_each, int64_t K);
+  // A Linear weight the family assembled itself (e.g. a conv weight permuted to im2col's column
+  // order): stored, counted in owned_bytes() and packed like the others.
+  LinearWeight* linear_owned(const std::string& name, DType type, int64_t N, int64_t K, AlignedBuffer raw,
+                             const float* bias);
   size_t packed_bytes() const;
   size_t owned_bytes() const;
   const GGUFFile& file() const { return *file_; }
@@ -109,5 +113,7 @@ class Model {
 
 // Family registry: builds the family for the file's general.architecture or throws ModelError.
 std::unique_ptr<ModelFamily> make_vit_family(const GGUFFile& f, WeightStore& w);
+// CNN backbones (models/cnn.cpp): general.architecture "efficientnet" or "resnet".
+std::unique_ptr<ModelFamily> make_cnn_family(const GGUFFile& f, WeightStore& w);
 
 }  // namespace pyvitcpp

@@ -82,7 +82,7 @@ py::array gemm_hook(const std::string& isa, const py::array& X_in, const py::arr
   const int64_t M = X_in.shape(0), K = X_in.shape(1), N = W_in.shape(0);
   if (W_in.shape(1) != K) throw py::value_error("W must have shape [N, K] with K = X.shape[1]");
   if (M < 1 || N < 1 || K < 1) throw py::value_error("M, N and K must be >= 1");
-  if (act < 0 || act > static_cast<int>(Act::Relu)) throw py::value_error("act must be in 0..5");
+  if (act < 0 || act > kActLast) throw py::value_error("act must be in 0.." + std::to_string(kActLast));
   if (nth < 1 || nth > 4096) throw py::value_error("nth must be in 1..4096");
   if (ldy == 0) ldy = N;
   if (ldy < N) throw py::value_error("ldy must be >= N");

@@ -49,7 +49,7 @@ int nth_arg(int nth) {
 }
 
 Act act_arg(int act) {
-  if (act < 0 || act > static_cast<int>(Act::Relu)) fail("act must be an Act value in [0, 5]");
+  if (act < 0 || act > kActLast) fail("act must be an Act value in [0, " + std::to_string(kActLast) + "]");
   return static_cast<Act>(act);
 }
 

@@ -10,4 +10,5 @@ void bind_test_ops(pybind11::module_& t);   // bind_test_ops.cpp: other kernel h
 void bind_test_towers(pybind11::module_& t);  // bind_test_towers.cpp: vision-tower op hooks (_core.testing)
 void bind_quant(pybind11::module_& m);       // bind_quant.cpp: quantize, dequantize, requantize
 void bind_test_quant(pybind11::module_& t);  // bind_quant.cpp: quantized GEMM hook (_core.testing)
+void bind_test_conv(pybind11::module_& t);  // bind_test_conv.cpp: conv / pooling hooks (_core.testing)
 }  // namespace pyvitcpp

@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, m) {
   pyvitcpp::bind_test_ops(t);
   pyvitcpp::bind_test_towers(t);
   pyvitcpp::bind_test_quant(t);
+  pyvitcpp::bind_test_conv(t);
 }

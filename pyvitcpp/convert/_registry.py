@@ -139,3 +139,15 @@ def _open_clip_load(src, *, model_name=None, labels=None, name=None, model_kwarg
 
 register_loader(Loader("open_clip", "open_clip ViT state dict + model name (ViT-B-32, ViT-B-16-quickgelu, ...)",
                        _open_clip_detect, _open_clip_load, 12))
+def _cnn_detect(src: str, model_name: Optional[str]) -> bool:
+    from .cnn import sniff
+    return os.path.isfile(src) and sniff(src) is not None
+
+
+def _cnn_load(src, *, model_name=None, labels=None, name=None, model_kwargs=None):
+    from .cnn import load_cnn
+    return load_cnn(src, model_name=model_name, labels=labels, name=name, model_kwargs=model_kwargs)
+
+
+register_loader(Loader("cnn", "EfficientNet-Lite (lukemelas/timm) or ResNet (timm/torchvision) state dict; "
+                              ".pth read without torch", _cnn_detect, _cnn_load, 15))

@@ -73,6 +73,15 @@ void act_apply(const float* x, float* y, int64_t n, Act act) {
       // max(0, x) rather than max(x, 0): NaN propagates (max returns its second operand on NaN).
       map_act(x, y, n, [](__m256 v) { return _mm256_max_ps(_mm256_setzero_ps(), v); });
       return;
+    case Act::Relu6:
+      map_act(x, y, n, [](__m256 v) { return _mm256_min_ps(_mm256_set1_ps(6.0f), _mm256_max_ps(_mm256_setzero_ps(), v)); });
+      return;
+    case Act::Silu: map_act(x, y, n, [](__m256 v) { return vm::silu(v); }); return;
+    case Act::LeakyRelu:
+      // max(0.01 x, x) is x for x >= 0 and 0.01 x below; NaN propagates (second operand).
+      map_act(x, y, n, [](__m256 v) { return _mm256_max_ps(_mm256_mul_ps(_mm256_set1_ps(0.01f), v), v); });
+      return;
+    case Act::HardSwish: map_act(x, y, n, [](__m256 v) { return vm::hard_swish(v); }); return;
   }
 }
 

@@ -169,6 +169,21 @@ static inline __m256 quick_gelu(__m256 x) {
   return _mm256_blendv_ps(y, set1(-0.0f), _mm256_cmp_ps(x, set1(-200.0f), _CMP_LT_OQ));
 }
 
+// x * sigmoid(x) = x / (1 + e^-x); the exponent -x is exact, so lo = 0.
+static inline __m256 silu(__m256 x) {
+  __m256 y = x_over_1_plus_exp(x, _mm256_sub_ps(_mm256_setzero_ps(), x), _mm256_setzero_ps());
+  // Beyond these the float result is exactly x resp. -0 (x * 0: -inf gives NaN, as PyTorch's
+  // x * sigmoid(x) does).
+  y = _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, set1(100.0f), _CMP_GT_OQ));
+  return _mm256_blendv_ps(y, _mm256_mul_ps(x, _mm256_setzero_ps()), _mm256_cmp_ps(x, set1(-200.0f), _CMP_LT_OQ));
+}
+
+// x * clamp(x + 3, 0, 6) / 6 in PyTorch's operation order (a true division, not * (1/6)).
+static inline __m256 hard_swish(__m256 x) {
+  __m256 c = _mm256_min_ps(set1(6.0f), _mm256_max_ps(_mm256_setzero_ps(), _mm256_add_ps(x, set1(3.0f))));
+  return _mm256_div_ps(_mm256_mul_ps(x, c), set1(6.0f));
+}
+
 // 0.5 x (1 + erf(x / sqrt2)) = x * (1 - E) for x >= 0, x * E for x < 0, with
 // E = erfc(|x| / sqrt2) / 2 from the Numerical Recipes erfcc fit (relative error < 1.2e-7):
 //   erfc(z) = t exp(-z^2 + P(t)),  t = 1 / (1 + z/2).

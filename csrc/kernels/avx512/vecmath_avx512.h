@@ -140,6 +140,21 @@ static inline __m512 quick_gelu(__m512 x) {
   return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, set1(-200.0f), _CMP_LT_OQ), y, set1(-0.0f));
 }
 
+// x * sigmoid(x) = x / (1 + e^-x); the exponent -x is exact, so lo = 0.
+static inline __m512 silu(__m512 x) {
+  __m512 y = x_over_1_plus_exp(x, _mm512_sub_ps(_mm512_setzero_ps(), x), _mm512_setzero_ps());
+  // Beyond these the float result is exactly x resp. -0 (x * 0: -inf gives NaN, as PyTorch's
+  // x * sigmoid(x) does).
+  y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, set1(100.0f), _CMP_GT_OQ), y, x);
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, set1(-200.0f), _CMP_LT_OQ), y, _mm512_mul_ps(x, _mm512_setzero_ps()));
+}
+
+// x * clamp(x + 3, 0, 6) / 6 in PyTorch's operation order (a true division, not * (1/6)).
+static inline __m512 hard_swish(__m512 x) {
+  __m512 c = _mm512_min_ps(set1(6.0f), _mm512_max_ps(_mm512_setzero_ps(), _mm512_add_ps(x, set1(3.0f))));
+  return _mm512_div_ps(_mm512_mul_ps(x, c), set1(6.0f));
+}
+
 // 0.5 x (1 + erf(x / sqrt2)) = x * (1 - E) for x >= 0, x * E for x < 0, with
 // E = erfc(|x| / sqrt2) / 2 from the Numerical Recipes erfcc fit (relative error < 1.2e-7):
 //   erfc(z) = t exp(-z^2 + P(t)),  t = 1 / (1 + z/2).

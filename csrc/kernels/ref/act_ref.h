@@ -17,6 +17,15 @@ inline float act_scalar(float x, Act act) {
     case Act::QuickGelu: return x / (1.0f + std::exp(-1.702f * x));
     case Act::Tanh: return std::tanh(x);
     case Act::Relu: return x < 0.0f ? 0.0f : x;  // NaN propagates
+    case Act::Relu6: return x < 0.0f ? 0.0f : (x > 6.0f ? 6.0f : x);
+    case Act::Silu: return x / (1.0f + std::exp(-x));
+    case Act::LeakyRelu: return x >= 0.0f ? x : 0.01f * x;
+    case Act::HardSwish: {
+      // Same operation order as PyTorch's kernel: x * clamp(x + 3, 0, 6), then / 6.
+      float c = x + 3.0f;
+      c = c < 0.0f ? 0.0f : (c > 6.0f ? 6.0f : c);
+      return x * c / 6.0f;
+    }
   }
   return x;
 }

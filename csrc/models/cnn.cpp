@@ -1,0 +1,452 @@
+// CNN backbones over NHWC activations: EfficientNet (MBConv / depthwise-separable blocks; the
+// Lite variants, no squeeze-excitation) and ResNet (basic and bottleneck blocks; timm and
+// torchvision layouts convert to the same tensors). Batch norm is folded into each conv's
+// weight and bias by the converter; docs/GGUF_SCHEMA.md lists the tensors and keys.
+//
+// A conv becomes one graph op: a depthwise conv is DwConv; a 1x1 stride-1 conv on NHWC rows is
+// a Linear (GEMM) with its bias/activation/residual epilogue; any other conv is Im2col followed
+// by a Linear whose weight was permuted at load to im2col's (ky, kx, c) column order.
+#include <list>
+#include <set>
+#include <sstream>
+
+#include "kernels/conv.h"
+#include "models/model.h"
+#include "ops/conv_ops.h"
+
+namespace pyvitcpp {
+
+namespace {
+
+struct ConvW {
+  LinearWeight* lin = nullptr;  // groups == 1
+  const float* dw = nullptr;    // depthwise: tap-major [k*k, C]
+  const float* dw_b = nullptr;
+  int64_t C = 0, OC = 0, k = 1, stride = 1;
+};
+
+// An NHWC activation in the graph under construction.
+struct Fmap {
+  int t = -1;
+  int64_t H = 0, W = 0, C = 0;
+};
+
+struct EffBlock {
+  bool has_pw = false;
+  ConvW pw, dw, pwl;
+  bool skip = false;
+};
+
+struct ResBlock {
+  ConvW c1, c2, c3, down;
+  bool has_c3 = false, has_down = false;
+};
+
+Act parse_act(const std::string& path, const std::string& key, const std::string& name) {
+  if (name == "relu") return Act::Relu;
+  if (name == "relu6") return Act::Relu6;
+  if (name == "silu" || name == "swish") return Act::Silu;
+  if (name == "hard_swish") return Act::HardSwish;
+  if (name == "leaky_relu") return Act::LeakyRelu;
+  throw ModelError(path + ": unsupported " + key + " '" + name + "' (relu, relu6, silu, hard_swish, leaky_relu)");
+}
+
+class CnnFamily : public ModelFamily {
+ public:
+  CnnFamily(const GGUFFile& f, WeightStore& w);
+  std::string architecture() const override { return arch_; }
+  std::vector<std::string> output_names() const override;
+  int64_t num_channels() const override { return C_; }
+  void check_input(int64_t C, int64_t H, int64_t W) const override;
+  std::unique_ptr<Graph> build(int64_t B, int64_t H, int64_t W) const override;
+  std::map<std::string, std::string> hparams() const override;
+
+ private:
+  ConvW load_conv(WeightStore& w, const std::string& prefix, int64_t C_in, int64_t stride, bool depthwise);
+  void load_efficientnet(const GGUFFile& f, WeightStore& w);
+  void load_resnet(const GGUFFile& f, WeightStore& w);
+
+  std::string path_, arch_, act_name_, padding_;
+  Act act_ = Act::Relu;
+  bool same_ = false;
+  int64_t C_ = 3, embed_ = 0, min_size_ = 32;
+  ConvW stem_;
+  LinearWeight* fc_ = nullptr;
+  // efficientnet
+  std::vector<EffBlock> eblocks_;
+  ConvW head_conv_;
+  bool has_head_conv_ = false;
+  std::vector<int64_t> feature_blocks_;
+  // resnet
+  std::string block_type_;
+  std::vector<std::vector<ResBlock>> stages_;
+  std::list<std::vector<float>> owned_;
+};
+
+int64_t positive(const GGUFFile& f, const std::string& key) {
+  int64_t v = f.get_int(key);
+  if (v <= 0 || v > (int64_t{1} << 20))
+    throw ModelError(f.path() + ": hyper-parameter " + key + " = " + std::to_string(v) + " is out of range");
+  return v;
+}
+
+ConvW CnnFamily::load_conv(WeightStore& w, const std::string& prefix, int64_t C_in, int64_t stride, bool depthwise) {
+  const std::string wn = prefix + ".weight", bn = prefix + ".bias";
+  const GGUFTensorInfo* t = w.file().find_tensor(wn);
+  if (!t) throw ModelError(path_ + ": required tensor '" + wn + "' is missing");
+  if (t->ne.size() != 4)
+    throw ModelError(path_ + ": tensor '" + wn + "' must be a 4-D conv weight [OC, C/groups, k, k]");
+  const int64_t KW = t->ne[0], KH = t->ne[1], Cg = t->ne[2], OC = t->ne[3];
+  if (KH != KW || KH < 1 || KH > 15 || (KH % 2) == 0)
+    throw ModelError(path_ + ": tensor '" + wn + "' has a " + std::to_string(KH) + "x" + std::to_string(KW) +
+                     " kernel; odd square kernels up to 15 are supported");
+  const DType type = static_cast<DType>(t->type);
+  if (type != DType::F32 && type != DType::F16)
+    throw ModelError(path_ + ": conv weight '" + wn + "' has type " + dtype_name(t->type) + "; must be f32 or f16");
+  ConvW c;
+  c.C = C_in;
+  c.OC = OC;
+  c.k = KH;
+  c.stride = stride;
+  if (depthwise) {
+    if (Cg != 1 || OC != C_in)
+      throw ModelError(path_ + ": tensor '" + wn + "' should be a depthwise weight [" + std::to_string(C_in) +
+                       ", 1, k, k]");
+    owned_.emplace_back(static_cast<size_t>(OC * KH * KW));
+    depthwise_weight_taps(t->data, type, OC, KH, KW, owned_.back().data());
+    c.dw = owned_.back().data();
+    c.dw_b = w.vec_opt(bn, OC);
+    return c;
+  }
+  if (Cg != C_in)
+    throw ModelError(path_ + ": tensor '" + wn + "' has " + std::to_string(Cg) + " input channels, expected " +
+                     std::to_string(C_in) + " (grouped convolutions other than depthwise are not supported)");
+  if (KH == 1) {
+    c.lin = w.linear(wn, bn, OC, C_in);
+  } else {
+    const size_t esz = type == DType::F32 ? 4 : 2;
+    AlignedBuffer buf(static_cast<size_t>(OC * Cg * KH * KW) * esz);
+    permute_conv_weight_khwc(t->data, type, OC, Cg, KH, KW, buf.data());
+    c.lin = w.linear_owned(wn, type, OC, KH * KW * Cg, std::move(buf), w.vec_opt(bn, OC));
+  }
+  return c;
+}
+
+CnnFamily::CnnFamily(const GGUFFile& f, WeightStore& w) : path_(f.path()) {
+  arch_ = f.get_str("general.architecture");
+  try {
+    C_ = f.get_int_or(arch_ + ".num_channels", 3);
+    act_name_ = f.get_str_or(arch_ + ".activation", "relu");
+    padding_ = f.get_str_or(arch_ + ".padding", "symmetric");
+    if (arch_ == "efficientnet") load_efficientnet(f, w);
+    else load_resnet(f, w);
+  } catch (const GGUFError& e) {
+    throw ModelError(std::string("invalid ") + arch_ + " hyper-parameters: " + e.what());
+  }
+  if (w.has("fc.weight")) {
+    const GGUFTensorInfo* t = f.find_tensor("fc.weight");
+    if (t->ne.size() != 2) throw ModelError(path_ + ": tensor 'fc.weight' must be 2-D [num_classes, features]");
+    fc_ = w.linear("fc.weight", "fc.bias", t->ne[1], embed_);
+  }
+}
+
+void CnnFamily::load_efficientnet(const GGUFFile& f, WeightStore& w) {
+  act_ = parse_act(path_, "efficientnet.activation", act_name_);
+  if (padding_ != "same" && padding_ != "symmetric")
+    throw ModelError(path_ + ": unsupported efficientnet.padding '" + padding_ + "' (same, symmetric)");
+  same_ = padding_ == "same";
+  const int64_t n = positive(f, "efficientnet.block_count");
+  const std::vector<int64_t> strides = f.get_int_array("efficientnet.block_strides");
+  if (static_cast<int64_t>(strides.size()) != n)
+    throw ModelError(path_ + ": efficientnet.block_strides has " + std::to_string(strides.size()) +
+                     " entries for " + std::to_string(n) + " blocks");
+  const int64_t stem_stride = f.get_int_or("efficientnet.stem_stride", 2);
+  if (stem_stride < 1 || stem_stride > 4) throw ModelError(path_ + ": efficientnet.stem_stride out of range");
+  stem_ = load_conv(w, "stem", C_, stem_stride, false);
+  int64_t C = stem_.OC, total_stride = stem_stride;
+  for (int64_t i = 0; i < n; ++i) {
+    const std::string p = "blk." + std::to_string(i) + ".";
+    const int64_t s = strides[i];
+    if (s < 1 || s > 4) throw ModelError(path_ + ": efficientnet.block_strides[" + std::to_string(i) + "] out of range");
+    if (w.has(p + "se_reduce.weight") || w.has(p + "se.conv_reduce.weight"))
+      throw ModelError(path_ + ": block " + std::to_string(i) + " has squeeze-excitation, which this version does not run");
+    EffBlock b;
+    int64_t mid = C;
+    if (w.has(p + "conv_pw.weight")) {
+      b.has_pw = true;
+      b.pw = load_conv(w, p + "conv_pw", C, 1, false);
+      if (b.pw.k != 1) throw ModelError(path_ + ": " + p + "conv_pw must be 1x1");
+      mid = b.pw.OC;
+    }
+    b.dw = load_conv(w, p + "conv_dw", mid, s, true);
+    b.pwl = load_conv(w, p + "conv_pwl", mid, 1, false);
+    if (b.pwl.k != 1) throw ModelError(path_ + ": " + p + "conv_pwl must be 1x1");
+    b.skip = s == 1 && b.pwl.OC == C && f.get_int_or("efficientnet.skip", 1) != 0;
+    C = b.pwl.OC;
+    total_stride *= s;
+    eblocks_.push_back(b);
+  }
+  if (w.has("head.weight")) {
+    has_head_conv_ = true;
+    head_conv_ = load_conv(w, "head", C, 1, false);
+    if (head_conv_.k != 1) throw ModelError(path_ + ": head must be a 1x1 conv");
+    C = head_conv_.OC;
+  }
+  embed_ = C;
+  if (f.has("efficientnet.feature_blocks")) {
+    feature_blocks_ = f.get_int_array("efficientnet.feature_blocks");
+  } else {  // timm's feature_info: the last block before each stride change, and the last block
+    for (int64_t i = 0; i < n; ++i)
+      if (i + 1 == n || strides[i + 1] > 1) feature_blocks_.push_back(i);
+  }
+  for (int64_t i : feature_blocks_)
+    if (i < 0 || i >= n) throw ModelError(path_ + ": efficientnet.feature_blocks entry out of range");
+  min_size_ = total_stride;
+}
+
+void CnnFamily::load_resnet(const GGUFFile& f, WeightStore& w) {
+  act_ = Act::Relu;
+  act_name_ = "relu";
+  padding_ = "symmetric";
+  block_type_ = f.get_str("resnet.block_type");
+  if (block_type_ != "basic" && block_type_ != "bottleneck")
+    throw ModelError(path_ + ": unsupported resnet.block_type '" + block_type_ + "' (basic, bottleneck)");
+  const std::vector<int64_t> depths = f.get_int_array("resnet.stage_depths");
+  if (depths.empty() || depths.size() > 8) throw ModelError(path_ + ": resnet.stage_depths must have 1..8 entries");
+  stem_ = load_conv(w, "stem", C_, 2, false);
+  int64_t C = stem_.OC, total = 4;
+  for (size_t s = 0; s < depths.size(); ++s) {
+    if (depths[s] < 1 || depths[s] > 1024) throw ModelError(path_ + ": resnet.stage_depths entry out of range");
+    std::vector<ResBlock> stage;
+    for (int64_t j = 0; j < depths[s]; ++j) {
+      const std::string p = "layer." + std::to_string(s) + "." + std::to_string(j) + ".";
+      const int64_t stride = (s > 0 && j == 0) ? 2 : 1;
+      ResBlock b;
+      if (block_type_ == "basic") {
+        b.c1 = load_conv(w, p + "conv1", C, stride, false);
+        b.c2 = load_conv(w, p + "conv2", b.c1.OC, 1, false);
+      } else {
+        b.has_c3 = true;
+        b.c1 = load_conv(w, p + "conv1", C, 1, false);
+        b.c2 = load_conv(w, p + "conv2", b.c1.OC, stride, false);
+        b.c3 = load_conv(w, p + "conv3", b.c2.OC, 1, false);
+      }
+      const int64_t out = b.has_c3 ? b.c3.OC : b.c2.OC;
+      if (w.has(p + "down.weight")) {
+        b.has_down = true;
+        b.down = load_conv(w, p + "down", C, stride, false);
+      }
+      if (b.has_down && b.down.OC != out) throw ModelError(path_ + ": " + p + "down has the wrong output channels");
+      if (!b.has_down && (stride != 1 || out != C))
+        throw ModelError(path_ + ": block " + p + " changes shape but has no downsample conv ('" + p + "down.weight')");
+      C = out;
+      stage.push_back(b);
+    }
+    if (s > 0) total *= 2;
+    stages_.push_back(std::move(stage));
+  }
+  embed_ = C;
+  min_size_ = total;
+}
+
+std::vector<std::string> CnnFamily::output_names() const {
+  std::vector<std::string> names = {"last_hidden_state", "pooled", "embedding"};
+  if (fc_) names.push_back("logits");
+  const size_t nf = arch_ == "efficientnet" ? feature_blocks_.size() : stages_.size() + 1;
+  for (size_t i = 0; i < nf; ++i) names.push_back("features." + std::to_string(i));
+  return names;
+}
+
+void CnnFamily::check_input(int64_t C, int64_t H, int64_t W) const {
+  if (C != C_)
+    throw ModelError("this model takes " + std::to_string(C_) + "-channel images, got " + std::to_string(C) +
+                     " channels");
+  if (H < min_size_ || W < min_size_ || H > 16384 || W > 16384)
+    throw ModelError("image size " + std::to_string(H) + "x" + std::to_string(W) + " is out of range for this " +
+                     arch_ + " (each side must be in [" + std::to_string(min_size_) + ", 16384])");
+}
+
+std::unique_ptr<Graph> CnnFamily::build(int64_t B, int64_t H, int64_t W) const {
+  auto g = std::make_unique<Graph>();
+  int counter = 0;
+  auto axis = [&](int64_t in, int64_t k, int64_t s) {
+    return same_ ? conv_axis_same(in, k, s, 1) : conv_axis_sym(in, k, s, 1, ((s - 1) + (k - 1)) / 2);
+  };
+  // One conv with its epilogue: out = act(conv(x) + bias) + residual.
+  auto conv = [&](const std::string& name, const Fmap& x, const ConvW& c, Act act, int residual,
+                  bool nchw = false) {
+    const ConvAxis ah = axis(x.H, c.k, c.stride), aw = axis(x.W, c.k, c.stride);
+    Fmap y;
+    y.H = ah.out;
+    y.W = aw.out;
+    y.C = c.OC;
+    const int64_t rows = B * y.H * y.W;
+    y.t = g->add_tensor(name, {B, y.H, y.W, y.C}, rows, y.C);
+    if (c.dw) {
+      if (residual >= 0) throw ModelError("internal: residual on a depthwise conv");
+      Node n{OpType::DwConv, name};
+      n.out = y.t;
+      n.in = {x.t};
+      n.B = B;
+      n.C = x.C;
+      n.ch = ah;
+      n.cw = aw;
+      n.dw_w = c.dw;
+      n.dw_b = c.dw_b;
+      n.act = act;
+      g->add_node(n);
+      return y;
+    }
+    int src = x.t;
+    if (c.k != 1 || c.stride != 1 || nchw) {
+      const int64_t K = c.k * c.k * x.C;
+      src = g->add_tensor(name + ".im2col", {rows, K}, rows, K);
+      Node n{OpType::Im2col, name + ".im2col"};
+      n.out = src;
+      n.in = {x.t};
+      n.B = B;
+      n.C = x.C;
+      n.c0 = 0;
+      n.cg = x.C;
+      n.ch = ah;
+      n.cw = aw;
+      n.nchw = nchw;
+      g->add_node(n);
+    }
+    Node n{OpType::Linear, name};
+    n.out = y.t;
+    n.in = {src};
+    n.w = c.lin;
+    n.act = act;
+    n.residual = residual;
+    g->add_node(n);
+    return y;
+  };
+  auto to_nchw = [&](const std::string& name, const Fmap& x) {
+    int t = g->add_tensor(name, {B, x.C, x.H, x.W}, B * x.C, x.H * x.W);
+    Node n{OpType::ToNCHW, name};
+    n.out = t;
+    n.in = {x.t};
+    n.B = B;
+    g->add_node(n);
+    return t;
+  };
+  auto feature = [&](const Fmap& x) {
+    const std::string name = "features." + std::to_string(counter++);
+    g->set_output(name, to_nchw(name, x));
+  };
+
+  Fmap px;
+  px.t = g->add_input("pixels", {B, C_, H, W}, B * C_ * H, W);
+  px.H = H;
+  px.W = W;
+  px.C = C_;
+  Fmap x = conv("stem", px, stem_, act_, -1, true);
+  if (arch_ == "efficientnet") {
+    std::set<int64_t> feats(feature_blocks_.begin(), feature_blocks_.end());
+    for (size_t i = 0; i < eblocks_.size(); ++i) {
+      const EffBlock& b = eblocks_[i];
+      const std::string p = "blk." + std::to_string(i) + ".";
+      Fmap h = b.has_pw ? conv(p + "conv_pw", x, b.pw, act_, -1) : x;
+      h = conv(p + "conv_dw", h, b.dw, act_, -1);
+      x = conv(p + "conv_pwl", h, b.pwl, Act::None, b.skip ? x.t : -1);
+      if (feats.count(static_cast<int64_t>(i))) feature(x);
+    }
+    if (has_head_conv_) x = conv("head", x, head_conv_, act_, -1);
+  } else {
+    feature(x);
+    {
+      const ConvAxis ah = conv_axis_sym(x.H, 3, 2, 1, 1), aw = conv_axis_sym(x.W, 3, 2, 1, 1);
+      Fmap y;
+      y.H = ah.out;
+      y.W = aw.out;
+      y.C = x.C;
+      y.t = g->add_tensor("maxpool", {B, y.H, y.W, y.C}, B * y.H * y.W, y.C);
+      Node n{OpType::Pool2d, "maxpool"};
+      n.out = y.t;
+      n.in = {x.t};
+      n.B = B;
+      n.C = x.C;
+      n.ch = ah;
+      n.cw = aw;
+      n.pool_kind = PoolKind::Max;
+      g->add_node(n);
+      x = y;
+    }
+    for (size_t s = 0; s < stages_.size(); ++s) {
+      for (size_t j = 0; j < stages_[s].size(); ++j) {
+        const ResBlock& b = stages_[s][j];
+        const std::string p = "layer." + std::to_string(s) + "." + std::to_string(j) + ".";
+        const int shortcut = b.has_down ? conv(p + "down", x, b.down, Act::None, -1).t : x.t;
+        Fmap h = conv(p + "conv1", x, b.c1, Act::Relu, -1);
+        Fmap y;
+        if (b.has_c3) {
+          h = conv(p + "conv2", h, b.c2, Act::Relu, -1);
+          y = conv(p + "conv3", h, b.c3, Act::None, shortcut);
+        } else {
+          y = conv(p + "conv2", h, b.c2, Act::None, shortcut);
+        }
+        // ReLU after the residual add (the GEMM epilogue applies its act before adding).
+        Fmap r = y;
+        r.t = g->add_tensor(p + "out", {B, y.H, y.W, y.C}, B * y.H * y.W, y.C);
+        Node n{OpType::Activation, p + "out"};
+        n.out = r.t;
+        n.in = {y.t};
+        n.act = Act::Relu;
+        g->add_node(n);
+        x = r;
+      }
+      feature(x);
+    }
+  }
+  g->set_output("last_hidden_state", to_nchw("last_hidden_state", x));
+  int pooled = g->add_tensor("pooled", {B, x.C}, B, x.C);
+  {
+    Node n{OpType::GlobalAvgPool, "pooled"};
+    n.out = pooled;
+    n.in = {x.t};
+    n.B = B;
+    g->add_node(n);
+  }
+  g->set_output("pooled", pooled);
+  g->set_output("embedding", pooled);
+  if (fc_) {
+    int logits = g->add_tensor("logits", {B, fc_->N}, B, fc_->N);
+    Node n{OpType::Linear, "fc"};
+    n.out = logits;
+    n.in = {pooled};
+    n.w = fc_;
+    g->add_node(n);
+    g->set_output("logits", logits);
+  }
+  return g;
+}
+
+std::map<std::string, std::string> CnnFamily::hparams() const {
+  std::map<std::string, std::string> h = {
+      {"architecture", arch_},
+      {"embedding_length", std::to_string(embed_)},
+      {"num_channels", std::to_string(C_)},
+      {"activation", act_name_},
+      {"padding", padding_},
+      {"num_classes", std::to_string(fc_ ? fc_->N : 0)},
+      {"min_image_size", std::to_string(min_size_)},
+  };
+  if (arch_ == "efficientnet") {
+    h["block_count"] = std::to_string(eblocks_.size());
+  } else {
+    h["block_type"] = block_type_;
+    std::ostringstream d;
+    for (size_t s = 0; s < stages_.size(); ++s) d << (s ? "," : "") << stages_[s].size();
+    h["stage_depths"] = d.str();
+  }
+  return h;
+}
+
+}  // namespace
+
+std::unique_ptr<ModelFamily> make_cnn_family(const GGUFFile& f, WeightStore& w) {
+  return std::make_unique<CnnFamily>(f, w);
+}
+
+}  // namespace pyvitcpp

@@ -1,0 +1,133 @@
+#include "ops/conv_ops.h"
+
+#include <cstring>
+#include <stdexcept>
+
+namespace pyvitcpp {
+
+namespace {
+inline void split(int64_t n, int ith, int nth, int64_t* b, int64_t* e) {
+  *b = n * ith / nth;
+  *e = n * (ith + 1) / nth;
+}
+}  // namespace
+
+void im2col(const float* X, int64_t B, int64_t C, int64_t c0, int64_t cg, const ConvAxis& h, const ConvAxis& w,
+            bool nchw, float* Y, int ith, int nth) {
+  const int64_t K = h.k * w.k * cg;
+  int64_t r0, r1;
+  split(B * h.out, ith, nth, &r0, &r1);
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t b = r / h.out, oy = r % h.out;
+    for (int64_t ox = 0; ox < w.out; ++ox) {
+      float* y = Y + (r * w.out + ox) * K;
+      for (int64_t ky = 0; ky < h.k; ++ky) {
+        const int64_t iy = oy * h.stride - h.pad0 + ky * h.dil;
+        for (int64_t kx = 0; kx < w.k; ++kx, y += cg) {
+          const int64_t ix = ox * w.stride - w.pad0 + kx * w.dil;
+          if (iy < 0 || iy >= h.in || ix < 0 || ix >= w.in) {
+            std::memset(y, 0, sizeof(float) * static_cast<size_t>(cg));
+          } else if (nchw) {
+            const float* xp = X + ((b * C + c0) * h.in + iy) * w.in + ix;
+            for (int64_t c = 0; c < cg; ++c) y[c] = xp[c * h.in * w.in];
+          } else {
+            std::memcpy(y, X + ((b * h.in + iy) * w.in + ix) * C + c0, sizeof(float) * static_cast<size_t>(cg));
+          }
+        }
+      }
+    }
+  }
+}
+
+void nhwc_to_nchw(const float* X, int64_t B, int64_t HW, int64_t C, float* Y, int ith, int nth) {
+  // Work items are (image, 8-channel strip): each reads whole NHWC rows' cache lines once.
+  const int64_t strips = (C + 7) / 8;
+  int64_t r0, r1;
+  split(B * strips, ith, nth, &r0, &r1);
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t b = r / strips, c0 = (r % strips) * 8, c1 = c0 + 8 < C ? c0 + 8 : C;
+    const float* xb = X + b * HW * C;
+    float* yb = Y + b * C * HW;
+    for (int64_t p = 0; p < HW; ++p)
+      for (int64_t c = c0; c < c1; ++c) yb[c * HW + p] = xb[p * C + c];
+  }
+}
+
+void exec_cnn_op(const KernelTable& kt, const Node& n, const float* x, const TensorDesc& xd, float* y,
+                 const TensorDesc& yd, int ith, int nth) {
+  switch (n.op) {
+    case OpType::Im2col:
+      im2col(x, n.B, n.C, n.c0, n.cg, n.ch, n.cw, n.nchw, y, ith, nth);
+      break;
+    case OpType::DwConv: {
+      DwConv2dArgs a;
+      a.B = n.B;
+      a.C = n.C;
+      a.h = n.ch;
+      a.w = n.cw;
+      a.X = x;
+      a.Wt = n.dw_w;
+      a.bias = n.dw_b;
+      a.act = n.act;
+      a.Y = y;
+      kt.dwconv2d(a, ith, nth);
+      break;
+    }
+    case OpType::Pool2d: {
+      Pool2dArgs a;
+      a.B = n.B;
+      a.C = n.C;
+      a.h = n.ch;
+      a.w = n.cw;
+      a.kind = n.pool_kind;
+      a.count_include_pad = n.count_include_pad;
+      a.X = x;
+      a.Y = y;
+      kt.pool2d(a, ith, nth);
+      break;
+    }
+    case OpType::GlobalAvgPool:
+      kt.global_avgpool(x, n.B, xd.rows / n.B, xd.cols, y, ith, nth);
+      break;
+    case OpType::Activation:
+      kt.activation(x, y, xd.rows * xd.cols, n.act, ith, nth);
+      break;
+    case OpType::ToNCHW:
+      nhwc_to_nchw(x, n.B, xd.rows / n.B, xd.cols, y, ith, nth);
+      break;
+    default:
+      throw std::logic_error("exec_cnn_op: not a CNN op");
+  }
+  (void)yd;
+}
+
+}  // namespace pyvitcpp
+
+#include "core/fp16.h"
+
+namespace pyvitcpp {
+
+void permute_conv_weight_khwc(const void* src, DType type, int64_t OC, int64_t Cg, int64_t KH, int64_t KW, void* dst) {
+  const size_t esz = type == DType::F32 ? 4 : 2;
+  const char* s = static_cast<const char*>(src);
+  char* d = static_cast<char*>(dst);
+  for (int64_t o = 0; o < OC; ++o)
+    for (int64_t ky = 0; ky < KH; ++ky)
+      for (int64_t kx = 0; kx < KW; ++kx)
+        for (int64_t c = 0; c < Cg; ++c)
+          std::memcpy(d + esz * static_cast<size_t>(((o * KH + ky) * KW + kx) * Cg + c),
+                      s + esz * static_cast<size_t>(((o * Cg + c) * KH + ky) * KW + kx), esz);
+}
+
+void depthwise_weight_taps(const void* src, DType type, int64_t C, int64_t KH, int64_t KW, float* dst) {
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t t = 0; t < KH * KW; ++t) {
+      const int64_t i = c * KH * KW + t;
+      float v;
+      if (type == DType::F32) std::memcpy(&v, static_cast<const char*>(src) + 4 * i, 4);
+      else v = fp16_to_fp32(static_cast<const uint16_t*>(src)[i]);
+      dst[t * C + c] = v;
+    }
+}
+
+}  // namespace pyvitcpp

@@ -1,0 +1,234 @@
+// Test hooks for the conv and pooling kernels (pyvitcpp._core.testing). Not a public API.
+//
+// Each hook validates its arrays and raises ValueError instead of crashing, then runs the named
+// level's kernel for ith = 0..nth-1 one after another on this thread (the kernels never
+// synchronise, so this is exactly the parallel result). Geometry: square kernel/stride/dilation,
+// padding either explicit and symmetric (pad >= 0) or TF "SAME" (same=True).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/cpu.h"
+#include "core/dtype.h"
+#include "kernels/conv.h"
+#include "kernels/kernels.h"
+#include "ops/conv_ops.h"
+#include "python/bindings.h"
+
+namespace py = pybind11;
+
+namespace pyvitcpp {
+namespace {
+
+using farray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+[[noreturn]] void fail(const std::string& msg) { throw py::value_error(msg); }
+
+const KernelTable& table(const std::string& name) {
+  Isa isa;
+  try {
+    isa = parse_isa(name);
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
+  std::string why;
+  if (!isa_supported(isa, &why)) fail("kernel level " + name + " needs " + why + ", which this CPU/OS lacks");
+  return kernel_table(isa);
+}
+
+farray f32(const py::object& o, const char* what, int ndim) {
+  if (!py::isinstance<py::array>(o)) fail(std::string(what) + " must be a numpy array");
+  py::array a = o.cast<py::array>();
+  if (!a.dtype().is(py::dtype::of<float>())) fail(std::string(what) + " must be float32");
+  if (a.ndim() != ndim) fail(std::string(what) + " must have " + std::to_string(ndim) + " dimensions");
+  return farray::ensure(a);
+}
+
+void check_geom(int64_t k, int64_t stride, int64_t dil, int64_t pad, int nth) {
+  if (k < 1 || k > 64) fail("kernel size must be in [1, 64]");
+  if (stride < 1 || stride > 64) fail("stride must be in [1, 64]");
+  if (dil < 1 || dil > 64) fail("dilation must be in [1, 64]");
+  if (pad < 0 || pad > 64) fail("padding must be in [0, 64]");
+  if (nth < 1 || nth > 1024) fail("nth must be in [1, 1024]");
+}
+
+ConvAxis axis(int64_t in, int64_t k, int64_t stride, int64_t dil, int64_t pad, bool same) {
+  ConvAxis a = same ? conv_axis_same(in, k, stride, dil) : conv_axis_sym(in, k, stride, dil, pad);
+  if (a.out < 1) fail("the kernel does not fit the (padded) input");
+  return a;
+}
+
+Act act_of(int act) {
+  if (act < 0 || act > kActLast) fail("act must be in 0.." + std::to_string(kActLast));
+  return static_cast<Act>(act);
+}
+
+// x: [B, H, W, C]; wt: [KH*KW, C] tap-major. Returns [B, OH, OW, C].
+farray dwconv_hook(const std::string& isa, const py::object& xo, const py::object& wo, const py::object& bo,
+                   int64_t k, int64_t stride, int64_t dil, int64_t pad, bool same, int act, int nth) {
+  const KernelTable& t = table(isa);
+  check_geom(k, stride, dil, pad, nth);
+  farray x = f32(xo, "x", 4), wt = f32(wo, "wt", 2);
+  const int64_t B = x.shape(0), H = x.shape(1), W = x.shape(2), C = x.shape(3);
+  if (B < 1 || C < 1) fail("x must hold at least one image and one channel");
+  if (wt.shape(0) != k * k || wt.shape(1) != C) fail("wt must have shape [k*k, C]");
+  farray b;
+  DwConv2dArgs a;
+  if (!bo.is_none()) {
+    b = f32(bo, "bias", 1);
+    if (b.shape(0) != C) fail("bias must have C elements");
+    a.bias = b.data();
+  }
+  a.B = B;
+  a.C = C;
+  a.h = axis(H, k, stride, dil, pad, same);
+  a.w = axis(W, k, stride, dil, pad, same);
+  a.X = x.data();
+  a.Wt = wt.data();
+  a.act = act_of(act);
+  farray y({B, a.h.out, a.w.out, C});
+  a.Y = y.mutable_data();
+  py::gil_scoped_release nogil;
+  for (int i = 0; i < nth; ++i) t.dwconv2d(a, i, nth);
+  return y;
+}
+
+farray pool_hook(const std::string& isa, const py::object& xo, int64_t k, int64_t stride, int64_t pad, bool same,
+                 bool is_max, bool count_include_pad, int nth) {
+  const KernelTable& t = table(isa);
+  check_geom(k, stride, 1, pad, nth);
+  farray x = f32(xo, "x", 4);
+  const int64_t B = x.shape(0), H = x.shape(1), W = x.shape(2), C = x.shape(3);
+  if (B < 1 || C < 1) fail("x must hold at least one image and one channel");
+  Pool2dArgs a;
+  a.B = B;
+  a.C = C;
+  a.h = axis(H, k, stride, 1, pad, same);
+  a.w = axis(W, k, stride, 1, pad, same);
+  a.kind = is_max ? PoolKind::Max : PoolKind::Avg;
+  a.count_include_pad = count_include_pad;
+  a.X = x.data();
+  farray y({B, a.h.out, a.w.out, C});
+  a.Y = y.mutable_data();
+  py::gil_scoped_release nogil;
+  for (int i = 0; i < nth; ++i) t.pool2d(a, i, nth);
+  return y;
+}
+
+// x: [B, HW, C] -> [B, C]
+farray gap_hook(const std::string& isa, const py::object& xo, int nth) {
+  const KernelTable& t = table(isa);
+  if (nth < 1 || nth > 1024) fail("nth must be in [1, 1024]");
+  farray x = f32(xo, "x", 3);
+  const int64_t B = x.shape(0), HW = x.shape(1), C = x.shape(2);
+  if (B < 1 || HW < 1 || C < 1) fail("x must be non-empty");
+  farray y({B, C});
+  float* yp = y.mutable_data();
+  const float* xp = x.data();
+  py::gil_scoped_release nogil;
+  for (int i = 0; i < nth; ++i) t.global_avgpool(xp, B, HW, C, yp, i, nth);
+  return y;
+}
+
+// General conv. isa "direct": the scalar specification (ref::conv2d_direct); otherwise what the
+// CNN graphs run: per group, im2col of that group's channels and that level's GEMM with the
+// weight permuted to (ky, kx, c) columns and packed. x: NHWC [B, H, W, C] (or NCHW when nchw);
+// w: PyTorch [OC, C/groups, k, k]; residual: [B, OH, OW, OC] or None. Returns NHWC.
+farray conv_hook(const std::string& isa, const py::object& xo, const py::object& wo, const py::object& bo,
+                 int64_t stride, int64_t dil, int64_t pad, bool same, int64_t groups, int act,
+                 const py::object& ro, bool nchw, int nth) {
+  farray x = f32(xo, "x", 4), w = f32(wo, "w", 4);
+  const int64_t B = x.shape(0);
+  const int64_t C = nchw ? x.shape(1) : x.shape(3);
+  const int64_t H = nchw ? x.shape(2) : x.shape(1), W = nchw ? x.shape(3) : x.shape(2);
+  const int64_t OC = w.shape(0), k = w.shape(2);
+  check_geom(k, stride, dil, pad, nth);
+  if (w.shape(3) != k) fail("w must be square [OC, C/groups, k, k]");
+  if (groups < 1 || C % groups || OC % groups) fail("groups must divide C and OC");
+  const int64_t Cg = C / groups, OCg = OC / groups;
+  if (w.shape(1) != Cg) fail("w must have shape [OC, C/groups, k, k]");
+  if (B < 1 || C < 1 || OC < 1) fail("empty input or weight");
+  Conv2dRefArgs a;
+  a.B = B; a.C = C; a.OC = OC; a.groups = groups;
+  a.h = axis(H, k, stride, dil, pad, same);
+  a.w = axis(W, k, stride, dil, pad, same);
+  a.nchw_input = nchw;
+  a.X = x.data();
+  a.W = w.data();
+  a.act = act_of(act);
+  farray b, res;
+  if (!bo.is_none()) {
+    b = f32(bo, "bias", 1);
+    if (b.shape(0) != OC) fail("bias must have OC elements");
+    a.bias = b.data();
+  }
+  if (!ro.is_none()) {
+    res = f32(ro, "residual", 4);
+    if (res.shape(0) != B || res.shape(1) != a.h.out || res.shape(2) != a.w.out || res.shape(3) != OC)
+      fail("residual must have the output's shape [B, OH, OW, OC]");
+    a.residual = res.data();
+  }
+  farray y({B, a.h.out, a.w.out, OC});
+  a.Y = y.mutable_data();
+  if (isa == "direct") {
+    if (nth < 1 || nth > 1024) fail("nth must be in [1, 1024]");
+    py::gil_scoped_release nogil;
+    for (int i = 0; i < nth; ++i) ref::conv2d_direct(a, i, nth);
+    return y;
+  }
+  const KernelTable& t = table(isa);
+  const int64_t M = B * a.h.out * a.w.out, K = k * k * Cg;
+  std::vector<float> cols(static_cast<size_t>(M * K)), wg(static_cast<size_t>(OCg * K));
+  py::gil_scoped_release nogil;
+  for (int64_t g = 0; g < groups; ++g) {
+    permute_conv_weight_khwc(a.W + g * OCg * Cg * k * k, DType::F32, OCg, Cg, k, k, wg.data());
+    AlignedBuffer packed;
+    const size_t pbytes = t.gemm_pack_size(DType::F32, OCg, K);
+    if (pbytes) {
+      packed.resize(pbytes);
+      t.gemm_pack(wg.data(), DType::F32, OCg, K, packed.data());
+    }
+    for (int i = 0; i < nth; ++i) im2col(a.X, B, C, g * Cg, Cg, a.h, a.w, nchw, cols.data(), i, nth);
+    GemmArgs ga;
+    ga.M = M; ga.N = OCg; ga.K = K;
+    ga.X = cols.data(); ga.ldx = K;
+    ga.W_raw = wg.data(); ga.wtype = DType::F32;
+    ga.W_packed = pbytes ? packed.data() : nullptr;
+    ga.bias = a.bias ? a.bias + g * OCg : nullptr;
+    ga.act = a.act;
+    if (a.residual) {
+      ga.residual = a.residual + g * OCg;
+      ga.ldr = OC;
+    }
+    ga.Y = a.Y + g * OCg;
+    ga.ldy = OC;
+    for (int i = 0; i < nth; ++i) t.gemm(ga, i, nth);
+  }
+  return y;
+}
+
+py::tuple same_padding(int64_t in, int64_t k, int64_t stride, int64_t dil) {
+  ConvAxis a = conv_axis_same(in, k, stride, dil);
+  return py::make_tuple(a.out, a.pad0);
+}
+
+}  // namespace
+
+void bind_test_conv(py::module_& t) {
+  t.def("dwconv2d", &dwconv_hook, py::arg("isa"), py::arg("x"), py::arg("wt"), py::arg("bias"), py::arg("k"),
+        py::arg("stride") = 1, py::arg("dilation") = 1, py::arg("pad") = 0, py::arg("same") = false,
+        py::arg("act") = 0, py::arg("nth") = 1);
+  t.def("pool2d", &pool_hook, py::arg("isa"), py::arg("x"), py::arg("k"), py::arg("stride"), py::arg("pad") = 0,
+        py::arg("same") = false, py::arg("is_max") = true, py::arg("count_include_pad") = true, py::arg("nth") = 1);
+  t.def("global_avgpool", &gap_hook, py::arg("isa"), py::arg("x"), py::arg("nth") = 1);
+  t.def("conv2d", &conv_hook, py::arg("isa"), py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("stride") = 1,
+        py::arg("dilation") = 1, py::arg("pad") = 0, py::arg("same") = false, py::arg("groups") = 1,
+        py::arg("act") = 0, py::arg("residual") = py::none(), py::arg("nchw") = false, py::arg("nth") = 1);
+  t.def("same_padding", &same_padding, py::arg("size"), py::arg("k"), py::arg("stride"), py::arg("dilation") = 1,
+        "TF SAME geometry along one axis: (output size, padding before)");
+}
+
+}  // namespace pyvitcpp

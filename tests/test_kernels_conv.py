@@ -1,0 +1,324 @@
+"""Conv / pooling kernels and the CNN activations at every ISA level.
+
+Each SIMD kernel is compared with its scalar reference twin (kernels/ref/conv_ref.cpp) and both
+with PyTorch evaluated in float64, at sizes around the vector widths (channels 1, 7, 8, 9, 16,
+17, 31, 32, 33, 64, 65, 97: tails, exact tiles, several tiles), odd image sizes, strides 1-3,
+dilation, symmetric and TF "SAME" padding. Error model: a sum of K products in fp32 is off by
+at most about K * u * sum|x w| (u = 2^-24); the bound is taken per element from the float64
+evaluation of the same conv on |x| and |w|.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pyvitcpp._core import testing as T
+from conftest import isa_or_skip
+
+LEVELS = ["ref", "avx2", "avx512"]
+U = 2.0 ** -24
+ACT = {"none": 0, "relu": 5, "relu6": 6, "silu": 7, "leaky_relu": 8, "hard_swish": 9}
+TORCH_ACT = {
+    "none": lambda t: t,
+    "relu": F.relu,
+    "relu6": F.relu6,
+    "silu": F.silu,
+    "leaky_relu": F.leaky_relu,  # default negative_slope 0.01
+    "hard_swish": F.hardswish,
+}
+
+
+def rng(seed):
+    return np.random.default_rng(seed)
+
+
+def same_pad(size, k, s, d=1):
+    out = -(-size // s)
+    total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def pad_nchw(x, k, s, d, pad, same):
+    """Explicit zero padding as torch would need it (TF SAME is asymmetric)."""
+    if same:
+        pt, pb = same_pad(x.shape[2], k, s, d)
+        pl, pr = same_pad(x.shape[3], k, s, d)
+    else:
+        pt = pb = pl = pr = pad
+    return F.pad(x, (pl, pr, pt, pb))
+
+
+def torch_conv64(x_nhwc, w, bias, s, d, pad, same, groups):
+    x = torch.from_numpy(x_nhwc.astype(np.float64)).permute(0, 3, 1, 2)
+    wt = torch.from_numpy(w.astype(np.float64))
+    k = w.shape[2]
+    xp = pad_nchw(x, k, s, d, pad, same)
+    y = F.conv2d(xp, wt, None, stride=s, dilation=d, groups=groups)
+    mag = F.conv2d(pad_nchw(x.abs(), k, s, d, pad, same), wt.abs(), None, stride=s, dilation=d, groups=groups)
+    if bias is not None:
+        b = torch.from_numpy(bias.astype(np.float64))[None, :, None, None]
+        y = y + b
+        mag = mag + b.abs()
+    return y.permute(0, 2, 3, 1).numpy(), mag.permute(0, 2, 3, 1).numpy()
+
+
+def apply_act64(y, name):
+    return TORCH_ACT[name](torch.from_numpy(y)).numpy()
+
+
+def check_close(got, want, mag, K, what, extra=0.0):
+    # act's Lipschitz constant is <= 1.1 for all of these; 2 K u covers the sum, the act's own
+    # rounding is a few ulp of the value.
+    tol = 2.0 * K * U * mag + 8 * U * np.abs(want) + 1e-30 + extra
+    err = np.abs(got.astype(np.float64) - want)
+    bad = err > tol
+    assert not bad.any(), (f"{what}: {bad.sum()} of {bad.size} elements off; worst "
+                           f"{err.max():.3g} (tol there {tol.ravel()[np.argmax(err)]:.3g})")
+
+
+# ------------------------------------------------------------------------------ depthwise
+DW_CASES = [
+    # (B, H, W, C, k, stride, dil, pad, same)
+    (1, 7, 9, 1, 3, 1, 1, 1, False),
+    (2, 8, 8, 7, 3, 1, 1, 1, False),
+    (1, 9, 7, 8, 3, 2, 1, 0, True),
+    (1, 10, 11, 9, 5, 2, 1, 0, True),
+    (1, 5, 6, 16, 5, 1, 1, 2, False),
+    (1, 6, 5, 17, 3, 3, 1, 1, False),
+    (1, 11, 11, 31, 3, 1, 2, 2, False),
+    (2, 7, 7, 32, 5, 1, 1, 0, True),
+    (1, 13, 12, 33, 3, 2, 1, 1, False),
+    (1, 8, 9, 64, 3, 2, 1, 0, True),
+    (1, 6, 7, 65, 5, 2, 1, 0, True),
+    (1, 4, 4, 97, 3, 1, 1, 1, False),
+    (1, 3, 3, 40, 5, 1, 1, 0, True),  # kernel larger than the image
+]
+
+
+@pytest.mark.parametrize("isa", LEVELS)
+@pytest.mark.parametrize("case", DW_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_dwconv_vs_torch_and_ref(isa, case):
+    isa_or_skip(isa)
+    B, H, W, C, k, s, d, pad, same = case
+    g = rng(hash(case) % 2**32)
+    x = g.standard_normal((B, H, W, C)).astype(np.float32)
+    w = (g.standard_normal((C, 1, k, k)) / k).astype(np.float32)
+    bias = (0.1 * g.standard_normal(C)).astype(np.float32)
+    wt = np.ascontiguousarray(w.reshape(C, k * k).T)
+    for act in ("none", "relu6"):
+        want, mag = torch_conv64(x, w, bias, s, d, pad, same, groups=C)
+        want = apply_act64(want, act)
+        got = T.dwconv2d(isa, x, wt, bias, k, stride=s, dilation=d, pad=pad, same=same, act=ACT[act], nth=3)
+        assert got.shape == want.shape
+        check_close(got, want, mag, k * k, f"{isa} dwconv {case} {act}")
+        ref = T.dwconv2d("ref", x, wt, bias, k, stride=s, dilation=d, pad=pad, same=same, act=ACT[act], nth=1)
+        check_close(got, ref.astype(np.float64), mag, k * k, f"{isa} vs ref dwconv {case} {act}")
+    # no bias, one thread and many threads give the same bits
+    a = T.dwconv2d(isa, x, wt, None, k, stride=s, dilation=d, pad=pad, same=same, nth=1)
+    b = T.dwconv2d(isa, x, wt, None, k, stride=s, dilation=d, pad=pad, same=same, nth=5)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_same_padding_matches_timm():
+    from timm.layers.padding import get_same_padding
+
+    for size in (1, 2, 7, 112, 224, 225, 31):
+        for k, s, d in ((3, 1, 1), (3, 2, 1), (5, 2, 1), (1, 2, 1), (3, 1, 2), (5, 3, 1)):
+            out, pad0 = T.same_padding(size, k, s, d)
+            total = get_same_padding(size, k, s, d)
+            assert out == -(-size // s)
+            assert pad0 == total // 2, (size, k, s, d)
+
+
+def test_dwconv_special_values():
+    isa_levels = [lv for lv in LEVELS if T.__name__ and _supported(lv)]
+    x = np.zeros((1, 4, 4, 19), np.float32)
+    x[0, 1, 1, 3] = np.nan
+    x[0, 2, 2, 5] = np.inf
+    x[0, 0, 0, 7] = 1e30
+    wt = np.full((9, 19), 0.5, np.float32)
+    outs = [T.dwconv2d(lv, x, wt, None, 3, pad=1) for lv in isa_levels]
+    for o in outs:
+        assert np.isnan(o[0, :3, :3, 3]).all() and not np.isnan(o[..., 4]).any()
+        assert np.isposinf(o[0, 1:, 1:, 5]).all()
+        np.testing.assert_array_equal(o, outs[0])
+
+
+def _supported(isa):
+    from pyvitcpp import _core
+    return _core.isa_supported(isa)[0]
+
+
+def test_dwconv_bad_args():
+    x = np.zeros((1, 4, 4, 3), np.float32)
+    with pytest.raises(ValueError, match="wt must have shape"):
+        T.dwconv2d("ref", x, np.zeros((9, 4), np.float32), None, 3)
+    with pytest.raises(ValueError, match="float32"):
+        T.dwconv2d("ref", x.astype(np.float64), np.zeros((9, 3), np.float32), None, 3)
+    with pytest.raises(ValueError, match="does not fit"):
+        T.dwconv2d("ref", x, np.zeros((49, 3), np.float32), None, 7)
+
+
+# ------------------------------------------------------------------------------ general conv
+CONV_CASES = [
+    # (B, H, W, C, OC, k, stride, dil, pad, same, groups)
+    (1, 7, 9, 3, 5, 3, 2, 1, 0, True, 1),
+    (2, 8, 8, 3, 16, 3, 2, 1, 1, False, 1),
+    (1, 11, 13, 3, 17, 7, 2, 1, 3, False, 1),  # ResNet stem
+    (1, 9, 9, 16, 33, 3, 1, 1, 1, False, 1),
+    (1, 6, 7, 31, 8, 1, 2, 1, 0, False, 1),    # ResNet downsample
+    (1, 10, 9, 12, 12, 3, 1, 2, 2, False, 3),  # grouped, dilated
+    (1, 5, 5, 8, 16, 3, 1, 1, 0, True, 4),
+]
+
+
+@pytest.mark.parametrize("isa", ["direct"] + LEVELS)
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_conv2d_vs_torch(isa, case):
+    if isa != "direct":
+        isa_or_skip(isa)
+    B, H, W, C, OC, k, s, d, pad, same, groups = case
+    g = rng(hash(case) % 2**32)
+    x = g.standard_normal((B, H, W, C)).astype(np.float32)
+    w = (g.standard_normal((OC, C // groups, k, k)) / np.sqrt(k * k * C / groups)).astype(np.float32)
+    bias = (0.1 * g.standard_normal(OC)).astype(np.float32)
+    want, mag = torch_conv64(x, w, bias, s, d, pad, same, groups)
+    K = k * k * C // groups
+    for act in ("none", "relu", "silu"):
+        got = T.conv2d(isa, x, w, bias, stride=s, dilation=d, pad=pad, same=same, groups=groups,
+                       act=ACT[act], nth=2)
+        check_close(got, apply_act64(want, act), mag, K, f"{isa} conv {case} {act}")
+    # residual after the activation (the Linear epilogue's order)
+    res = g.standard_normal(want.shape).astype(np.float32)
+    got = T.conv2d(isa, x, w, bias, stride=s, dilation=d, pad=pad, same=same, groups=groups,
+                   act=ACT["relu"], residual=res, nth=3)
+    check_close(got, apply_act64(want, "relu") + res, mag + np.abs(res), K, f"{isa} conv+res {case}")
+    # NCHW input (the stem reads the pixels directly)
+    x_nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    got = T.conv2d(isa, x_nchw, w, bias, stride=s, dilation=d, pad=pad, same=same, groups=groups, nchw=True)
+    check_close(got, want, mag, K, f"{isa} conv nchw {case}")
+
+
+def test_conv2d_bad_args():
+    x = np.zeros((1, 4, 4, 6), np.float32)
+    with pytest.raises(ValueError, match="groups"):
+        T.conv2d("ref", x, np.zeros((4, 6, 3, 3), np.float32), None, groups=4)
+    with pytest.raises(ValueError, match="C/groups"):
+        T.conv2d("ref", x, np.zeros((4, 5, 3, 3), np.float32), None)
+    with pytest.raises(ValueError, match="residual"):
+        T.conv2d("ref", x, np.zeros((4, 6, 3, 3), np.float32), None, pad=1, residual=np.zeros((1, 3, 3, 4), np.float32))
+    with pytest.raises(ValueError, match="unknown|isa|level"):
+        T.conv2d("sse9", x, np.zeros((4, 6, 3, 3), np.float32), None)
+
+
+# ------------------------------------------------------------------------------ pooling
+POOL_CASES = [
+    # (B, H, W, C, k, stride, pad, same)
+    (1, 8, 8, 7, 3, 2, 1, False),   # ResNet max pool
+    (2, 7, 9, 16, 3, 2, 1, False),
+    (1, 9, 9, 17, 2, 2, 0, False),
+    (1, 5, 6, 33, 3, 1, 1, False),
+    (1, 10, 11, 65, 3, 2, 0, True),
+]
+
+
+@pytest.mark.parametrize("isa", LEVELS)
+@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_pool2d_vs_torch(isa, case):
+    isa_or_skip(isa)
+    B, H, W, C, k, s, pad, same = case
+    x = rng(7).standard_normal((B, H, W, C)).astype(np.float32)
+    xt = torch.from_numpy(x).permute(0, 3, 1, 2)
+    if same:
+        xt_max = pad_nchw(xt, k, s, 1, 0, True)
+        xt_max = torch.where(xt_max == 0, torch.tensor(-np.inf), xt_max)  # padding never wins a max
+        want_max = F.max_pool2d(xt_max, k, s)
+    else:
+        want_max = F.max_pool2d(xt, k, s, pad)
+    got = T.pool2d(isa, x, k, s, pad=pad, same=same, is_max=True, nth=3)
+    np.testing.assert_array_equal(got, want_max.permute(0, 2, 3, 1).numpy())
+    if not same:
+        for cip in (True, False):
+            want = F.avg_pool2d(xt.double(), k, s, pad, count_include_pad=cip).permute(0, 2, 3, 1).numpy()
+            got = T.pool2d(isa, x, k, s, pad=pad, is_max=False, count_include_pad=cip, nth=2)
+            np.testing.assert_allclose(got, want, rtol=0, atol=4 * k * k * U * np.abs(x).max())
+            ref = T.pool2d("ref", x, k, s, pad=pad, is_max=False, count_include_pad=cip)
+            np.testing.assert_array_equal(got, ref)  # same order of additions, true division
+
+
+def test_maxpool_nan_propagates():
+    for isa in LEVELS:
+        if not _supported(isa):
+            continue
+        x = np.zeros((1, 4, 4, 9), np.float32)
+        x[0, 1, 1, 2] = np.nan
+        x[0, 0, 0, 3] = np.nan
+        x[0, 2, 2, 3] = 5.0
+        y = T.pool2d(isa, x, 3, 2, pad=1)
+        assert np.isnan(y[0, 0, 0, 2]) and np.isnan(y[0, 0, 0, 3]) and np.isnan(y[0, 1, 1, 2])
+        assert y[0, 1, 1, 3] == 5.0
+
+
+@pytest.mark.parametrize("isa", LEVELS)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 49, 7), (1, 7, 33), (3, 16, 64), (2, 5, 1280), (1, 3, 97)])
+def test_global_avgpool(isa, shape):
+    isa_or_skip(isa)
+    x = rng(3).standard_normal(shape).astype(np.float32)
+    got = T.global_avgpool(isa, x, nth=3)
+    want = x.astype(np.float64).mean(axis=1)
+    np.testing.assert_allclose(got, want, rtol=0, atol=2 * shape[1] * U * np.abs(x).max() + 1e-30)
+    np.testing.assert_array_equal(got, T.global_avgpool("ref", x))
+
+
+# ------------------------------------------------------------------------------ activations
+SPECIAL = np.array([0.0, -0.0, 1.0, -1.0, 3.0, -3.0, 6.0, 6.0001, 5.9999, -2.9999, 1e-30, -1e-30, 88.0, -88.0,
+                    100.5, -100.5, 300.0, -300.0, np.inf, -np.inf], np.float32)
+
+
+def act_inputs():
+    g = rng(11)
+    return np.concatenate([SPECIAL, (g.standard_normal(997) * 4).astype(np.float32),
+                           np.linspace(-10, 10, 203, dtype=np.float32)])
+
+
+@pytest.mark.parametrize("isa", LEVELS)
+@pytest.mark.parametrize("act", ["relu6", "silu", "leaky_relu", "hard_swish"])
+def test_new_activations_vs_torch(isa, act):
+    isa_or_skip(isa)
+    x = act_inputs()
+    want = TORCH_ACT[act](torch.from_numpy(x)).numpy()
+    want64 = TORCH_ACT[act](torch.from_numpy(x.astype(np.float64))).numpy()
+    got = T.activation(isa, x, ACT[act], 2)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    if act in ("relu6", "leaky_relu", "hard_swish"):
+        np.testing.assert_array_equal(got, want)  # same float operations as PyTorch's kernel
+    else:
+        fin = np.isfinite(want64)
+        np.testing.assert_array_equal(got[~fin], want[~fin])
+        err = np.abs(got[fin] - want64[fin])
+        assert (err <= 4 * U * np.abs(want64[fin]) + 1e-37).all(), err.max()
+    nan = T.activation(isa, np.array([np.nan] * 9, np.float32), ACT[act], 1)
+    assert np.isnan(nan).all()
+
+
+@pytest.mark.parametrize("isa", LEVELS)
+@pytest.mark.parametrize("act", ["relu6", "silu", "leaky_relu", "hard_swish"])
+def test_gemm_epilogue_new_activations(isa, act):
+    """A Linear fuses the CNN activations: GEMM epilogue vs torch on the same fp32 product."""
+    isa_or_skip(isa)
+    g = rng(5)
+    M, N, K = 37, 29, 19
+    X = (g.standard_normal((M, K)) * 2).astype(np.float32)
+    W = g.standard_normal((N, K)).astype(np.float32)
+    b = g.standard_normal(N).astype(np.float32)
+    Y = T.gemm(isa, X, W, b, ACT[act], None, False, 2)
+    lin = X.astype(np.float64) @ W.T.astype(np.float64) + b
+    mag = np.abs(X).astype(np.float64) @ np.abs(W).T.astype(np.float64) + np.abs(b)
+    want = TORCH_ACT[act](torch.from_numpy(lin)).numpy()
+    tol = 1.2 * 2 * K * U * mag + 8 * U * np.abs(want) + 1e-30
+    assert (np.abs(Y - want) <= tol).all()
+    lin_ref = T.gemm("ref", X, W, b, 0, None, False, 1)
+    act_only = T.activation("ref", np.ascontiguousarray(lin_ref).ravel(), ACT[act], 1).reshape(M, N)
+    np.testing.assert_array_equal(T.gemm("ref", X, W, b, ACT[act], None, False, 1), act_only)
