@@ -44,7 +44,11 @@ def _rss_child(kind: str, path: str, img: int) -> None:
 
         enc = pyvitcpp.Encoder(path, threads=2)
         enc.forward(px, "logits")
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    # VmHWM belongs to this process's own address space; ru_maxrss would carry the parent's
+    # peak across fork + exec on Linux.
+    with open("/proc/self/status") as f:
+        hwm = [line for line in f if line.startswith("VmHWM:")]
+    print(int(hwm[0].split()[1]) / 1024.0 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
 
 
 def cosine(a, b) -> float:
