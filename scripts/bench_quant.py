@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runtimes", nargs="+",
                     default=["pyvitcpp-f32", "pyvitcpp-q8_0", "pyvitcpp-q4_0", "pyvitcpp-q4_1", "pyvitcpp-q5_0",
                              "pyvitcpp-q5_1", "ort", "ort-int8"])
-    ap.add_argument("--rss", action="store_true", help="peak RSS of pyvitcpp (f32, q8_0, q4_0) vs torch, batch 1")
+    ap.add_argument("--rss", action="store_true", help="peak RSS of pyvitcpp (f32 and every block type) vs torch, batch 1")
     ap.add_argument("--rss-child", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--markdown", help="append the table to this file")
     args = ap.parse_args(argv)
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
 
     if args.rss:
         paths = {"pyvitcpp-f32": f32_path}
-        for t in ("q8_0", "q4_0"):
+        for t in QTYPES:
             paths[f"pyvitcpp-{t}"] = os.path.join(tmp, f"model-{t}.gguf")
             pyvitcpp.quantize(f32_path, paths[f"pyvitcpp-{t}"], t)
         res = {}
