@@ -138,7 +138,7 @@ void ukernel(int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const i
           for (int h = 0; h < 2; ++h) acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(a16[r][h], ones));
       }
     } else {
-#pragma GCC unroll 1
+#pragma GCC unroll 2
       for (int s = 0; s < 8; ++s) {
         __m256i x[R];
         for (int r = 0; r < R; ++r) x[r] = bcast4(xb + r * ldq + 4 * s);
