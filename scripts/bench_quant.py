@@ -44,7 +44,11 @@ def _rss_child(kind: str, path: str, img: int) -> None:
 
         enc = pyvitcpp.Encoder(path, threads=2)
         enc.forward(px, "logits")
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    # VmHWM belongs to this process's own address space; ru_maxrss would carry the parent's
+    # peak across fork + exec on Linux.
+    with open("/proc/self/status") as f:
+        hwm = [line for line in f if line.startswith("VmHWM:")]
+    print(int(hwm[0].split()[1]) / 1024.0 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
 
 
 def cosine(a, b) -> float:
@@ -63,7 +67,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runtimes", nargs="+",
                     default=["pyvitcpp-f32", "pyvitcpp-q8_0", "pyvitcpp-q4_0", "pyvitcpp-q4_1", "pyvitcpp-q5_0",
                              "pyvitcpp-q5_1", "ort", "ort-int8"])
-    ap.add_argument("--rss", action="store_true", help="peak RSS of pyvitcpp (f32, q8_0, q4_0) vs torch, batch 1")
+    ap.add_argument("--rss", action="store_true", help="peak RSS of pyvitcpp (f32 and every block type) vs torch, batch 1")
     ap.add_argument("--rss-child", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--markdown", help="append the table to this file")
     args = ap.parse_args(argv)
@@ -85,7 +89,7 @@ def main(argv=None) -> int:
 
     if args.rss:
         paths = {"pyvitcpp-f32": f32_path}
-        for t in ("q8_0", "q4_0"):
+        for t in QTYPES:
             paths[f"pyvitcpp-{t}"] = os.path.join(tmp, f"model-{t}.gguf")
             pyvitcpp.quantize(f32_path, paths[f"pyvitcpp-{t}"], t)
         res = {}

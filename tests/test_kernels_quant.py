@@ -133,3 +133,31 @@ def test_bad_arguments():
         T.qgemm("ref", np.zeros((2, 48), np.float32), Wq, "q8_0")
     with pytest.raises(ValueError, match="not a block-quantized"):
         T.qgemm("ref", X, Wq, "f16")
+
+
+def test_avx512_kernel_under_simde(tmp_path):
+    """Where the CPU lacks AVX-512 the avx512 level cannot run, so its quantized GEMM is compiled
+    against SIMDe's portable emulation of the intrinsics (header-only, `apt install libsimde-dev`)
+    and run against the ref twin (tests/quant_emu/). Semantics only: not the real encoding."""
+    import os
+    import shutil
+    import subprocess
+
+    ok, _ = _core.isa_supported("avx512")
+    if ok:
+        pytest.skip("this CPU runs the avx512 level natively (test_level_vs_ref covers it)")
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None or not os.path.exists("/usr/include/simde/x86/avx512.h"):
+        pytest.skip("needs a C++ compiler and SIMDe (libsimde-dev) to emulate AVX-512")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    src = os.path.join(root, "csrc")
+    emu = os.path.join(root, "tests", "quant_emu")
+    exe = str(tmp_path / "qgemm_emu")
+    files = [os.path.join(emu, "qgemm_avx512_vs_ref.cpp")] + [os.path.join(src, f) for f in (
+        "kernels/avx512/quant_avx512.cpp", "kernels/ref/quant_ref.cpp", "quant/qpack.cpp", "quant/quantize.cpp",
+        "core/dtype.cpp")]
+    subprocess.run([cxx, "-O1", "-std=c++17", "-I" + emu, "-I" + src, *files, "-o", exe, "-lpthread"], check=True,
+                   capture_output=True, text=True)
+    run = subprocess.run([exe], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert " 0 fails" in run.stdout

@@ -196,3 +196,46 @@ def test_quantized_weights_stay_quantized_in_memory(hf_vit, tmp_path):
         return
     assert 0 < packed <= bound
     assert enc._model.owned_weight_bytes < 0.5 * n_quant
+
+
+def test_split_qkv_quantized_matches_fused(hf_vit, real_images, tmp_path):
+    """The llama.cpp mmproj layout (attn_q/k/v separate) with block weights: fused at load by
+    stacking block rows; outputs identical to the file with attn_qkv."""
+    model, folder, f32 = hf_vit
+    fused = tmp_path / "fused.gguf"
+    pyvitcpp.quantize(f32, fused, "q4_1")
+    r = gguf.GGUFReader(str(fused))
+    w = gguf.GGUFWriter(str(tmp_path / "split.gguf"), "vit")
+    skip = {"GGUF.version", "GGUF.tensor_count", "GGUF.kv_count", "general.architecture"}
+    for key, f in r.fields.items():
+        if key in skip:
+            continue
+        vtype = f.types[0]
+        if vtype == gguf.GGUFValueType.ARRAY:
+            w.add_key_value(key, f.contents(), vtype, sub_type=f.types[-1])
+        else:
+            w.add_key_value(key, f.contents(), vtype)
+    for t in r.tensors:
+        data = np.asarray(t.data)
+        if ".attn_qkv." in t.name:
+            parts = np.split(data, 3, axis=0)
+            for nm, part in zip(("attn_q", "attn_k", "attn_v"), parts):
+                name = t.name.replace("attn_qkv", nm)
+                if t.tensor_type == gguf.GGMLQuantizationType.Q4_1:
+                    w.add_tensor(name, np.ascontiguousarray(part), raw_shape=part.shape, raw_dtype=t.tensor_type)
+                else:
+                    w.add_tensor(name, np.ascontiguousarray(part))
+        elif t.tensor_type in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
+            w.add_tensor(t.name, np.ascontiguousarray(data))
+        else:
+            w.add_tensor(t.name, np.ascontiguousarray(data), raw_shape=data.shape, raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    assert any("attn_k" in t.name for t in gguf.GGUFReader(str(tmp_path / "split.gguf")).tensors)
+    px = image_batch(real_images, 2, 32, seed=8)
+    for level in ("ref", _default_level()):
+        a = pyvitcpp.Encoder(fused, isa=level, threads=2).forward(px, "last_hidden_state")
+        b = pyvitcpp.Encoder(tmp_path / "split.gguf", isa=level, threads=2).forward(px, "last_hidden_state")
+        np.testing.assert_array_equal(a, b)

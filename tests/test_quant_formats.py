@@ -84,3 +84,62 @@ def test_bad_arguments():
         _core.quantize(np.zeros((2, 32), np.float32), "q3_k")
     with pytest.raises(ValueError, match="blocks of 34 bytes"):
         _core.dequantize(np.zeros((2, 35), np.uint8), "q8_0")
+
+
+def test_requantize_generic_file(tmp_path):
+    """Every metadata value type survives; each tensor gets the documented type: quantized
+    (from F32 or F16, bytes as gguf-py), F16 for rows not a multiple of 32 or non-finite values,
+    untouched for 1-D tensors and position embeddings."""
+    rng = np.random.default_rng(5)
+    src = tmp_path / "src.gguf"
+    w = gguf.GGUFWriter(str(src), "vit")
+    w.add_uint8("t.u8", 7)
+    w.add_int8("t.i8", -7)
+    w.add_uint16("t.u16", 65000)
+    w.add_int16("t.i16", -30000)
+    w.add_uint32("t.u32", 4_000_000_000)
+    w.add_int32("t.i32", -2_000_000_000)
+    w.add_uint64("t.u64", 2**63 + 5)
+    w.add_int64("t.i64", -(2**62))
+    w.add_float32("t.f32", 0.1)
+    w.add_float64("t.f64", 0.1)
+    w.add_bool("t.bool", True)
+    w.add_string("t.str", "héllo")
+    w.add_array("t.arr_s", ["a", "bb", ""])
+    w.add_array("t.arr_f", [0.5, -1.25])
+    w.add_array("t.arr_i", [1, -2, 3])
+    tensors = {
+        "m.weight": rng.standard_normal((4, 64)).astype(np.float32),
+        "odd.weight": rng.standard_normal((3, 48)).astype(np.float32),
+        "vec.bias": rng.standard_normal(64).astype(np.float32),
+        "h.weight": rng.standard_normal((2, 32)).astype(np.float16),
+        "inf.weight": np.where(np.arange(64) == 3, np.inf, 1.0).reshape(2, 32).astype(np.float32),
+        "v.position_embd.weight": rng.standard_normal((5, 64)).astype(np.float32),
+    }
+    for k, v in tensors.items():
+        w.add_tensor(k, v)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    dst = tmp_path / "dst.gguf"
+    plan = {p[0]: p for p in _core.requantize(str(src), str(dst), "q5_0")}
+    a, b = gguf.GGUFReader(str(src)), gguf.GGUFReader(str(dst))
+    for k, f in a.fields.items():
+        if not k.startswith("GGUF."):
+            assert b.fields[k].types == f.types and b.fields[k].contents() == f.contents(), k
+    assert b.fields["general.file_type"].contents() == 8
+    got = {t.name: t for t in b.tensors}
+    Q = gguf.GGMLQuantizationType
+    assert got["m.weight"].tensor_type == Q.Q5_0
+    np.testing.assert_array_equal(np.asarray(got["m.weight"].data), gq.quantize(tensors["m.weight"], Q.Q5_0))
+    assert got["h.weight"].tensor_type == Q.Q5_0
+    np.testing.assert_array_equal(np.asarray(got["h.weight"].data),
+                                  gq.quantize(tensors["h.weight"].astype(np.float32), Q.Q5_0))
+    assert got["odd.weight"].tensor_type == Q.F16 and "not a multiple of 32" in plan["odd.weight"][3]
+    np.testing.assert_array_equal(np.asarray(got["odd.weight"].data), tensors["odd.weight"].astype(np.float16))
+    assert got["inf.weight"].tensor_type == Q.F16 and "non-finite" in plan["inf.weight"][3]
+    for k in ("vec.bias", "v.position_embd.weight"):
+        assert got[k].tensor_type == Q.F32
+        np.testing.assert_array_equal(np.asarray(got[k].data), tensors[k])

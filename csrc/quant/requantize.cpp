@@ -1,5 +1,6 @@
 #include "quant/requantize.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -138,7 +139,29 @@ RequantDecision requant_decision(const std::string& name, const std::vector<int6
 std::vector<RequantDecision> requantize_file(const std::string& src, const std::string& dst, DType target, int nthreads) {
   auto in = GGUFFile::open(src);
   std::vector<RequantDecision> plan;
-  for (const auto& t : in->tensors()) plan.push_back(requant_decision(t.name, t.ne, t.type, target));
+  for (const auto& t : in->tensors()) {
+    plan.push_back(requant_decision(t.name, t.ne, t.type, target));
+    RequantDecision& d = plan.back();
+    if (!is_block_quant(static_cast<DType>(d.to)) || d.to == t.type) continue;
+    // A block scale of Inf/NaN would poison every weight of its block: such matrices keep F16
+    // (as the converter does).
+    bool finite = true;
+    for (int64_t i = 0; i < t.nelements() && finite; ++i) {
+      float v;
+      if (t.type == static_cast<uint32_t>(DType::F32)) {
+        std::memcpy(&v, t.data + 4 * i, 4);
+      } else {
+        uint16_t h;
+        std::memcpy(&h, t.data + 2 * i, 2);
+        v = fp16_to_fp32(h);
+      }
+      finite = std::isfinite(v);
+    }
+    if (!finite) {
+      d.to = static_cast<uint32_t>(DType::F16);
+      d.why = "f16 fallback: non-finite values";
+    }
+  }
   const uint64_t align = in->alignment();
 
   const std::string tmp = dst + ".tmp";

@@ -91,8 +91,9 @@ template <int R, int KIND, bool HAS_M>
 void ukernel(int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const int32_t* xzs, const float* xds,
              int64_t ldb, const uint8_t* wp, int64_t BB, float* out) {
   constexpr int64_t CB = KIND == kNib ? 256 : 512;
-  __m256 facc[R][2];
-  for (int r = 0; r < R; ++r) facc[r][0] = facc[r][1] = _mm256_setzero_ps();
+  // The f32 sums live in `out` (L1), updated once per block: 16 ymm registers are too few to
+  // hold them beside the integer sums, weights and broadcasts without spilling in the step loop.
+  for (int i = 0; i < R * 16; i += 8) _mm256_storeu_ps(out + i, _mm256_setzero_ps());
   const __m256i m4 = _mm256_set1_epi8(0x0f);
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
@@ -125,7 +126,6 @@ void ukernel(int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const i
       for (int g = 0; g < 2; ++g) {
         __m256i a16[R][2];
         for (int r = 0; r < R; ++r) a16[r][0] = a16[r][1] = _mm256_setzero_si256();
-#pragma GCC unroll 1
         for (int s = 4 * g; s < 4 * g + 4; ++s) {
           __m256i x[R];
           for (int r = 0; r < R; ++r) x[r] = bcast4(xb + r * ldq + 4 * s);
@@ -138,7 +138,7 @@ void ukernel(int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const i
           for (int h = 0; h < 2; ++h) acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(a16[r][h], ones));
       }
     } else {
-#pragma GCC unroll 1
+#pragma GCC unroll 2
       for (int s = 0; s < 8; ++s) {
         __m256i x[R];
         for (int r = 0; r < R; ++r) x[r] = bcast4(xb + r * ldq + 4 * s);
@@ -160,17 +160,13 @@ void ukernel(int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const i
       const __m256i zs = _mm256_set1_epi32(xzs[r * ldb + b]);
       for (int h = 0; h < 2; ++h) {
         const __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r][h], zs));
-        facc[r][h] = _mm256_fmadd_ps(f, _mm256_mul_ps(dw[h], dx), facc[r][h]);
-      }
-      if (HAS_M) {
-        const __m256 ds = _mm256_set1_ps(xds[r * ldb + b]);
-        for (int h = 0; h < 2; ++h) facc[r][h] = _mm256_fmadd_ps(mw[h], ds, facc[r][h]);
+        __m256 o = _mm256_fmadd_ps(f, _mm256_mul_ps(dw[h], dx), _mm256_loadu_ps(out + r * 16 + 8 * h));
+        if (HAS_M) o = _mm256_fmadd_ps(mw[h], _mm256_set1_ps(xds[r * ldb + b]), o);
+        _mm256_storeu_ps(out + r * 16 + 8 * h, o);
       }
     }
     wp += BB;
   }
-  for (int r = 0; r < R; ++r)
-    for (int h = 0; h < 2; ++h) _mm256_storeu_ps(out + r * 16 + 8 * h, facc[r][h]);
 }
 
 using Ukernel = void (*)(int64_t, const int8_t*, int64_t, const float*, const int32_t*, const float*, int64_t,
