@@ -9,7 +9,8 @@ import numpy as np
 from . import _core
 from .preprocess import Preprocessor
 
-OUTPUTS = ("last_hidden_state", "cls", "pooled", "logits", "embedding")
+OUTPUTS = ("last_hidden_state", "cls", "pooled", "logits", "embedding", "patch_tokens", "feature_map")
+# plus "hidden_states.{i}" for i = 0 .. block_count (docs/GGUF_SCHEMA.md)
 
 
 def _is_batch_of_images(images) -> bool:
@@ -82,7 +83,9 @@ class Encoder:
         """Run preprocessed pixels float32 [B,3,H,W] (or [3,H,W]).
 
         `output` is one name (returns an array) or a list of names (returns a dict).
-        Names: last_hidden_state, cls, pooled, logits, embedding (see `output_names`).
+        Names: last_hidden_state, cls, pooled, logits, embedding, patch_tokens, feature_map,
+        hidden_states.{i} (see `output_names`). Any H, W of at least one patch runs (the position
+        table is resized as the reference library does, cached per size).
         """
         pixels = self._check_pixels(pixels)
         names = [output] if isinstance(output, str) else list(output)
