@@ -247,3 +247,15 @@ def test_mmproj_without_vision_encoder(tmp_path):
     w.close()
     with pytest.raises(ValueError, match="no vision encoder"):
         pyvitcpp.Encoder(tmp_path / "a.gguf")
+
+
+@pytest.mark.parametrize("level", ["ref", "avx2", "avx512"])
+def test_every_kernel_level(hf_models, real_images, level):
+    from conftest import isa_or_skip
+
+    isa_or_skip(level)
+    model, enc0 = hf_models["withproj_h36_gelu_1head"]
+    enc = pyvitcpp.Encoder(enc0.path, isa=level, threads=3)
+    px = pixels(real_images, 3, 56, 42, seed=13)
+    ref = hf_ref(model, px)
+    check_outputs(enc.forward(px, list(ref)), ref, 2, 72)

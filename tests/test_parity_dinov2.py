@@ -118,3 +118,16 @@ def test_timm_dinov2(timm_models, real_images, name, batch, grid):
         from conftest import fp32_bound
         r = inter[0].numpy()
         np.testing.assert_allclose(h1[:, n_prefix:], r, rtol=0, atol=fp32_bound(r, 1, 4 * model.embed_dim))
+
+
+@pytest.mark.parametrize("level", ["ref", "avx2", "avx512"])
+def test_every_kernel_level(hf_models, real_images, level):
+    from conftest import isa_or_skip
+
+    isa_or_skip(level)
+    for name in ("swiglu_h40_1head", "registers_h36"):
+        model, enc0 = hf_models[name]
+        enc = pyvitcpp.Encoder(enc0.path, isa=level, threads=3)
+        px = pixels(real_images, 3, 42, 28, seed=12)
+        ref = hf_ref(model, px, getattr(model.config, "num_register_tokens", 0))
+        check_outputs(enc.forward(px, list(ref)), ref, 2, 160)

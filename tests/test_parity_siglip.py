@@ -81,3 +81,16 @@ def test_naflex_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "siglip2", "architectures": ["Siglip2Model"]}))
     with pytest.raises(ConversionError, match="NaFlex"):
         convert(str(tmp_path), str(tmp_path / "m.gguf"), verbose=False)
+
+
+@pytest.mark.parametrize("level", ["ref", "avx2", "avx512"])
+def test_every_kernel_level(hf_models, real_images, level):
+    """The MAP head's one-query attention (batch stride 0) at every kernel level, non-square."""
+    from conftest import isa_or_skip
+
+    isa_or_skip(level)
+    model, enc0 = hf_models["vision_h48"]
+    enc = pyvitcpp.Encoder(enc0.path, isa=level, threads=3)
+    px = pixels(real_images, 3, 28, 70, seed=11)
+    ref = hf_ref(model, px)
+    check_outputs(enc.forward(px, list(ref)), ref, 3, 100)
