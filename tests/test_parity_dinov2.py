@@ -131,3 +131,21 @@ def test_every_kernel_level(hf_models, real_images, level):
         px = pixels(real_images, 3, 42, 28, seed=12)
         ref = hf_ref(model, px, getattr(model.config, "num_register_tokens", 0))
         check_outputs(enc.forward(px, list(ref)), ref, 2, 160)
+
+
+def test_refusals(tmp_path):
+    from pyvitcpp.convert import ConversionError
+
+    cfg = transformers.Dinov2Config(hidden_size=24, num_hidden_layers=1, num_attention_heads=3, image_size=28,
+                                    patch_size=P, num_labels=3)
+    transformers.Dinov2ForImageClassification(cfg).save_pretrained(tmp_path / "cls")
+    with pytest.raises(ConversionError, match="Dinov2ForImageClassification"):
+        convert(str(tmp_path / "cls"), str(tmp_path / "a.gguf"), verbose=False)
+    import timm
+
+    m = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=28, embed_dim=24, num_heads=3,
+                          depth=1, num_classes=4)
+    torch.save(m.state_dict(), tmp_path / "m.pth")
+    with pytest.raises(ConversionError, match="classifier head"):
+        convert(str(tmp_path / "m.pth"), str(tmp_path / "b.gguf"), model_name="vit_small_patch14_dinov2",
+                model_kwargs=dict(img_size=28, embed_dim=24, num_heads=3, depth=1, num_classes=4), verbose=False)

@@ -82,7 +82,7 @@ def hf_vit(tmp_path_factory):
     return model, pyvitcpp.Encoder(folder / "m.gguf", threads=2)
 
 
-@pytest.mark.parametrize("hw", [(28, 28), (70, 70), (42, 98), (56, 30)])
+@pytest.mark.parametrize("hw", [(28, 28), (70, 70), (42, 98), (56, 30), (31, 45)])  # last: remainders dropped
 @pytest.mark.parametrize("batch", [1, 3])
 def test_hf_vit_any_resolution(hf_vit, real_images, hw, batch):
     model, enc = hf_vit
