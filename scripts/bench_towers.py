@@ -28,32 +28,36 @@ def build(name: str, folder: str):
         cfg = T.CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                                  image_size=224, patch_size=32, projection_dim=512)
         m = T.CLIPVisionModelWithProjection(cfg).eval()
-        fn = lambda x: m(pixel_values=x).image_embeds  # noqa: E731
+        fn = lambda mod, x: mod(pixel_values=x).image_embeds  # noqa: E731
     elif name == "siglip_b16":
         cfg = T.SiglipVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
                                    num_attention_heads=12, image_size=224, patch_size=16)
         m = T.SiglipVisionModel(cfg).eval()
-        fn = lambda x: m(pixel_values=x).pooler_output  # noqa: E731
+        fn = lambda mod, x: mod(pixel_values=x).pooler_output  # noqa: E731
     elif name in ("dinov2_s14", "dinov2_b14"):
         d, h = (384, 6) if name == "dinov2_s14" else (768, 12)
         cfg = T.Dinov2Config(hidden_size=d, num_hidden_layers=12, num_attention_heads=h, image_size=518, patch_size=14)
         m = T.Dinov2Model(cfg).eval()
-        fn = lambda x: m(pixel_values=x).pooler_output  # noqa: E731
+        fn = lambda mod, x: mod(pixel_values=x).pooler_output  # noqa: E731
     else:
         raise SystemExit(f"unknown model {name}")
     m.save_pretrained(folder)
     return m, fn
 
 
-class Wrap:
-    def __init__(self, fn):
-        import torch
+def wrap(model, fn):
+    """The model as a module whose forward returns the embedding (for the ONNX exporter)."""
+    import torch
 
-        class M(torch.nn.Module):
-            def forward(self, x):
-                return fn(x)
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
 
-        self.module = M()
+        def forward(self, x):
+            return fn(self.inner, x)
+
+    return M().eval().requires_grad_(False)
 
 
 def main(argv=None) -> int:
@@ -93,19 +97,20 @@ def main(argv=None) -> int:
                 enc = pyvitcpp.Encoder(path, threads=args.threads)
                 runners[rt] = lambda x, enc=enc: enc.forward(x, "embedding")
             elif rt == "torch":
-                def run_torch(x, fn=fn):
+                def run_torch(x, fn=fn, model=model):
                     with torch.inference_mode():
-                        return fn(torch.from_numpy(x)).numpy()
+                        return fn(model, torch.from_numpy(x)).numpy()
                 runners[rt] = run_torch
             elif rt == "ort":
                 import onnxruntime as ort
                 onnx_path = os.path.join(tmp, "m.onnx")
                 try:
                     with torch.no_grad():
-                        torch.onnx.export(Wrap(fn).module, (torch.from_numpy(px),), onnx_path, input_names=["x"],
+                        torch.onnx.export(wrap(model, fn), (torch.from_numpy(px),), onnx_path, input_names=["x"],
                                           output_names=["y"], opset_version=17, dynamo=False)
                 except Exception as e:  # pragma: no cover - exporter limits
-                    print(f"{name}: ONNX export failed ({type(e).__name__}: {e}); no ort row", file=sys.stderr)
+                    msg = str(e).splitlines()[0][:200]
+                    print(f"{name}: ONNX export failed ({type(e).__name__}: {msg}); no ort row", file=sys.stderr)
                     continue
                 so = ort.SessionOptions()
                 so.intra_op_num_threads = args.threads

@@ -259,3 +259,14 @@ def test_every_kernel_level(hf_models, real_images, level):
     px = pixels(real_images, 3, 56, 42, seed=13)
     ref = hf_ref(model, px)
     check_outputs(enc.forward(px, list(ref)), ref, 2, 72)
+
+
+def test_f16_weights(hf_models, real_images, tmp_path):
+    import os
+
+    model, enc = hf_models["clipmodel_h40"]
+    out = tmp_path / "f16.gguf"
+    convert(str(os.path.dirname(enc.path)), str(out), outtype="f16", verbose=False)
+    px = pixels(real_images, 3, 28, 42, seed=22)
+    ref = hf_ref(model, px)
+    check_outputs(pyvitcpp.Encoder(out, threads=2).forward(px, list(ref)), ref, 2, 88, min_cos=0.9999, bound=False)

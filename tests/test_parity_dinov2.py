@@ -3,6 +3,7 @@ without registers) vs the reference: seeded weights, every output, native and ot
 (one non-square), batch 1 and 3."""
 from __future__ import annotations
 
+import os
 import zlib
 
 import pytest
@@ -149,3 +150,14 @@ def test_refusals(tmp_path):
     with pytest.raises(ConversionError, match="classifier head"):
         convert(str(tmp_path / "m.pth"), str(tmp_path / "b.gguf"), model_name="vit_small_patch14_dinov2",
                 model_kwargs=dict(img_size=28, embed_dim=24, num_heads=3, depth=1, num_classes=4), verbose=False)
+
+
+def test_f16_weights(hf_models, real_images, tmp_path):
+    for name in ("swiglu_h40_1head", "registers_h36"):
+        model, enc = hf_models[name]
+        out = tmp_path / f"{name}-f16.gguf"
+        convert(str(os.path.dirname(enc.path)), str(out), outtype="f16", verbose=False)
+        px = pixels(real_images, 3, 42, 28, seed=21)
+        ref = hf_ref(model, px, getattr(model.config, "num_register_tokens", 0))
+        check_outputs(pyvitcpp.Encoder(out, threads=2).forward(px, list(ref)), ref, 2, 160, min_cos=0.9999,
+                      bound=False)

@@ -46,6 +46,7 @@ def test_identity_and_none():
 # ---------------------------------------------------------------------------------------------
 # End to end: ViT / DeiT at resolutions other than the native one.
 
+import os  # noqa: E402
 import zlib  # noqa: E402
 
 import transformers  # noqa: E402
@@ -119,3 +120,33 @@ def test_timm_dynamic_img_size(timm_deit, real_images, hw):
         feats = model.forward_features(torch.from_numpy(px))
         ref = {"last_hidden_state": feats, "logits": model.forward_head(feats)}
     check(enc.forward(px, list(ref)), ref, 2, 768)
+
+
+def _rewritten(hf_vit_folder, tmp_path, key, value):
+    from pyvitcpp.convert import load_model
+    from pyvitcpp.convert.writer import write_gguf
+
+    m = load_model(str(hf_vit_folder))
+    m.hparams = [(k, value if k == key else v, kind) for k, v, kind in m.hparams]
+    return write_gguf(m, str(tmp_path / "x.gguf"), outtype="f32", verbose=False)
+
+
+def test_pos_resize_errors(hf_vit, real_images, tmp_path):
+    model, enc = hf_vit
+    folder = os.path.dirname(enc.path)
+    fixed = pyvitcpp.Encoder(_rewritten(folder, tmp_path, "vit.pos_resize", "none"), threads=1)
+    fixed.forward(pixels(real_images, 1, 28, 28), "pooled")  # native still runs
+    with pytest.raises(ValueError, match="native 28x28 resolution only"):
+        fixed.forward(pixels(real_images, 1, 28, 42), "pooled")
+    with pytest.raises(ValueError, match="pos_resize"):
+        pyvitcpp.Encoder(_rewritten(folder, tmp_path, "vit.pos_resize", "lanczos"))
+
+
+def test_pos_table_cached_per_grid(hf_vit, real_images):
+    """Alternating sizes reuses the resized tables: results identical to the first run's."""
+    model, enc = hf_vit
+    a = [enc.forward(pixels(real_images, 2, h, w, seed=3), "pooled") for h, w in ((42, 56), (28, 70), (70, 28))]
+    for _ in range(2):
+        b = [enc.forward(pixels(real_images, 2, h, w, seed=3), "pooled") for h, w in ((42, 56), (28, 70), (70, 28))]
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
