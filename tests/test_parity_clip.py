@@ -143,6 +143,9 @@ def test_open_clip(oc_models, real_images, name, batch):
 # llama.cpp mmproj files (general.architecture = clip, clip.vision.* keys, v.* / mm.* tensors),
 # written with gguf-py in that layout from a reference HF model.
 
+from gguf import GGUFReader  # noqa: E402
+
+
 def write_mmproj(path, model, *, f16=False, legacy_ffn_names=False, siglip=False):
     import gguf
 
@@ -188,11 +191,11 @@ def write_mmproj(path, model, *, f16=False, legacy_ffn_names=False, siglip=False
                 t(f"v.blk.{i}.{ours}.{kind}", sd[f"encoder.layers.{i}.{hf}.{kind}"])
     t("v.post_ln.weight", sd["post_layernorm.weight"])
     t("v.post_ln.bias", sd["post_layernorm.bias"])
-    rng = np.random.default_rng(0)  # a LLaVA-style projector the engine does not need
-    t("mm.0.weight", rng.standard_normal((32, cfg.hidden_size)))
-    t("mm.0.bias", np.zeros(32))
-    t("mm.2.weight", rng.standard_normal((32, 32)))
-    t("mm.2.bias", np.zeros(32))
+    rng = np.random.default_rng(0)  # a LLaVA-style projector (output mm_projection)
+    t("mm.0.weight", rng.standard_normal((32, cfg.hidden_size)) / np.sqrt(cfg.hidden_size))
+    t("mm.0.bias", 0.1 * rng.standard_normal(32))
+    t("mm.2.weight", rng.standard_normal((20, 32)) / np.sqrt(32))
+    t("mm.2.bias", 0.1 * rng.standard_normal(20))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -228,6 +231,17 @@ def test_llama_cpp_mmproj(real_images, tmp_path, variant):
     f16 = variant.endswith("f16")
     check_outputs(ours, ref, cfg.num_hidden_layers, cfg.intermediate_size, min_cos=0.9999 if f16 else 0.99999,
                   bound=not f16)
+    # the LLaVA projector: mm.2(gelu_tanh(mm.0(patch tokens)))
+    r = GGUFReader(path)
+    mm = {t.name: np.asarray(t.data, np.float32).reshape([int(d) for d in reversed(t.shape)]) for t in r.tensors
+          if t.name.startswith("mm.")}
+    pt = ref["patch_tokens"].detach().numpy()
+    h = torch.nn.functional.gelu(torch.from_numpy(pt @ mm["mm.0.weight"].T + mm["mm.0.bias"]), approximate="tanh")
+    proj = h.numpy() @ mm["mm.2.weight"].T + mm["mm.2.bias"]
+    got = enc.forward(px, "mm_projection")
+    assert got.shape == proj.shape
+    check_outputs({"mm_projection": got}, {"mm_projection": proj}, cfg.num_hidden_layers + 1,
+                  max(32, cfg.intermediate_size), min_cos=0.9999 if f16 else 0.99999, bound=not f16)
     # the processor the file implies (CLIP: shortest edge bicubic + crop, its mean/std)
     assert enc.preprocessor.config()["resize_mode"] == "shortest_edge_crop"
     np.testing.assert_allclose(enc.preprocessor.config()["mean"], [0.48145466, 0.4578275, 0.40821073], rtol=1e-6)
