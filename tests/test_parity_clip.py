@@ -284,3 +284,23 @@ def test_f16_weights(hf_models, real_images, tmp_path):
     px = pixels(real_images, 3, 28, 42, seed=22)
     ref = hf_ref(model, px)
     check_outputs(pyvitcpp.Encoder(out, threads=2).forward(px, list(ref)), ref, 2, 88, min_cos=0.9999, bound=False)
+
+
+@pytest.mark.parametrize("size", [(42, 42), (28, 56)])
+def test_open_clip_other_resolution(oc_models, real_images, size):
+    """open_clip resizes a position table with resize_pos_embed when it loads a checkpoint into a
+    model of another image size; the engine's run at that size matches that model."""
+    import open_clip
+    from open_clip.model import resize_pos_embed
+
+    name = "ViT-B-32"
+    model, enc = oc_models[name]
+    kw = dict(embed_dim=24, vision_cfg=dict(OC_CASES[name], image_size=size), text_cfg=TEXT)
+    big = open_clip.create_model(name, pretrained=None, **kw).eval()
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    resize_pos_embed(sd, big)
+    big.load_state_dict(sd)
+    px = pixels(real_images, 3, *size, seed=6)
+    with torch.no_grad():
+        emb = big.encode_image(torch.from_numpy(px))
+    check_outputs({"embedding": enc.forward(px, "embedding")}, {"embedding": emb}, 2, 192)
