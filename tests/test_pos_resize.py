@@ -150,3 +150,19 @@ def test_pos_table_cached_per_grid(hf_vit, real_images):
         b = [enc.forward(pixels(real_images, 2, h, w, seed=3), "pooled") for h, w in ((42, 56), (28, 70), (70, 28))]
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
+
+
+def test_hf_deit_distilled_any_resolution(real_images, tmp_path):
+    """DeiT: two prefix positions (class, distillation) kept, the patch grid resized."""
+    cfg = transformers.DeiTConfig(hidden_size=48, num_hidden_layers=1, num_attention_heads=3, intermediate_size=96,
+                                  image_size=32, patch_size=16, num_labels=4)
+    model = transformers.DeiTForImageClassificationWithTeacher(cfg).eval()
+    randomize_(model, seed=9)
+    model.save_pretrained(tmp_path)
+    convert(str(tmp_path), str(tmp_path / "m.gguf"), outtype="f32", verbose=False)
+    enc = pyvitcpp.Encoder(tmp_path / "m.gguf", threads=2)
+    px = pixels(real_images, 2, 48, 80, seed=2)
+    with torch.no_grad():
+        o = model(pixel_values=torch.from_numpy(px), interpolate_pos_encoding=True, output_hidden_states=True)
+    lhs = model.deit.layernorm(o.hidden_states[-1])
+    check(enc.forward(px, ["last_hidden_state", "logits"]), {"last_hidden_state": lhs, "logits": o.logits}, 1, 96)
