@@ -9,7 +9,8 @@ import numpy as np
 from . import _core
 from .preprocess import Preprocessor
 
-OUTPUTS = ("last_hidden_state", "cls", "pooled", "logits", "embedding")
+OUTPUTS = ("last_hidden_state", "cls", "pooled", "logits", "embedding", "patch_tokens", "feature_map")
+# plus "hidden_states.{i}" for i = 0 .. block_count (docs/GGUF_SCHEMA.md)
 
 
 def _is_batch_of_images(images) -> bool:
@@ -24,12 +25,15 @@ class Encoder:
     path: the .gguf file.
     threads: compute threads (default: OMP_NUM_THREADS when set, else the physical cores).
     isa: force a kernel level ("ref", "avx2", "avx512"); default: PYVITCPP_ISA or the best one.
+    image_size: (H, W) images are preprocessed to (default: the size the GGUF records); any size
+        of at least one patch runs, e.g. (518, 518) for DINOv2 or (224, 336).
 
     Calls are thread-safe (runs on one Encoder are serialised); the GIL is released while the
     engine computes, so other Python threads keep running.
     """
 
-    def __init__(self, path, *, threads: int | None = None, isa: str | None = None):
+    def __init__(self, path, *, threads: int | None = None, isa: str | None = None,
+                 image_size: Sequence[int] | None = None):
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"model file not found: {path}")
@@ -42,6 +46,8 @@ class Encoder:
         self._file = _core.GGUFFile(path)
         self.metadata: dict = dict(self._file.metadata)
         self.preprocessor = Preprocessor.from_metadata(self.metadata)
+        if image_size is not None:  # run at another resolution (the position table is resized)
+            self.preprocessor = self.preprocessor.resized(image_size)
         labels = self.metadata.get("classifier.labels")
         self.labels: list[str] | None = list(labels) if labels is not None else None
         hp = {}
@@ -82,7 +88,9 @@ class Encoder:
         """Run preprocessed pixels float32 [B,3,H,W] (or [3,H,W]).
 
         `output` is one name (returns an array) or a list of names (returns a dict).
-        Names: last_hidden_state, cls, pooled, logits, embedding (see `output_names`).
+        Names: last_hidden_state, cls, pooled, logits, embedding, patch_tokens, feature_map,
+        hidden_states.{i} (see `output_names`). Any H, W of at least one patch runs (the position
+        table is resized as the reference library does, cached per size).
         """
         pixels = self._check_pixels(pixels)
         names = [output] if isinstance(output, str) else list(output)

@@ -80,6 +80,20 @@ class Preprocessor:
                    std=get("std", (0.5,) * 3), rescale_factor=get("rescale_factor", 1 / 255),
                    resize_size=get("resize_size"), crop_rounding=get("crop_rounding", "round"))
 
+    def resized(self, image_size: Sequence[int]) -> "Preprocessor":
+        """The same processing for another model input size (H, W), for towers run away from
+        their native resolution: ``squash`` resizes to H x W; ``shortest_edge_crop`` resizes the
+        shorter edge to floor(max(H, W) / crop_pct) and centre-crops H x W."""
+        if len(image_size) != 2 or min(image_size) < 1:
+            raise ValueError(f"image_size must be (H, W), got {image_size}")
+        h, w = int(image_size[0]), int(image_size[1])
+        short = int(math.floor(max(h, w) / self.crop_pct + 1e-9))
+        return Preprocessor(image_size=(h, w), resize_mode=self.resize_mode, crop_pct=self.crop_pct,
+                            interpolation=self.interpolation, mean=self.mean.ravel(), std=self.std.ravel(),
+                            rescale_factor=self.rescale_factor,
+                            resize_size=(h, w) if self.resize_mode == "squash" else (short, short),
+                            crop_rounding=self.crop_rounding)
+
     def config(self) -> dict:
         return {"image_size": self.image_size, "resize_mode": self.resize_mode, "crop_pct": self.crop_pct,
                 "interpolation": self.interpolation, "mean": self.mean.ravel().tolist(),

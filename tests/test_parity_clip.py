@@ -143,6 +143,9 @@ def test_open_clip(oc_models, real_images, name, batch):
 # llama.cpp mmproj files (general.architecture = clip, clip.vision.* keys, v.* / mm.* tensors),
 # written with gguf-py in that layout from a reference HF model.
 
+from gguf import GGUFReader  # noqa: E402
+
+
 def write_mmproj(path, model, *, f16=False, legacy_ffn_names=False, siglip=False):
     import gguf
 
@@ -188,11 +191,11 @@ def write_mmproj(path, model, *, f16=False, legacy_ffn_names=False, siglip=False
                 t(f"v.blk.{i}.{ours}.{kind}", sd[f"encoder.layers.{i}.{hf}.{kind}"])
     t("v.post_ln.weight", sd["post_layernorm.weight"])
     t("v.post_ln.bias", sd["post_layernorm.bias"])
-    rng = np.random.default_rng(0)  # a LLaVA-style projector the engine does not need
-    t("mm.0.weight", rng.standard_normal((32, cfg.hidden_size)))
-    t("mm.0.bias", np.zeros(32))
-    t("mm.2.weight", rng.standard_normal((32, 32)))
-    t("mm.2.bias", np.zeros(32))
+    rng = np.random.default_rng(0)  # a LLaVA-style projector (output mm_projection)
+    t("mm.0.weight", rng.standard_normal((32, cfg.hidden_size)) / np.sqrt(cfg.hidden_size))
+    t("mm.0.bias", 0.1 * rng.standard_normal(32))
+    t("mm.2.weight", rng.standard_normal((20, 32)) / np.sqrt(32))
+    t("mm.2.bias", 0.1 * rng.standard_normal(20))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -228,6 +231,17 @@ def test_llama_cpp_mmproj(real_images, tmp_path, variant):
     f16 = variant.endswith("f16")
     check_outputs(ours, ref, cfg.num_hidden_layers, cfg.intermediate_size, min_cos=0.9999 if f16 else 0.99999,
                   bound=not f16)
+    # the LLaVA projector: mm.2(gelu_tanh(mm.0(patch tokens)))
+    r = GGUFReader(path)
+    mm = {t.name: np.asarray(t.data, np.float32).reshape([int(d) for d in reversed(t.shape)]) for t in r.tensors
+          if t.name.startswith("mm.")}
+    pt = ref["patch_tokens"].detach().numpy()
+    h = torch.nn.functional.gelu(torch.from_numpy(pt @ mm["mm.0.weight"].T + mm["mm.0.bias"]), approximate="tanh")
+    proj = h.numpy() @ mm["mm.2.weight"].T + mm["mm.2.bias"]
+    got = enc.forward(px, "mm_projection")
+    assert got.shape == proj.shape
+    check_outputs({"mm_projection": got}, {"mm_projection": proj}, cfg.num_hidden_layers + 1,
+                  max(32, cfg.intermediate_size), min_cos=0.9999 if f16 else 0.99999, bound=not f16)
     # the processor the file implies (CLIP: shortest edge bicubic + crop, its mean/std)
     assert enc.preprocessor.config()["resize_mode"] == "shortest_edge_crop"
     np.testing.assert_allclose(enc.preprocessor.config()["mean"], [0.48145466, 0.4578275, 0.40821073], rtol=1e-6)
@@ -247,3 +261,46 @@ def test_mmproj_without_vision_encoder(tmp_path):
     w.close()
     with pytest.raises(ValueError, match="no vision encoder"):
         pyvitcpp.Encoder(tmp_path / "a.gguf")
+
+
+@pytest.mark.parametrize("level", ["ref", "avx2", "avx512"])
+def test_every_kernel_level(hf_models, real_images, level):
+    from conftest import isa_or_skip
+
+    isa_or_skip(level)
+    model, enc0 = hf_models["withproj_h36_gelu_1head"]
+    enc = pyvitcpp.Encoder(enc0.path, isa=level, threads=3)
+    px = pixels(real_images, 3, 56, 42, seed=13)
+    ref = hf_ref(model, px)
+    check_outputs(enc.forward(px, list(ref)), ref, 2, 72)
+
+
+def test_f16_weights(hf_models, real_images, tmp_path):
+    import os
+
+    model, enc = hf_models["clipmodel_h40"]
+    out = tmp_path / "f16.gguf"
+    convert(str(os.path.dirname(enc.path)), str(out), outtype="f16", verbose=False)
+    px = pixels(real_images, 3, 28, 42, seed=22)
+    ref = hf_ref(model, px)
+    check_outputs(pyvitcpp.Encoder(out, threads=2).forward(px, list(ref)), ref, 2, 88, min_cos=0.9999, bound=False)
+
+
+@pytest.mark.parametrize("size", [(42, 42), (28, 56)])
+def test_open_clip_other_resolution(oc_models, real_images, size):
+    """open_clip resizes a position table with resize_pos_embed when it loads a checkpoint into a
+    model of another image size; the engine's run at that size matches that model."""
+    import open_clip
+    from open_clip.model import resize_pos_embed
+
+    name = "ViT-B-32"
+    model, enc = oc_models[name]
+    kw = dict(embed_dim=24, vision_cfg=dict(OC_CASES[name], image_size=size), text_cfg=TEXT)
+    big = open_clip.create_model(name, pretrained=None, **kw).eval()
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    resize_pos_embed(sd, big)
+    big.load_state_dict(sd)
+    px = pixels(real_images, 3, *size, seed=6)
+    with torch.no_grad():
+        emb = big.encode_image(torch.from_numpy(px))
+    check_outputs({"embedding": enc.forward(px, "embedding")}, {"embedding": emb}, 2, 192)

@@ -3,6 +3,7 @@ without registers) vs the reference: seeded weights, every output, native and ot
 (one non-square), batch 1 and 3."""
 from __future__ import annotations
 
+import os
 import zlib
 
 import pytest
@@ -118,3 +119,45 @@ def test_timm_dinov2(timm_models, real_images, name, batch, grid):
         from conftest import fp32_bound
         r = inter[0].numpy()
         np.testing.assert_allclose(h1[:, n_prefix:], r, rtol=0, atol=fp32_bound(r, 1, 4 * model.embed_dim))
+
+
+@pytest.mark.parametrize("level", ["ref", "avx2", "avx512"])
+def test_every_kernel_level(hf_models, real_images, level):
+    from conftest import isa_or_skip
+
+    isa_or_skip(level)
+    for name in ("swiglu_h40_1head", "registers_h36"):
+        model, enc0 = hf_models[name]
+        enc = pyvitcpp.Encoder(enc0.path, isa=level, threads=3)
+        px = pixels(real_images, 3, 42, 28, seed=12)
+        ref = hf_ref(model, px, getattr(model.config, "num_register_tokens", 0))
+        check_outputs(enc.forward(px, list(ref)), ref, 2, 160)
+
+
+def test_refusals(tmp_path):
+    from pyvitcpp.convert import ConversionError
+
+    cfg = transformers.Dinov2Config(hidden_size=24, num_hidden_layers=1, num_attention_heads=3, image_size=28,
+                                    patch_size=P, num_labels=3)
+    transformers.Dinov2ForImageClassification(cfg).save_pretrained(tmp_path / "cls")
+    with pytest.raises(ConversionError, match="Dinov2ForImageClassification"):
+        convert(str(tmp_path / "cls"), str(tmp_path / "a.gguf"), verbose=False)
+    import timm
+
+    m = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=28, embed_dim=24, num_heads=3,
+                          depth=1, num_classes=4)
+    torch.save(m.state_dict(), tmp_path / "m.pth")
+    with pytest.raises(ConversionError, match="classifier head"):
+        convert(str(tmp_path / "m.pth"), str(tmp_path / "b.gguf"), model_name="vit_small_patch14_dinov2",
+                model_kwargs=dict(img_size=28, embed_dim=24, num_heads=3, depth=1, num_classes=4), verbose=False)
+
+
+def test_f16_weights(hf_models, real_images, tmp_path):
+    for name in ("swiglu_h40_1head", "registers_h36"):
+        model, enc = hf_models[name]
+        out = tmp_path / f"{name}-f16.gguf"
+        convert(str(os.path.dirname(enc.path)), str(out), outtype="f16", verbose=False)
+        px = pixels(real_images, 3, 42, 28, seed=21)
+        ref = hf_ref(model, px, getattr(model.config, "num_register_tokens", 0))
+        check_outputs(pyvitcpp.Encoder(out, threads=2).forward(px, list(ref)), ref, 2, 160, min_cos=0.9999,
+                      bound=False)

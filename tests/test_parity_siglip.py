@@ -81,3 +81,65 @@ def test_naflex_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "siglip2", "architectures": ["Siglip2Model"]}))
     with pytest.raises(ConversionError, match="NaFlex"):
         convert(str(tmp_path), str(tmp_path / "m.gguf"), verbose=False)
+
+
+@pytest.mark.parametrize("level", ["ref", "avx2", "avx512"])
+def test_every_kernel_level(hf_models, real_images, level):
+    """The MAP head's one-query attention (batch stride 0) at every kernel level, non-square."""
+    from conftest import isa_or_skip
+
+    isa_or_skip(level)
+    model, enc0 = hf_models["vision_h48"]
+    enc = pyvitcpp.Encoder(enc0.path, isa=level, threads=3)
+    px = pixels(real_images, 3, 28, 70, seed=11)
+    ref = hf_ref(model, px)
+    check_outputs(enc.forward(px, list(ref)), ref, 3, 100)
+
+
+def test_f16_weights(hf_models, real_images, tmp_path):
+    import os
+
+    model, enc = hf_models["vision_h48"]
+    out = tmp_path / "f16.gguf"
+    convert(str(os.path.dirname(enc.path)), str(out), outtype="f16", verbose=False)
+    px = pixels(real_images, 3, 42, 28, seed=23)
+    ref = hf_ref(model, px)
+    check_outputs(pyvitcpp.Encoder(out, threads=2).forward(px, list(ref)), ref, 3, 100, min_cos=0.9999, bound=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# timm SigLIP towers (global_pool='map', AttentionPoolLatent), reference with dynamic_img_size.
+TIMM_CASES = {
+    "vit_base_patch16_siglip_224": dict(embed_dim=48, num_heads=3, depth=2, patch_size=14),
+    "vit_so400m_patch14_siglip_224": dict(embed_dim=36, num_heads=1, depth=1, mlp_ratio=2.5),
+}
+
+
+@pytest.fixture(scope="module")
+def timm_models(tmp_path_factory):
+    import timm
+
+    out = {}
+    for name, kw in TIMM_CASES.items():
+        kw = dict(kw, img_size=28, num_classes=0)
+        model = timm.create_model(name, pretrained=False, dynamic_img_size=True, **kw).eval()
+        randomize_(model, seed=zlib.crc32(name.encode()))
+        folder = tmp_path_factory.mktemp(name)
+        torch.save(model.state_dict(), folder / "m.pth")
+        convert(str(folder / "m.pth"), str(folder / "m.gguf"), outtype="f32", model_name=name, model_kwargs=kw,
+                verbose=False)
+        out[name] = (model, pyvitcpp.Encoder(folder / "m.gguf", threads=2))
+    return out
+
+
+@pytest.mark.parametrize("batch,grid", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("name", list(TIMM_CASES))
+def test_timm_siglip(timm_models, real_images, name, batch, grid):
+    model, enc = timm_models[name]
+    assert enc.config["architecture"] == "siglip" and enc.config["pooling"] == "map"
+    px = pixels(real_images, batch, grid[0] * P, grid[1] * P, seed=batch)
+    with torch.no_grad():
+        feats = model.forward_features(torch.from_numpy(px))
+        pooled = model.forward_head(feats, pre_logits=True)
+    ref = {"last_hidden_state": feats, "pooled": pooled, "embedding": pooled, **token_outputs(feats, 0, *grid)}
+    check_outputs(enc.forward(px, list(ref)), ref, len(model.blocks) + 1, model.blocks[0].mlp.fc1.out_features)

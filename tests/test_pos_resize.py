@@ -46,6 +46,7 @@ def test_identity_and_none():
 # ---------------------------------------------------------------------------------------------
 # End to end: ViT / DeiT at resolutions other than the native one.
 
+import os  # noqa: E402
 import zlib  # noqa: E402
 
 import transformers  # noqa: E402
@@ -82,7 +83,7 @@ def hf_vit(tmp_path_factory):
     return model, pyvitcpp.Encoder(folder / "m.gguf", threads=2)
 
 
-@pytest.mark.parametrize("hw", [(28, 28), (70, 70), (42, 98), (56, 30)])
+@pytest.mark.parametrize("hw", [(28, 28), (70, 70), (42, 98), (56, 30), (31, 45)])  # last: remainders dropped
 @pytest.mark.parametrize("batch", [1, 3])
 def test_hf_vit_any_resolution(hf_vit, real_images, hw, batch):
     model, enc = hf_vit
@@ -119,3 +120,49 @@ def test_timm_dynamic_img_size(timm_deit, real_images, hw):
         feats = model.forward_features(torch.from_numpy(px))
         ref = {"last_hidden_state": feats, "logits": model.forward_head(feats)}
     check(enc.forward(px, list(ref)), ref, 2, 768)
+
+
+def _rewritten(hf_vit_folder, tmp_path, key, value):
+    from pyvitcpp.convert import load_model
+    from pyvitcpp.convert.writer import write_gguf
+
+    m = load_model(str(hf_vit_folder))
+    m.hparams = [(k, value if k == key else v, kind) for k, v, kind in m.hparams]
+    return write_gguf(m, str(tmp_path / "x.gguf"), outtype="f32", verbose=False)
+
+
+def test_pos_resize_errors(hf_vit, real_images, tmp_path):
+    model, enc = hf_vit
+    folder = os.path.dirname(enc.path)
+    fixed = pyvitcpp.Encoder(_rewritten(folder, tmp_path, "vit.pos_resize", "none"), threads=1)
+    fixed.forward(pixels(real_images, 1, 28, 28), "pooled")  # native still runs
+    with pytest.raises(ValueError, match="native 28x28 resolution only"):
+        fixed.forward(pixels(real_images, 1, 28, 42), "pooled")
+    with pytest.raises(ValueError, match="pos_resize"):
+        pyvitcpp.Encoder(_rewritten(folder, tmp_path, "vit.pos_resize", "lanczos"))
+
+
+def test_pos_table_cached_per_grid(hf_vit, real_images):
+    """Alternating sizes reuses the resized tables: results identical to the first run's."""
+    model, enc = hf_vit
+    a = [enc.forward(pixels(real_images, 2, h, w, seed=3), "pooled") for h, w in ((42, 56), (28, 70), (70, 28))]
+    for _ in range(2):
+        b = [enc.forward(pixels(real_images, 2, h, w, seed=3), "pooled") for h, w in ((42, 56), (28, 70), (70, 28))]
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_hf_deit_distilled_any_resolution(real_images, tmp_path):
+    """DeiT: two prefix positions (class, distillation) kept, the patch grid resized."""
+    cfg = transformers.DeiTConfig(hidden_size=48, num_hidden_layers=1, num_attention_heads=3, intermediate_size=96,
+                                  image_size=32, patch_size=16, num_labels=4)
+    model = transformers.DeiTForImageClassificationWithTeacher(cfg).eval()
+    randomize_(model, seed=9)
+    model.save_pretrained(tmp_path)
+    convert(str(tmp_path), str(tmp_path / "m.gguf"), outtype="f32", verbose=False)
+    enc = pyvitcpp.Encoder(tmp_path / "m.gguf", threads=2)
+    px = pixels(real_images, 2, 48, 80, seed=2)
+    with torch.no_grad():
+        o = model(pixel_values=torch.from_numpy(px), interpolate_pos_encoding=True, output_hidden_states=True)
+    lhs = model.deit.layernorm(o.hidden_states[-1])
+    check(enc.forward(px, ["last_hidden_state", "logits"]), {"last_hidden_state": lhs, "logits": o.logits}, 1, 96)

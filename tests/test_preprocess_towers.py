@@ -84,3 +84,24 @@ def test_open_clip_transform(real_images, tmp_path):
         got = ours([im])
         assert got.shape == ref.shape
         assert np.abs(got - ref).max() <= 1e-5, np.abs(got - ref).max()
+
+
+def test_encoder_image_size(real_images, tmp_path):
+    """Encoder(image_size=...) preprocesses to that size (HF processor semantics at that size)
+    and the tower runs there."""
+    import pyvitcpp
+
+    Model, cfg, proc_name, proc_kw = FAMILIES["dinov2"]
+    proc = getattr(transformers, proc_name + "Pil")(**proc_kw)
+    Model(cfg).save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    convert(str(tmp_path), str(tmp_path / "m.gguf"), outtype="f16", verbose=False)
+    enc = pyvitcpp.Encoder(tmp_path / "m.gguf", image_size=(98, 140), threads=1)
+    # the same processor asked for a 98x140 crop after a shorter-edge resize to 140 / (224/256)
+    ref_proc = getattr(transformers, proc_name + "Pil")(**dict(proc_kw, size={"shortest_edge": 160},
+                                                                crop_size={"height": 98, "width": 140}))
+    for im in photos(real_images)[:3]:
+        ref = ref_proc(images=im, return_tensors="np")["pixel_values"]
+        np.testing.assert_allclose(enc.preprocess([im]), ref, atol=1e-5)
+    out = enc.encode(photos(real_images)[:2], output="feature_map")
+    assert out.shape == (2, 24, 7, 10)

@@ -60,6 +60,8 @@ class VitFamily : public ModelFamily {
   const float *pre_g_ = nullptr, *pre_b_ = nullptr;
   const float *post_g_ = nullptr, *post_b_ = nullptr, *fcn_g_ = nullptr, *fcn_b_ = nullptr;
   LinearWeight *pooler_ = nullptr, *head_ = nullptr, *head_dist_ = nullptr, *proj_ = nullptr;
+  LinearWeight *mm0_ = nullptr, *mm2_ = nullptr;  // llama.cpp LLaVA "mlp" projector
+  std::string projector_type_;
   std::unique_ptr<MapHead> map_;
 
   mutable std::mutex pos_mu_;
@@ -246,6 +248,18 @@ VitFamily::VitFamily(const GGUFFile& f, WeightStore& w) : path_(f.path()) {
     if (E <= 0) throw ModelError(path_ + ": v.proj.weight must be a matrix [projection_dim, D]");
     proj_ = w.linear("v.proj.weight", "v.proj.bias", E, D_);
   }
+  if (arch_ == "clip") {
+    projector_type_ = f.get_str_or("clip.vision.projector_type", f.get_str_or("clip.projector_type", ""));
+    if (projector_type_ == "mlp" && w.has("mm.0.weight") && w.has("mm.2.weight")) {
+      // LLaVA: mm.2(gelu(mm.0(patch tokens))), ggml's GELU being the tanh form.
+      const GGUFTensorInfo* t0 = w.file().find_tensor("mm.0.weight");
+      const GGUFTensorInfo* t2 = w.file().find_tensor("mm.2.weight");
+      const int64_t H0 = t0->ne.size() == 2 ? t0->ne[1] : 0, E = t2->ne.size() == 2 ? t2->ne[1] : 0;
+      if (H0 <= 0 || E <= 0) throw ModelError(path_ + ": mm.0.weight / mm.2.weight must be matrices");
+      mm0_ = w.linear("mm.0.weight", "mm.0.bias", H0, D_);
+      mm2_ = w.linear("mm.2.weight", "mm.2.bias", E, H0);
+    }
+  }
   if (w.has("v.head.weight")) {
     const GGUFTensorInfo* h = w.file().find_tensor("v.head.weight");
     const int64_t n_cls = h->ne.size() == 2 ? h->ne[1] : 0;
@@ -262,6 +276,7 @@ std::vector<std::string> VitFamily::output_names() const {
   std::vector<std::string> n = {"last_hidden_state", "pooled", "embedding", "patch_tokens", "feature_map"};
   if (cls_) n.push_back("cls");
   if (head_) n.push_back("logits");
+  if (mm0_) n.push_back("mm_projection");
   for (int64_t i = 0; i <= L_; ++i) n.push_back("hidden_states." + std::to_string(i));
   return n;
 }
@@ -375,6 +390,10 @@ std::unique_ptr<Graph> VitFamily::build(int64_t B, int64_t H, int64_t W) const {
     m.grid_w = gw;
     g->add_node(m);
     g->set_output("feature_map", fm);
+    if (mm0_) {
+      int h = tb.linear("mm.0", pt, mm0_, B * n_patches, {B, n_patches, mm0_->N}, Act::GeluTanh);
+      g->set_output("mm_projection", tb.linear("mm.2", h, mm2_, B * n_patches, {B, n_patches, mm2_->N}));
+    }
   }
 
   int cls_tok = cls_ ? tb.pool("cls", last, B, T, PoolMode::Token, 0, 0) : -1;
@@ -446,6 +465,7 @@ std::map<std::string, std::string> VitFamily::hparams() const {
       {"projection_dim", std::to_string(proj_ ? proj_->N : 0)},
       {"has_pooler", pooler_ ? "true" : "false"},
       {"mlp", blocks_.empty() || !blocks_[0].swiglu ? "mlp" : "swiglu"},
+      {"projector_type", mm0_ ? projector_type_ : ""},
   };
 }
 

@@ -113,18 +113,18 @@ register_loader(Loader("hf_dinov2", "Hugging Face DINOv2 folder (Dinov2Model, Di
                        *_tower_loader("hf_dinov2", "is_hf_dinov2", "load_hf_dinov2"), 5))
 
 
-def _timm_dinov2_detect(src, model_name):
-    from .timm_dinov2 import is_timm_dinov2
-    return is_timm_dinov2(src, model_name)
+def _timm_tower_detect(src, model_name):
+    from .timm_towers import is_timm_tower
+    return is_timm_tower(src, model_name)
 
 
-def _timm_dinov2_load(src, *, model_name=None, labels=None, name=None, model_kwargs=None):
-    from .timm_dinov2 import load_timm_dinov2
-    return load_timm_dinov2(src, model_name=model_name, labels=labels, name=name, model_kwargs=model_kwargs)
+def _timm_tower_load(src, *, model_name=None, labels=None, name=None, model_kwargs=None):
+    from .timm_towers import load_timm_tower
+    return load_timm_tower(src, model_name=model_name, labels=labels, name=name, model_kwargs=model_kwargs)
 
 
-register_loader(Loader("timm_dinov2", "timm DINOv2 state dict + model name (vit_*_dinov2, *_reg4_dinov2)",
-                       _timm_dinov2_detect, _timm_dinov2_load, 15))
+register_loader(Loader("timm_tower", "timm DINOv2 / SigLIP state dict + model name (vit_*_dinov2, "
+                       "*_reg4_dinov2, vit_*_siglip_*)", _timm_tower_detect, _timm_tower_load, 15))
 
 
 def _open_clip_detect(src, model_name):
