@@ -38,6 +38,7 @@ def test_same_arrays_as_torch_load(tmp_path, legacy):
     got = torch_zip.load_state_dict(p)
     want = torch.load(p, map_location="cpu", weights_only=True)
     assert list(got) == list(want)
+    assert torch_zip.keys_and_shapes(p) == tuple((k, tuple(v.shape)) for k, v in want.items())
     for k, v in want.items():
         exp = v.float().numpy() if v.dtype == torch.bfloat16 else v.numpy()
         assert got[k].shape == exp.shape, k

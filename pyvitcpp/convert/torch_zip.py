@@ -116,7 +116,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._pl(pid)
 
 
-def _materialise(obj, storages_ready=True):
+def _materialise(obj):
     """Replace the ('tensor', ...) placeholders by numpy arrays, recursively."""
     if isinstance(obj, tuple) and len(obj) == 5 and obj[0] == "tensor" and isinstance(obj[1], _Storage):
         _, st, off, size, stride = obj
@@ -148,7 +148,7 @@ def _storage_dtype(storage_type):
     raise pickle.UnpicklingError(f"unexpected storage type {storage_type!r}")
 
 
-def _load_zip(path: str) -> Any:
+def _load_zip(path: str, with_data: bool = True) -> Any:
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
         pkl = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
@@ -168,6 +168,9 @@ def _load_zip(path: str) -> Any:
             if key not in storages:
                 d = _storage_dtype(storage_type)
                 st = _Storage(d, int(numel))
+                storages[key] = st
+                if not with_data:
+                    return st
                 raw = z.read(root + "data/" + key)
                 dt = _np_dtype(d).newbyteorder("<" if byteorder == "little" else ">")
                 st.data = np.frombuffer(raw, dtype=dt).astype(_np_dtype(d), copy=False)
@@ -175,10 +178,10 @@ def _load_zip(path: str) -> Any:
             return storages[key]
 
         obj = _RestrictedUnpickler(io.BytesIO(z.read(pkl[0])), persistent_load).load()
-    return _materialise(obj)
+    return _materialise(obj) if with_data else obj
 
 
-def _load_legacy(path: str) -> Any:
+def _load_legacy(path: str, with_data: bool = True) -> Any:
     with open(path, "rb") as f:
         def safe_load():
             return _RestrictedUnpickler(f, lambda pid: (_ for _ in ()).throw(
@@ -203,6 +206,8 @@ def _load_legacy(path: str) -> Any:
             return storages[key]
 
         obj = _RestrictedUnpickler(f, persistent_load).load()
+        if not with_data:
+            return obj
         keys = safe_load()
         for key in keys:
             st = storages.get(str(key))
@@ -245,6 +250,23 @@ def load_state_dict(path) -> Dict[str, np.ndarray]:
     return collections.OrderedDict((k, v) for k, v in obj.items() if isinstance(v, np.ndarray))
 
 
+def _is_tensor(v) -> bool:
+    return isinstance(v, tuple) and len(v) == 5 and v[0] == "tensor"
+
+
 def keys_and_shapes(path) -> Tuple[Tuple[str, Tuple[int, ...]], ...]:
-    """(name, shape) of every tensor (reads the whole file; used for format detection)."""
-    return tuple((k, tuple(v.shape)) for k, v in load_state_dict(path).items())
+    """(name, shape) of every tensor of the state dict, reading only the pickle (not the tensor
+    data): cheap enough for format detection."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    obj = _load_zip(path, False) if zipfile.is_zipfile(path) else _load_legacy(path, False)
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model", "module", "state_dict_ema", "model_ema"):
+            inner = obj.get(key)
+            if isinstance(inner, dict) and any(_is_tensor(v) for v in inner.values()):
+                obj = inner
+                break
+    if not isinstance(obj, dict):
+        raise pickle.UnpicklingError(f"{path} does not hold a state dict")
+    return tuple((k, v[3]) for k, v in obj.items() if _is_tensor(v))
