@@ -7,7 +7,8 @@ Both on-disk formats are handled:
   pickle, the list of storage keys, then per storage an int64 element count and the raw bytes.
 
 The object pickle is read by an unpickler whose ``find_class`` only allows what a state dict needs
-(an allow-list: tensor rebuild functions, storage types, ``collections.OrderedDict``); anything else,
+(an allow-list: tensor rebuild functions, storage types, ``collections.OrderedDict``, and plain
+numeric numpy scalars, which training checkpoints use for metrics); anything else,
 e.g. ``os.system``, raises :class:`UnsafeCheckpointError` before it can be called. Tensors come back
 as numpy arrays (bfloat16 widened to float32, since numpy has no bfloat16).
 """
@@ -87,7 +88,34 @@ def _rebuild_parameter_with_state(data, requires_grad=False, backward_hooks=None
     return data
 
 
+def _np_dtype_ctor(name, align=False, copy=False):
+    if not isinstance(name, str):
+        raise UnsafeCheckpointError(f"refusing numpy.dtype({name!r})")
+    dt = np.dtype(name)
+    if dt.kind == "O":
+        raise UnsafeCheckpointError("refusing an object dtype in a weights file")
+    return dt
+
+
+def _np_scalar(dtype, data=None):
+    """numpy scalars (training checkpoints store metrics this way); plain numeric dtypes only."""
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc" or not isinstance(data, bytes):
+        raise UnsafeCheckpointError("refusing a numpy scalar that is not a plain number")
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
+
+
+def _codecs_encode(text, encoding="utf-8"):
+    # protocol-2 pickles spell bytes as _codecs.encode(str, 'latin1'): a pure conversion
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafeCheckpointError("refusing _codecs.encode other than str -> latin1 bytes")
+    return text.encode("latin1")
+
+
 _ALLOWED = {
+    ("_codecs", "encode"): _codecs_encode,
+    ("numpy", "dtype"): _np_dtype_ctor,
+    ("numpy.core.multiarray", "scalar"): _np_scalar,
+    ("numpy._core.multiarray", "scalar"): _np_scalar,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter_with_state,
