@@ -97,6 +97,8 @@ def test_classification_matches_timm(lite0, real_images, isa):
         top_ref = np.argsort(-p_ref[i])[:5]
         top = np.argsort(-p[i])[:5]
         assert list(top) == list(top_ref), (i, top, top_ref)
+    print(f"{isa}: max probability difference vs timm {np.abs(p - p_ref).max():.2e}, "
+          f"logits cosine {cosine(out['logits'], logits.numpy()):.8f}")
     assert np.abs(p - p_ref).max() <= 1e-4
     assert cosine(out["pooled"], pooled.numpy()) >= 0.99999
     assert out["last_hidden_state"].shape == tuple(feats.shape)
@@ -136,3 +138,18 @@ def test_converter_reads_pth_without_torch_same_tensors(lite0):
     assert list(a) == list(b)
     for k in b:
         np.testing.assert_array_equal(a[k], b[k].numpy())
+
+
+def test_f16_weights_agree_with_f32(lite0, real_images, tmp_path):
+    """F16 conv/FC weights (BN folded before rounding): same top-1 as F32 on the real photos."""
+    _, path32 = lite0
+    path16 = str(tmp_path / "lite0-f16.gguf")
+    convert(package_pth(), path16, outtype="f16", verbose=False)
+    e32, e16 = pyvitcpp.Encoder(path32), pyvitcpp.Encoder(path16)
+    px = e32.preprocess(list(real_images))
+    l32, l16 = e32.forward(px, "logits"), e16.forward(px, "logits")
+    p32 = np.exp(l32 - l32.max(1, keepdims=True)); p32 /= p32.sum(1, keepdims=True)
+    p16 = np.exp(l16 - l16.max(1, keepdims=True)); p16 /= p16.sum(1, keepdims=True)
+    print(f"f16 vs f32: max prob diff {np.abs(p16 - p32).max():.2e}, logits cosine {cosine(l16, l32):.7f}")
+    assert (l32.argmax(1) == l16.argmax(1)).all()
+    assert cosine(l16, l32) >= 0.999

@@ -94,6 +94,12 @@ DW_CASES = [
     (1, 6, 7, 65, 5, 2, 1, 0, True),
     (1, 4, 4, 97, 3, 1, 1, 1, False),
     (1, 3, 3, 40, 5, 1, 1, 0, True),  # kernel larger than the image
+    # wide rows: the avx2 level's 4-pixel interior path, with every channel tail
+    (1, 3, 20, 17, 3, 1, 1, 1, False),
+    (1, 4, 23, 40, 5, 2, 1, 0, True),
+    (1, 3, 19, 8, 3, 1, 2, 2, False),
+    (2, 2, 30, 3, 3, 3, 1, 1, False),
+    (1, 2, 17, 48, 5, 1, 1, 2, False),
 ]
 
 

@@ -146,3 +146,41 @@ def test_cnn_errors(tmp_path, real_images):
     torch.save(sd, p)
     with pytest.raises(ConversionError, match="1x1"):
         convert(str(p), str(tmp_path / "bad.gguf"), verbose=False)
+
+
+def test_inconsistent_cnn_files_are_model_errors(tmp_path):
+    """Valid GGUF, wrong CNN content: a ModelError naming the cause, never a crash."""
+    from pyvitcpp.convert.cnn import convert_resnet, convert_efficientnet
+    from pyvitcpp.convert.writer import write_gguf
+
+    m = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=5)
+    sd = {k: v.numpy() for k, v in m.state_dict().items()}
+    cm = convert_efficientnet(sd, layout="timm", name="x", source="test", padding="symmetric", bn_eps=1e-5)
+    good = str(tmp_path / "good.gguf")
+    write_gguf(cm, good, outtype="f32", verbose=False)
+    pyvitcpp.Encoder(good)
+
+    def variant(name, edit):
+        cm2 = convert_efficientnet(sd, layout="timm", name="x", source="test", padding="symmetric", bn_eps=1e-5)
+        edit(cm2)
+        p = str(tmp_path / f"{name}.gguf")
+        write_gguf(cm2, p, outtype="f32", verbose=False)
+        return p
+
+    def strides_short(c):
+        c.hparams = [(k, v[:-1], t) if k == "efficientnet.block_strides" else (k, v, t) for k, v, t in c.hparams]
+
+    def dw_wrong(c):
+        w = c.tensors["blk.3.conv_dw.weight"]
+        c.tensors["blk.3.conv_dw.weight"] = np.zeros((w.shape[0], 2, 3, 3), np.float32)
+
+    def missing(c):
+        del c.tensors["blk.2.conv_pwl.weight"]
+
+    def padding(c):
+        c.hparams = [(k, "valid" if k == "efficientnet.padding" else v, t) for k, v, t in c.hparams]
+
+    for name, edit, msg in [("strides", strides_short, "block_strides"), ("dw", dw_wrong, "depthwise"),
+                            ("missing", missing, "blk.2.conv_pwl.weight"), ("padding", padding, "padding")]:
+        with pytest.raises(pyvitcpp.ModelError, match=msg):
+            pyvitcpp.Encoder(variant(name, edit))

@@ -38,6 +38,7 @@ def test_same_arrays_as_torch_load(tmp_path, legacy):
     got = torch_zip.load_state_dict(p)
     want = torch.load(p, map_location="cpu", weights_only=True)
     assert list(got) == list(want)
+    assert torch_zip.keys_and_shapes(p) == tuple((k, tuple(v.shape)) for k, v in want.items())
     for k, v in want.items():
         exp = v.float().numpy() if v.dtype == torch.bfloat16 else v.numpy()
         assert got[k].shape == exp.shape, k
@@ -47,10 +48,20 @@ def test_same_arrays_as_torch_load(tmp_path, legacy):
 def test_wrapped_state_dict_and_parameters(tmp_path):
     m = torch.nn.Linear(3, 2)
     p = tmp_path / "ckpt.pth"
-    torch.save({"epoch": 3, "state_dict": m.state_dict(), "param": m.weight}, p)
+    torch.save({"epoch": 3, "state_dict": m.state_dict(), "param": m.weight, "acc": np.float64(0.75),
+                "step": np.int32(-7)}, p)
     got = torch_zip.load_state_dict(p)
     np.testing.assert_array_equal(got["weight"], m.weight.detach().numpy())
-    assert torch_zip.load(p)["epoch"] == 3
+    obj = torch_zip.load(p)
+    assert obj["epoch"] == 3 and obj["acc"] == 0.75 and obj["step"] == -7
+
+
+def test_refuses_object_numpy_scalar(tmp_path):
+    p = tmp_path / "obj.pth"
+    payload = pickle.dumps(np.array([{"a": 1}], dtype=object)[0:1], protocol=2)
+    _zip_with_pickle(p, payload)
+    with pytest.raises(torch_zip.UnsafeCheckpointError):
+        torch_zip.load(p)
 
 
 class _Evil:

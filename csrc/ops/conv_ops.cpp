@@ -107,16 +107,21 @@ void exec_cnn_op(const KernelTable& kt, const Node& n, const float* x, const Ten
 
 namespace pyvitcpp {
 
+namespace {
+template <class T>
+void permute_khwc(const T* s, int64_t OC, int64_t Cg, int64_t KH, int64_t KW, T* d) {
+  const int64_t taps = KH * KW;
+  for (int64_t o = 0; o < OC; ++o, s += Cg * taps, d += Cg * taps)
+    for (int64_t c = 0; c < Cg; ++c)
+      for (int64_t t = 0; t < taps; ++t) d[t * Cg + c] = s[c * taps + t];
+}
+}  // namespace
+
 void permute_conv_weight_khwc(const void* src, DType type, int64_t OC, int64_t Cg, int64_t KH, int64_t KW, void* dst) {
-  const size_t esz = type == DType::F32 ? 4 : 2;
-  const char* s = static_cast<const char*>(src);
-  char* d = static_cast<char*>(dst);
-  for (int64_t o = 0; o < OC; ++o)
-    for (int64_t ky = 0; ky < KH; ++ky)
-      for (int64_t kx = 0; kx < KW; ++kx)
-        for (int64_t c = 0; c < Cg; ++c)
-          std::memcpy(d + esz * static_cast<size_t>(((o * KH + ky) * KW + kx) * Cg + c),
-                      s + esz * static_cast<size_t>(((o * Cg + c) * KH + ky) * KW + kx), esz);
+  if (type == DType::F32)
+    permute_khwc(static_cast<const float*>(src), OC, Cg, KH, KW, static_cast<float*>(dst));
+  else
+    permute_khwc(static_cast<const uint16_t*>(src), OC, Cg, KH, KW, static_cast<uint16_t*>(dst));
 }
 
 void depthwise_weight_taps(const void* src, DType type, int64_t C, int64_t KH, int64_t KW, float* dst) {

@@ -284,7 +284,10 @@ def sniff(path: str) -> Optional[str]:
                 (n,) = struct.unpack("<Q", f.read(8))
                 keys = [k for k in json.loads(f.read(n)) if k != "__metadata__"]
         elif low.endswith((".pth", ".pt", ".bin", ".ckpt")):
-            keys = list(read_state_dict(path))
+            from . import torch_zip
+            keys = [k for k, _ in torch_zip.keys_and_shapes(path)]
+            if keys and all(k.startswith("module.") for k in keys):
+                keys = [k[len("module."):] for k in keys]
         else:
             return None
     except Exception:

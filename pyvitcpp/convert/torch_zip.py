@@ -7,7 +7,8 @@ Both on-disk formats are handled:
   pickle, the list of storage keys, then per storage an int64 element count and the raw bytes.
 
 The object pickle is read by an unpickler whose ``find_class`` only allows what a state dict needs
-(an allow-list: tensor rebuild functions, storage types, ``collections.OrderedDict``); anything else,
+(an allow-list: tensor rebuild functions, storage types, ``collections.OrderedDict``, and plain
+numeric numpy scalars, which training checkpoints use for metrics); anything else,
 e.g. ``os.system``, raises :class:`UnsafeCheckpointError` before it can be called. Tensors come back
 as numpy arrays (bfloat16 widened to float32, since numpy has no bfloat16).
 """
@@ -87,7 +88,34 @@ def _rebuild_parameter_with_state(data, requires_grad=False, backward_hooks=None
     return data
 
 
+def _np_dtype_ctor(name, align=False, copy=False):
+    if not isinstance(name, str):
+        raise UnsafeCheckpointError(f"refusing numpy.dtype({name!r})")
+    dt = np.dtype(name)
+    if dt.kind == "O":
+        raise UnsafeCheckpointError("refusing an object dtype in a weights file")
+    return dt
+
+
+def _np_scalar(dtype, data=None):
+    """numpy scalars (training checkpoints store metrics this way); plain numeric dtypes only."""
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc" or not isinstance(data, bytes):
+        raise UnsafeCheckpointError("refusing a numpy scalar that is not a plain number")
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
+
+
+def _codecs_encode(text, encoding="utf-8"):
+    # protocol-2 pickles spell bytes as _codecs.encode(str, 'latin1'): a pure conversion
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafeCheckpointError("refusing _codecs.encode other than str -> latin1 bytes")
+    return text.encode("latin1")
+
+
 _ALLOWED = {
+    ("_codecs", "encode"): _codecs_encode,
+    ("numpy", "dtype"): _np_dtype_ctor,
+    ("numpy.core.multiarray", "scalar"): _np_scalar,
+    ("numpy._core.multiarray", "scalar"): _np_scalar,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter_with_state,
@@ -116,7 +144,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._pl(pid)
 
 
-def _materialise(obj, storages_ready=True):
+def _materialise(obj):
     """Replace the ('tensor', ...) placeholders by numpy arrays, recursively."""
     if isinstance(obj, tuple) and len(obj) == 5 and obj[0] == "tensor" and isinstance(obj[1], _Storage):
         _, st, off, size, stride = obj
@@ -148,7 +176,7 @@ def _storage_dtype(storage_type):
     raise pickle.UnpicklingError(f"unexpected storage type {storage_type!r}")
 
 
-def _load_zip(path: str) -> Any:
+def _load_zip(path: str, with_data: bool = True) -> Any:
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
         pkl = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
@@ -168,6 +196,9 @@ def _load_zip(path: str) -> Any:
             if key not in storages:
                 d = _storage_dtype(storage_type)
                 st = _Storage(d, int(numel))
+                storages[key] = st
+                if not with_data:
+                    return st
                 raw = z.read(root + "data/" + key)
                 dt = _np_dtype(d).newbyteorder("<" if byteorder == "little" else ">")
                 st.data = np.frombuffer(raw, dtype=dt).astype(_np_dtype(d), copy=False)
@@ -175,10 +206,10 @@ def _load_zip(path: str) -> Any:
             return storages[key]
 
         obj = _RestrictedUnpickler(io.BytesIO(z.read(pkl[0])), persistent_load).load()
-    return _materialise(obj)
+    return _materialise(obj) if with_data else obj
 
 
-def _load_legacy(path: str) -> Any:
+def _load_legacy(path: str, with_data: bool = True) -> Any:
     with open(path, "rb") as f:
         def safe_load():
             return _RestrictedUnpickler(f, lambda pid: (_ for _ in ()).throw(
@@ -203,6 +234,8 @@ def _load_legacy(path: str) -> Any:
             return storages[key]
 
         obj = _RestrictedUnpickler(f, persistent_load).load()
+        if not with_data:
+            return obj
         keys = safe_load()
         for key in keys:
             st = storages.get(str(key))
@@ -245,6 +278,23 @@ def load_state_dict(path) -> Dict[str, np.ndarray]:
     return collections.OrderedDict((k, v) for k, v in obj.items() if isinstance(v, np.ndarray))
 
 
+def _is_tensor(v) -> bool:
+    return isinstance(v, tuple) and len(v) == 5 and v[0] == "tensor"
+
+
 def keys_and_shapes(path) -> Tuple[Tuple[str, Tuple[int, ...]], ...]:
-    """(name, shape) of every tensor (reads the whole file; used for format detection)."""
-    return tuple((k, tuple(v.shape)) for k, v in load_state_dict(path).items())
+    """(name, shape) of every tensor of the state dict, reading only the pickle (not the tensor
+    data): cheap enough for format detection."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    obj = _load_zip(path, False) if zipfile.is_zipfile(path) else _load_legacy(path, False)
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model", "module", "state_dict_ema", "model_ema"):
+            inner = obj.get(key)
+            if isinstance(inner, dict) and any(_is_tensor(v) for v in inner.values()):
+                obj = inner
+                break
+    if not isinstance(obj, dict):
+        raise pickle.UnpicklingError(f"{path} does not hold a state dict")
+    return tuple((k, v[3]) for k, v in obj.items() if _is_tensor(v))

@@ -76,6 +76,58 @@ void dw_pixel(const DwConv2dArgs& a, int64_t b, int64_t oy, int64_t ox, int64_t 
   }
 }
 
+// Four horizontally adjacent output pixels whose taps are all inside the image along x (the
+// interior of a row, where most pixels are): each weight vector is loaded once for the four,
+// and 2 channel vectors x 4 pixels give 8 independent FMA chains.
+void dw_quad(const DwConv2dArgs& a, int64_t b, int64_t oy, int64_t ox, int64_t ky0, int64_t ky1, float* y) {
+  const int64_t C = a.C, K = a.w.k;
+  const int64_t iy0 = oy * a.h.stride - a.h.pad0, ix0 = ox * a.w.stride - a.w.pad0;
+  const int64_t px = a.w.stride * C;  // distance between the four pixels' inputs
+  const float* xb = a.X + b * a.h.in * a.w.in * C;
+  int64_t c = 0;
+  for (; c + 32 <= C; c += 32) {
+    __m512 s[8];
+    const __m512 b0 = a.bias ? _mm512_loadu_ps(a.bias + c) : _mm512_setzero_ps();
+    const __m512 b1 = a.bias ? _mm512_loadu_ps(a.bias + c + 16) : _mm512_setzero_ps();
+    for (int p = 0; p < 4; ++p) {
+      s[2 * p] = b0;
+      s[2 * p + 1] = b1;
+    }
+    for (int64_t ky = ky0; ky < ky1; ++ky) {
+      const float* xr = xb + ((iy0 + ky * a.h.dil) * a.w.in + ix0) * C + c;
+      const float* wr = a.Wt + ky * K * C + c;
+      for (int64_t kx = 0; kx < K; ++kx) {
+        const float* xp = xr + kx * a.w.dil * C;
+        const __m512 w0 = _mm512_loadu_ps(wr + kx * C), w1 = _mm512_loadu_ps(wr + kx * C + 16);
+        for (int p = 0; p < 4; ++p) {
+          s[2 * p] = _mm512_fmadd_ps(_mm512_loadu_ps(xp + p * px), w0, s[2 * p]);
+          s[2 * p + 1] = _mm512_fmadd_ps(_mm512_loadu_ps(xp + p * px + 16), w1, s[2 * p + 1]);
+        }
+      }
+    }
+    for (int p = 0; p < 4; ++p) {
+      _mm512_storeu_ps(y + p * C + c, s[2 * p]);
+      _mm512_storeu_ps(y + p * C + c + 16, s[2 * p + 1]);
+    }
+  }
+  for (; c < C; c += 16) {
+    const __mmask16 m = tail_mask(c + 16 > C ? C - c : 16);
+    __m512 s[4];
+    const __m512 b0 = a.bias ? _mm512_maskz_loadu_ps(m, a.bias + c) : _mm512_setzero_ps();
+    for (int p = 0; p < 4; ++p) s[p] = b0;
+    for (int64_t ky = ky0; ky < ky1; ++ky) {
+      const float* xr = xb + ((iy0 + ky * a.h.dil) * a.w.in + ix0) * C + c;
+      const float* wr = a.Wt + ky * K * C + c;
+      for (int64_t kx = 0; kx < K; ++kx) {
+        const float* xp = xr + kx * a.w.dil * C;
+        const __m512 w0 = _mm512_maskz_loadu_ps(m, wr + kx * C);
+        for (int p = 0; p < 4; ++p) s[p] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, xp + p * px), w0, s[p]);
+      }
+    }
+    for (int p = 0; p < 4; ++p) _mm512_mask_storeu_ps(y + p * C + c, m, s[p]);
+  }
+}
+
 void dwconv2d(const DwConv2dArgs& a, int ith, int nth) {
   int64_t r0, r1;
   split(a.B * a.h.out, ith, nth, &r0, &r1);
@@ -85,7 +137,17 @@ void dwconv2d(const DwConv2dArgs& a, int ith, int nth) {
     int64_t ky0, ky1;
     tap_range(a.h, oy, &ky0, &ky1);
     float* yrow = a.Y + r * row_elems;
-    for (int64_t ox = 0; ox < a.w.out; ++ox) dw_pixel(a, b, oy, ox, ky0, ky1, yrow + ox * a.C);
+    int64_t ox = 0;
+    while (ox < a.w.out) {
+      if (ox + 4 <= a.w.out && ox * a.w.stride - a.w.pad0 >= 0 &&
+          (ox + 3) * a.w.stride - a.w.pad0 + (a.w.k - 1) * a.w.dil < a.w.in) {
+        dw_quad(a, b, oy, ox, ky0, ky1, yrow + ox * a.C);
+        ox += 4;
+      } else {
+        dw_pixel(a, b, oy, ox, ky0, ky1, yrow + ox * a.C);
+        ox += 1;
+      }
+    }
     // The finished row is still in L1/L2: apply the activation there.
     if (a.act != Act::None) act_inplace(yrow, row_elems, a.act);
   }
