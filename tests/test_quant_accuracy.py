@@ -18,7 +18,7 @@ import pyvitcpp
 from pyvitcpp import _core
 from pyvitcpp.convert import convert
 
-gguf = pytest.importorskip("gguf")
+import gguf
 
 MIN_COS = {"q8_0": 0.999, "q5_0": 0.995, "q5_1": 0.995, "q4_0": 0.98, "q4_1": 0.98}
 TYPES = list(MIN_COS)
@@ -45,7 +45,7 @@ def hf_vit(tmp_path_factory):
 @pytest.fixture(scope="module")
 def timm_vit(tmp_path_factory):
     """timm vit_tiny_patch16_224: D 192, 12 layers, 3 heads, MLP 768, avg pool + fc_norm."""
-    timm = pytest.importorskip("timm")
+    import timm
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, global_pool="avg",
                               fc_norm=True).eval()
     randomize_(model, seed=21)

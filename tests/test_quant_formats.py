@@ -7,7 +7,7 @@ import pytest
 
 from pyvitcpp import _core
 
-gguf = pytest.importorskip("gguf")
+import gguf
 from gguf import GGMLQuantizationType as QT  # noqa: E402
 from gguf import quants as gq  # noqa: E402
 
