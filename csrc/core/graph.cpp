@@ -1,6 +1,9 @@
 #include "core/graph.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -229,19 +232,99 @@ void Graph::exec_node(const Node& n, const float* input, int ith, int nth) {
   }
 }
 
+namespace {
+
+const char* op_type_name(OpType t) {
+  switch (t) {
+    case OpType::Patchify: return "Patchify";
+    case OpType::Linear: return "Linear";
+    case OpType::EmbedTokens: return "EmbedTokens";
+    case OpType::LayerNorm: return "LayerNorm";
+    case OpType::Attention: return "Attention";
+    case OpType::TokenPool: return "TokenPool";
+    case OpType::AddScaled: return "AddScaled";
+    case OpType::ScaleResidual: return "ScaleResidual";
+  }
+  return "op";
+}
+
+// PYVITCPP_PROFILE=1: per-node wall time (thread 0, node start to the barrier after it, so a
+// node's time includes waiting for the slowest thread), summed by op and shape, printed to
+// stderr after every run. Off by default: the check is one branch per run.
+bool profile_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("PYVITCPP_PROFILE");
+    return e && *e && std::strcmp(e, "0") != 0;
+  }();
+  return on;
+}
+
+// Arithmetic of a node for the GFLOP/s column (multiply-add = 2).
+double node_flops(const Node& n, const TensorDesc& in0) {
+  if (n.op == OpType::Linear) return 2.0 * static_cast<double>(in0.rows) * static_cast<double>(n.w->N) * in0.cols;
+  if (n.op == OpType::Attention) return 4.0 * n.B * n.H * static_cast<double>(n.T) * n.T * n.Dh;
+  return 0.0;
+}
+
+}  // namespace
+
 void Graph::execute(ThreadPool& pool, int nth, const float* input, const std::map<std::string, float*>& outs) {
   if (nth > max_threads_) nth = max_threads_;
-  pool.run(nth, [&](int ith) {
-    for (const Node& n : nodes_) {
-      exec_node(n, input, ith, nth);
-      pool.barrier();
-    }
-  });
+  if (profile_enabled()) {
+    execute_profiled(pool, nth, input);
+  } else {
+    pool.run(nth, [&](int ith) {
+      for (const Node& n : nodes_) {
+        exec_node(n, input, ith, nth);
+        pool.barrier();
+      }
+    });
+  }
   for (const auto& kv : outs) {
     const int id = output_tensor(kv.first);
     const TensorDesc& t = tensors_[id];
     std::memcpy(kv.second, ptr(id, input), sizeof(float) * static_cast<size_t>(t.rows * t.cols));
   }
+}
+
+void Graph::execute_profiled(ThreadPool& pool, int nth, const float* input) {
+  using clock = std::chrono::steady_clock;
+  std::vector<double> secs(nodes_.size(), 0.0);
+  const auto t_start = clock::now();
+  pool.run(nth, [&](int ith) {
+    auto t0 = clock::now();
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      exec_node(nodes_[i], input, ith, nth);
+      pool.barrier();
+      if (ith == 0) {
+        const auto t1 = clock::now();
+        secs[i] = std::chrono::duration<double>(t1 - t0).count();
+        t0 = t1;
+      }
+    }
+  });
+  const double total = std::chrono::duration<double>(clock::now() - t_start).count();
+  struct Agg { int count = 0; double s = 0, flops = 0; };
+  std::map<std::string, Agg> by;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    const Node& n = nodes_[i];
+    const TensorDesc& x = tensors_[n.in[0]];
+    std::string key = std::string(op_type_name(n.op)) + " " + std::to_string(x.rows) + "x" + std::to_string(x.cols);
+    if (n.op == OpType::Linear) key += "->" + std::to_string(n.w->N);
+    Agg& a = by[key];
+    a.count++;
+    a.s += secs[i];
+    a.flops += node_flops(n, x);
+  }
+  std::vector<std::pair<std::string, Agg>> rows(by.begin(), by.end());
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.s > b.second.s; });
+  double tf = 0;
+  for (auto& r : rows) tf += r.second.flops;
+  std::fprintf(stderr, "pyvitcpp profile: %zu nodes, %d threads, %.2f ms, %.1f GFLOP/s\n", nodes_.size(), nth,
+               total * 1e3, tf / total * 1e-9);
+  for (auto& r : rows)
+    std::fprintf(stderr, "  %-34s x%-3d %9.3f ms %5.1f%% %7.1f GFLOP/s\n", r.first.c_str(), r.second.count,
+                 r.second.s * 1e3, 100.0 * r.second.s / total, r.second.flops > 0 ? r.second.flops / r.second.s * 1e-9 : 0.0);
 }
 
 }  // namespace pyvitcpp

@@ -102,6 +102,7 @@ class Graph {
   void plan();
   float* ptr(int id, const float* input);
   void exec_node(const Node& n, const float* input, int ith, int nth);
+  void execute_profiled(ThreadPool& pool, int nth, const float* input);  // PYVITCPP_PROFILE=1
 
   std::vector<TensorDesc> tensors_;
   std::vector<Node> nodes_;
