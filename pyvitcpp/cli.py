@@ -1,4 +1,4 @@
-"""The `pyvitcpp` command: embed, classify, convert, info."""
+"""The `pyvitcpp` command: embed, classify, convert, info, bench."""
 from __future__ import annotations
 
 import argparse
@@ -105,6 +105,12 @@ def cmd_convert(args) -> int:
     return run_from_args(args)
 
 
+def cmd_bench(args) -> int:
+    from .bench import run_from_args
+
+    return run_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -142,12 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     build_arg_parser(cv)
     cv.set_defaults(func=cmd_convert)
+
+    bn = sub.add_parser("bench", help="benchmark against PyTorch and ONNX Runtime (needs pyvitcpp[bench])")
+    from .bench import build_arg_parser as bench_args
+
+    bench_args(bn)
+    bn.set_defaults(func=cmd_bench)
     return p
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        args.argv = list(sys.argv[2:] if argv is None else argv[1:])
     try:
         return args.func(args)
     except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
