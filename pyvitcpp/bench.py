@@ -359,14 +359,17 @@ def time_interleaved(runners: List[Runner], px: np.ndarray, warmup: int, reps: i
         for r in runners:
             r.fn(px)
     times: Dict[str, List[float]] = {r.name: [] for r in runners}
+    busy: Dict[str, List[float]] = {r.name: [] for r in runners}
     for i in range(reps):
         # Rotate the order each round so no runtime always follows the same one.
         order = runners[i % len(runners):] + runners[:i % len(runners)]
         for r in order:
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             r.fn(px)
-            times[r.name].append(time.perf_counter() - t0)
-    return times
+            t1, c1 = time.perf_counter(), time.process_time()
+            times[r.name].append(t1 - t0)
+            busy[r.name].append((c1 - c0) / max(t1 - t0, 1e-9))
+    return times, busy
 
 
 def _pct(xs: List[float], q: float) -> float:
@@ -411,7 +414,7 @@ def _bench_model(args, name, spec, tmp, peaks, speed, mem, log) -> Optional[str]
         outs = {r.name: np.asarray(r.fn(px)) for r in runners}
         ref = outs.get("torch")
         log(f"  batch {b}: {args.warmup} warm-up + {args.reps} interleaved rounds of {', '.join(r.name for r in runners)}")
-        times = time_interleaved(runners, px, args.warmup, args.reps)
+        times, busy = time_interleaved(runners, px, args.warmup, args.reps)
         for r in runners:
             ts = times[r.name]
             p50, p90 = statistics.median(ts), _pct(ts, 0.9)
@@ -421,7 +424,8 @@ def _bench_model(args, name, spec, tmp, peaks, speed, mem, log) -> Optional[str]
                      f"{gf:.1f}" if gf else "",
                      f"{100 * gf / peaks['gemm']:.0f}%" if gf and "gemm" in peaks else "",
                      f"{100 * gf / peaks['fma']:.0f}%" if gf and "fma" in peaks else "",
-                     f"{ratio:.2f}" + (" (ref)" if r.name == base else ""), _diff(outs[r.name], ref)]
+                     f"{ratio:.2f}" + (" (ref)" if r.name == base else ""),
+                     f"{statistics.median(busy[r.name]):.2f}", _diff(outs[r.name], ref)]
             speed.append("| " + " | ".join(cells) + " |")
             log("  " + speed[-1])
     if args.fresh_process:
@@ -471,8 +475,8 @@ def run(args, log=print) -> str:
         "",
     ]
     speed = ["| model | batch | runtime | p50 ms | p90 ms | images/s | GFLOP/s | % GEMM peak | % FMA peak "
-             f"| time / time({'{ref}'}) per round | max abs diff / cosine vs torch |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             f"| time / time({'{ref}'}) per round | CPU cores busy | max abs diff / cosine vs torch |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     mem = ["| model | runtime | cold start ms (open -> first result, fresh process) | peak RSS MB | RSS over the "
            "interpreter with the runtime imported MB |", "|---|---|---:|---:|---:|"]
     ref_name = None
@@ -486,7 +490,9 @@ def run(args, log=print) -> str:
     notes = ["",
              "p50/p90 over the timed rounds; GFLOP/s = FLOPs of the PyTorch reference (torch.utils.flop_counter, "
              "multiply-add = 2) x batch / p50. The ratio column is the median over rounds of this runtime's time "
-             "over the reference runtime's time in the same round (> 1: ours is faster). Cold start excludes "
+             "over the reference runtime's time in the same round (> 1: ours is faster). CPU cores busy: process "
+             "CPU time / wall time during the call (median; at most the thread count, lower when the machine is "
+             "shared and the runtime's threads wait to be scheduled; spin-waiting counts as busy). Cold start excludes "
              "interpreter start and library import; peak RSS is VmHWM of that fresh process."]
     table = "\n".join(head + speed + ([""] + mem if len(mem) > 2 else []) + notes) + "\n"
     return table

@@ -30,13 +30,13 @@ def test_bench_ours_and_torch_table():
     table = bench.run(_args(["--runtimes", "ours", "torch", "--types", "f32", "f16", "--no-fresh-process"]),
                       log=lambda s: None)
     assert "register-only FMA loop" in table and "Command: `pyvitcpp bench" in table
-    speed = [r for r in _rows(table) if len(r) == 11]
+    speed = [r for r in _rows(table) if len(r) == 12]
     names = [(r[1].strip(), r[2].strip()) for r in speed]
     assert names == [("1", "ours-f32"), ("1", "ours-f16"), ("1", "torch"),
                      ("2", "ours-f32"), ("2", "ours-f16"), ("2", "torch")]
     for r in speed:
         assert float(r[3]) > 0 and float(r[5]) > 0  # p50 ms, images/s
-        err, cos = (float(v) for v in r[10].split("/"))
+        err, cos = (float(v) for v in r[11].split("/"))
         if r[2].strip() == "ours-f32":
             assert err < 1e-4 and cos > 0.99999
         elif r[2].strip() == "ours-f16":

@@ -1,6 +1,8 @@
 #include "core/graph.h"
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -11,6 +13,13 @@
 #include <stdexcept>
 
 #include "ops/token_ops.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#define PYVITCPP_GRAPH_PAUSE() _mm_pause()
+#else
+#define PYVITCPP_GRAPH_PAUSE() ((void)0)
+#endif
 
 namespace pyvitcpp {
 
@@ -137,8 +146,9 @@ void Graph::plan() {
     AttentionArgs a;
     a.B = n.B; a.H = n.H; a.Tq = n.T; a.Tk = n.T; a.Dh = n.Dh;
     ws_bytes_per_thread_ = std::max(ws_bytes_per_thread_, (kt_->attention_workspace(a) + 63) / 64 * 64);
+    ws_slices_ = std::max(ws_slices_, node_chunks(n, max_threads_));
   }
-  workspace_.resize(ws_bytes_per_thread_ * static_cast<size_t>(max_threads_));
+  workspace_.resize(ws_bytes_per_thread_ * static_cast<size_t>(ws_slices_));
 }
 
 float* Graph::ptr(int id, const float* input) {
@@ -268,18 +278,78 @@ double node_flops(const Node& n, const TensorDesc& in0) {
 
 }  // namespace
 
+// Work split of a node: a node runs as `chunks` disjoint shares (the kernels' (ith, nth)
+// convention with nth = chunks) that threads claim from a counter, so a thread that is late
+// (descheduled on a loaded machine, or just slower) leaves its shares to the others instead
+// of stalling them at a barrier. GEMMs big enough to amortise the repeated X packing get
+// more shares than threads, so a preempted thread holds back less work.
+int Graph::node_chunks(const Node& n, int nth) const {
+  if (nth <= 1) return 1;
+  switch (n.op) {
+    case OpType::Linear: {
+      static const int forced = [] {
+        const char* e = std::getenv("PYVITCPP_GEMM_CHUNKS");
+        return e ? std::atoi(e) : 0;
+      }();
+      if (forced > 0) return nth * forced;
+      const TensorDesc& x = tensors_[n.in[0]];
+      const double flops = 2.0 * static_cast<double>(x.rows) * static_cast<double>(n.w->N) * x.cols;
+      return nth * (flops >= 1.5e9 ? 4 : flops >= 3e8 ? 2 : 1);
+    }
+    case OpType::Attention: return nth * 2;
+    default: return nth;
+  }
+}
+
+namespace {
+
+inline void wait_for(const std::atomic<int>& c, int target) {
+  int spins = 0;
+  while (c.load(std::memory_order_acquire) < target) {
+    if (++spins < 2048) PYVITCPP_GRAPH_PAUSE();
+    else std::this_thread::yield();
+  }
+}
+
+}  // namespace
+
+void Graph::run_nodes(ThreadPool& pool, int nth, const float* input, double* node_secs) {
+  const size_t nn = nodes_.size();
+  if (!sync_ || sync_n_ < 2 * nn) {
+    sync_.reset(new GraphCounter[2 * nn]);
+    sync_n_ = 2 * nn;
+  }
+  GraphCounter* next = sync_.get();
+  GraphCounter* done = sync_.get() + nn;
+  for (size_t i = 0; i < nn; ++i) {
+    next[i].v.store(0, std::memory_order_relaxed);
+    done[i].v.store(0, std::memory_order_relaxed);
+  }
+  using clock = std::chrono::steady_clock;
+  pool.run_optional(nth, [&](int ith) {
+    auto t0 = clock::now();
+    for (size_t i = 0; i < nn; ++i) {
+      const Node& n = nodes_[i];
+      const int nc = node_chunks(n, nth);
+      int c;
+      while ((c = next[i].v.fetch_add(1, std::memory_order_relaxed)) < nc) {
+        exec_node(n, input, c, nc);
+        done[i].v.fetch_add(1, std::memory_order_acq_rel);
+      }
+      wait_for(done[i].v, nc);
+      if (node_secs && ith == 0) {
+        const auto t1 = clock::now();
+        node_secs[i] = std::chrono::duration<double>(t1 - t0).count();
+        t0 = t1;
+      }
+    }
+  });
+}
+
 void Graph::execute(ThreadPool& pool, int nth, const float* input, const std::map<std::string, float*>& outs) {
   if (nth > max_threads_) nth = max_threads_;
-  if (profile_enabled()) {
-    execute_profiled(pool, nth, input);
-  } else {
-    pool.run(nth, [&](int ith) {
-      for (const Node& n : nodes_) {
-        exec_node(n, input, ith, nth);
-        pool.barrier();
-      }
-    });
-  }
+  if (profile_enabled()) execute_profiled(pool, nth, input);
+  else run_nodes(pool, nth, input, nullptr);
   for (const auto& kv : outs) {
     const int id = output_tensor(kv.first);
     const TensorDesc& t = tensors_[id];
@@ -291,18 +361,7 @@ void Graph::execute_profiled(ThreadPool& pool, int nth, const float* input) {
   using clock = std::chrono::steady_clock;
   std::vector<double> secs(nodes_.size(), 0.0);
   const auto t_start = clock::now();
-  pool.run(nth, [&](int ith) {
-    auto t0 = clock::now();
-    for (size_t i = 0; i < nodes_.size(); ++i) {
-      exec_node(nodes_[i], input, ith, nth);
-      pool.barrier();
-      if (ith == 0) {
-        const auto t1 = clock::now();
-        secs[i] = std::chrono::duration<double>(t1 - t0).count();
-        t0 = t1;
-      }
-    }
-  });
+  run_nodes(pool, nth, input, secs.data());
   const double total = std::chrono::duration<double>(clock::now() - t_start).count();
   struct Agg { int count = 0; double s = 0, flops = 0; };
   std::map<std::string, Agg> by;
