@@ -7,6 +7,11 @@
 #include "core/cpu.h"
 #include "core/fp16.h"
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
 namespace pyvitcpp {
 
 namespace {
@@ -69,11 +74,34 @@ const float* WeightStore::tensor_f32(const std::string& name, const std::vector<
 
 const float* WeightStore::vec(const std::string& name, int64_t n) { return tensor_f32(name, {n}); }
 
+// Whole pages inside [p, p + n) of a read-only file mapping: dropped from this process's
+// resident set (a later read would fault them back in from the file).
+static void release_mapped_pages(const void* p, size_t n) {
+#if defined(__linux__)
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);
+  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+
 void WeightStore::pack(LinearWeight& w) {
   size_t bytes = kt_.gemm_pack_size(w.type, w.N, w.K);
   if (bytes == 0) return;
   w.packed.resize(bytes);
   kt_.gemm_pack(w.raw, w.type, w.N, w.K, w.packed.data());
+  // From here on the kernels read only the packed copy (W_raw is their fallback when there is
+  // none), so keep one copy resident, not two or three: free an assembled raw copy, and drop
+  // this tensor's pages of the mapped file from our resident set (the page cache keeps them).
+  if (!w.owned_raw.empty()) {
+    w.owned_raw = AlignedBuffer();
+    w.raw = nullptr;
+  } else {
+    release_mapped_pages(w.raw, static_cast<size_t>(w.N * w.K) * (w.type == DType::F32 ? 4 : 2));
+  }
 }
 
 static void check_linear_type(const std::string& path, const GGUFTensorInfo& t) {
