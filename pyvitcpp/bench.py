@@ -445,7 +445,12 @@ def _bench_model(args, name, spec, tmp, peaks, speed, mem, log) -> Optional[str]
 
 def run(args, log=print) -> str:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    import torch
+    try:
+        import torch
+        import transformers  # noqa: F401
+    except ImportError as e:
+        raise RuntimeError(f"pyvitcpp bench builds its models with PyTorch and transformers ({e}): "
+                           "pip install 'pyvitcpp[bench]'") from None
 
     from . import _core
 
