@@ -335,6 +335,7 @@ void Graph::run_nodes(ThreadPool& pool, int nth, const float* input, double* nod
       while ((c = next[i].v.fetch_add(1, std::memory_order_relaxed)) < nc) {
         exec_node(n, input, c, nc);
         done[i].v.fetch_add(1, std::memory_order_acq_rel);
+        if (node_secs && ith != 0) shares_by_workers_.fetch_add(1, std::memory_order_relaxed);
       }
       wait_for(done[i].v, nc);
       if (node_secs && ith == 0) {
@@ -360,6 +361,7 @@ void Graph::execute(ThreadPool& pool, int nth, const float* input, const std::ma
 void Graph::execute_profiled(ThreadPool& pool, int nth, const float* input) {
   using clock = std::chrono::steady_clock;
   std::vector<double> secs(nodes_.size(), 0.0);
+  shares_by_workers_.store(0);
   const auto t_start = clock::now();
   run_nodes(pool, nth, input, secs.data());
   const double total = std::chrono::duration<double>(clock::now() - t_start).count();
@@ -379,8 +381,10 @@ void Graph::execute_profiled(ThreadPool& pool, int nth, const float* input) {
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.s > b.second.s; });
   double tf = 0;
   for (auto& r : rows) tf += r.second.flops;
-  std::fprintf(stderr, "pyvitcpp profile: %zu nodes, %d threads, %.2f ms, %.1f GFLOP/s\n", nodes_.size(), nth,
-               total * 1e3, tf / total * 1e-9);
+  int shares = 0;
+  for (const Node& n : nodes_) shares += node_chunks(n, nth);
+  std::fprintf(stderr, "pyvitcpp profile: %zu nodes, %d threads, %.2f ms, %.1f GFLOP/s, %d of %d shares run by workers\n",
+               nodes_.size(), nth, total * 1e3, tf / total * 1e-9, shares_by_workers_.load(), shares);
   for (auto& r : rows)
     std::fprintf(stderr, "  %-34s x%-3d %9.3f ms %5.1f%% %7.1f GFLOP/s\n", r.first.c_str(), r.second.count,
                  r.second.s * 1e3, 100.0 * r.second.s / total, r.second.flops > 0 ? r.second.flops / r.second.s * 1e-9 : 0.0);

@@ -126,6 +126,7 @@ class Graph {
   int ws_slices_ = 1;  // attention workspace slices: the most shares an Attention node runs as
   std::unique_ptr<GraphCounter[]> sync_;  // per node: next share to claim, shares done
   size_t sync_n_ = 0;
+  std::atomic<int> shares_by_workers_{0};  // PYVITCPP_PROFILE: shares not run by the caller
 };
 
 }  // namespace pyvitcpp
