@@ -354,9 +354,13 @@ def probe_fresh_process(runner: Runner, threads: int, image_size: int, timeout: 
 # The timed part
 
 
-def time_interleaved(runners: List[Runner], px: np.ndarray, warmup: int, reps: int) -> Dict[str, List[float]]:
+def time_interleaved(runners: List[Runner], px: np.ndarray, warmup: int, reps: int, settle: float = 0.0):
+    """Per runtime: wall seconds and CPU cores busy of each timed call. `settle` seconds pass
+    before every call: thread pools that spin-wait after a call (OpenMP in PyTorch, ONNX
+    Runtime's) would otherwise compete for the cores with the next runtime's call."""
     for _ in range(warmup):
         for r in runners:
+            time.sleep(settle)
             r.fn(px)
     times: Dict[str, List[float]] = {r.name: [] for r in runners}
     busy: Dict[str, List[float]] = {r.name: [] for r in runners}
@@ -364,6 +368,7 @@ def time_interleaved(runners: List[Runner], px: np.ndarray, warmup: int, reps: i
         # Rotate the order each round so no runtime always follows the same one.
         order = runners[i % len(runners):] + runners[:i % len(runners)]
         for r in order:
+            time.sleep(settle)
             c0, t0 = time.process_time(), time.perf_counter()
             r.fn(px)
             t1, c1 = time.perf_counter(), time.process_time()
@@ -420,7 +425,7 @@ def _bench_model(args, name, spec, tmp, peaks, speed, mem, log) -> Optional[str]
         if args.peak_seconds > 0 and peaks.get("isa", "ref") != "ref":
             peaks.update(measure_peaks(peaks["isa"], args.threads, args.peak_seconds))
         log(f"  batch {b}: {args.warmup} warm-up + {args.reps} interleaved rounds of {', '.join(r.name for r in runners)}")
-        times, busy = time_interleaved(runners, px, args.warmup, args.reps)
+        times, busy = time_interleaved(runners, px, args.warmup, args.reps, args.settle)
         for r in runners:
             ts = times[r.name]
             p50, p90 = statistics.median(ts), _pct(ts, 0.9)
@@ -535,6 +540,9 @@ def build_arg_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Ar
                    help="our weight types (pyvitcpp.convert outtypes: f32 f16 q8_0 ...); one row each")
     p.add_argument("--isa", nargs="+", default=None,
                    help="force our kernel levels side by side (e.g. avx2 avx512); default: the best one")
+    p.add_argument("--settle", type=float, default=0.3,
+                   help="idle seconds before each call, so no runtime's spin-waiting threads overlap "
+                        "the next call (default 0.3)")
     p.add_argument("--peak-seconds", type=float, default=1.0,
                    help="seconds per peak measurement (GEMM and FMA); 0 skips them")
     p.add_argument("--no-fresh-process", dest="fresh_process", action="store_false",
