@@ -1,4 +1,4 @@
-"""The `pyvitcpp` command: embed, classify, convert, info."""
+"""The `pyvitcpp` command: embed, classify, convert, info, bench."""
 from __future__ import annotations
 
 import argparse
@@ -115,6 +115,12 @@ def cmd_quantize(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .bench import run_from_args
+
+    return run_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -163,12 +169,20 @@ def build_parser() -> argparse.ArgumentParser:
     qz.add_argument("-t", "--threads", type=int, default=None, help="quantizer threads (default: all cores)")
     qz.add_argument("-q", "--quiet", action="store_true")
     qz.set_defaults(func=cmd_quantize)
+
+    bn = sub.add_parser("bench", help="benchmark against PyTorch and ONNX Runtime (needs pyvitcpp[bench])")
+    from .bench import build_arg_parser as bench_args
+
+    bench_args(bn)
+    bn.set_defaults(func=cmd_bench)
     return p
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        args.argv = list(sys.argv[2:] if argv is None else argv[1:])
     try:
         return args.func(args)
     except (FileNotFoundError, IsADirectoryError, PermissionError) as e:

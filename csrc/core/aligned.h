@@ -5,6 +5,10 @@
 #include <cstring>
 #include <new>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace pyvitcpp {
 
 class AlignedBuffer {
@@ -26,7 +30,22 @@ class AlignedBuffer {
     n_ = 0;
     if (n == 0) return;
     size_t rounded = (n + 63) / 64 * 64;
+#if defined(__linux__)
+    // Large buffers (packed weights, arenas) are streamed through by the GEMM: back their
+    // whole 2 MiB pages with transparent huge pages (when the system allows it via madvise)
+    // to cut TLB misses and page faults. Only virtual space is over-aligned; the tail past
+    // the last whole huge page stays in small pages, so resident memory does not grow.
+    constexpr size_t kHuge = size_t{1} << 21;
+    if (rounded >= kHuge) {
+      p_ = static_cast<unsigned char*>(std::aligned_alloc(kHuge, (rounded + kHuge - 1) / kHuge * kHuge));
+      if (!p_) throw std::bad_alloc();
+      madvise(p_, rounded / kHuge * kHuge, MADV_HUGEPAGE);
+    } else {
+      p_ = static_cast<unsigned char*>(std::aligned_alloc(64, rounded));
+    }
+#else
     p_ = static_cast<unsigned char*>(std::aligned_alloc(64, rounded));
+#endif
     if (!p_) throw std::bad_alloc();
     std::memset(p_, 0, rounded);
     n_ = n;

@@ -1,6 +1,11 @@
 #include "core/graph.h"
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -11,6 +16,13 @@
 #include "ops/token_ops.h"
 #include "ops/tower_ops.h"
 #include "quant/blocks.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#define PYVITCPP_GRAPH_PAUSE() _mm_pause()
+#else
+#define PYVITCPP_GRAPH_PAUSE() ((void)0)
+#endif
 
 namespace pyvitcpp {
 
@@ -137,8 +149,9 @@ void Graph::plan() {
     AttentionArgs a;
     a.B = n.B; a.H = n.H; a.Tq = n.op == OpType::QueryAttention ? 1 : n.T; a.Tk = n.T; a.Dh = n.Dh;
     ws_bytes_per_thread_ = std::max(ws_bytes_per_thread_, (kt_->attention_workspace(a) + 63) / 64 * 64);
+    ws_slices_ = std::max(ws_slices_, node_chunks(n, max_threads_));
   }
-  workspace_.resize(ws_bytes_per_thread_ * static_cast<size_t>(max_threads_));
+  workspace_.resize(ws_bytes_per_thread_ * static_cast<size_t>(ws_slices_));
 }
 
 float* Graph::ptr(int id, const float* input) {
@@ -281,19 +294,152 @@ void Graph::exec_node(const Node& n, const float* input, int ith, int nth) {
   }
 }
 
-void Graph::execute(ThreadPool& pool, int nth, const float* input, const std::map<std::string, float*>& outs) {
-  if (nth > max_threads_) nth = max_threads_;
-  pool.run(nth, [&](int ith) {
-    for (const Node& n : nodes_) {
-      exec_node(n, input, ith, nth);
-      pool.barrier();
+namespace {
+
+const char* op_type_name(OpType t) {
+  switch (t) {
+    case OpType::Patchify: return "Patchify";
+    case OpType::Linear: return "Linear";
+    case OpType::EmbedTokens: return "EmbedTokens";
+    case OpType::LayerNorm: return "LayerNorm";
+    case OpType::Attention: return "Attention";
+    case OpType::TokenPool: return "TokenPool";
+    case OpType::AddScaled: return "AddScaled";
+    case OpType::ScaleResidual: return "ScaleResidual";
+  }
+  return "op";
+}
+
+// PYVITCPP_PROFILE=1: per-node wall time (thread 0, node start to the barrier after it, so a
+// node's time includes waiting for the slowest thread), summed by op and shape, printed to
+// stderr after every run. Off by default: the check is one branch per run.
+bool profile_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("PYVITCPP_PROFILE");
+    return e && *e && std::strcmp(e, "0") != 0;
+  }();
+  return on;
+}
+
+// Arithmetic of a node for the GFLOP/s column (multiply-add = 2).
+double node_flops(const Node& n, const TensorDesc& in0) {
+  if (n.op == OpType::Linear) return 2.0 * static_cast<double>(in0.rows) * static_cast<double>(n.w->N) * in0.cols;
+  if (n.op == OpType::Attention) return 4.0 * n.B * n.H * static_cast<double>(n.T) * n.T * n.Dh;
+  return 0.0;
+}
+
+}  // namespace
+
+// Work split of a node: a node runs as `chunks` disjoint shares (the kernels' (ith, nth)
+// convention with nth = chunks) that threads claim from a counter, so a thread that is late
+// (descheduled on a loaded machine, or just slower) leaves its shares to the others instead
+// of stalling them at a barrier. GEMMs big enough to amortise the repeated X packing get
+// more shares than threads, so a preempted thread holds back less work.
+int Graph::node_chunks(const Node& n, int nth) const {
+  if (nth <= 1) return 1;
+  switch (n.op) {
+    case OpType::Linear: {
+      static const int forced = [] {
+        const char* e = std::getenv("PYVITCPP_GEMM_CHUNKS");
+        return e ? std::atoi(e) : 0;
+      }();
+      if (forced > 0) return nth * forced;
+      const TensorDesc& x = tensors_[n.in[0]];
+      const double flops = 2.0 * static_cast<double>(x.rows) * static_cast<double>(n.w->N) * x.cols;
+      return nth * (flops >= 1.5e9 ? 4 : flops >= 3e8 ? 2 : 1);
+    }
+    case OpType::Attention: return nth * 2;
+    default: return nth;
+  }
+}
+
+namespace {
+
+inline void wait_for(const std::atomic<int>& c, int target) {
+  int spins = 0;
+  while (c.load(std::memory_order_acquire) < target) {
+    if (++spins < 2048) PYVITCPP_GRAPH_PAUSE();
+    else std::this_thread::yield();
+  }
+}
+
+}  // namespace
+
+void Graph::run_nodes(ThreadPool& pool, int nth, const float* input, double* node_secs) {
+  const size_t nn = nodes_.size();
+  if (!sync_ || sync_n_ < 2 * nn) {
+    sync_.reset(new GraphCounter[2 * nn]);
+    sync_n_ = 2 * nn;
+  }
+  GraphCounter* next = sync_.get();
+  GraphCounter* done = sync_.get() + nn;
+  for (size_t i = 0; i < nn; ++i) {
+    next[i].v.store(0, std::memory_order_relaxed);
+    done[i].v.store(0, std::memory_order_relaxed);
+  }
+  using clock = std::chrono::steady_clock;
+  pool.run_optional(nth, [&](int ith) {
+    auto t0 = clock::now();
+    for (size_t i = 0; i < nn; ++i) {
+      const Node& n = nodes_[i];
+      const int nc = node_chunks(n, nth);
+      int c;
+      while ((c = next[i].v.fetch_add(1, std::memory_order_relaxed)) < nc) {
+        exec_node(n, input, c, nc);
+        done[i].v.fetch_add(1, std::memory_order_acq_rel);
+        if (node_secs && ith != 0) shares_by_workers_.fetch_add(1, std::memory_order_relaxed);
+      }
+      wait_for(done[i].v, nc);
+      if (node_secs && ith == 0) {
+        const auto t1 = clock::now();
+        node_secs[i] = std::chrono::duration<double>(t1 - t0).count();
+        t0 = t1;
+      }
     }
   });
+}
+
+void Graph::execute(ThreadPool& pool, int nth, const float* input, const std::map<std::string, float*>& outs) {
+  if (nth > max_threads_) nth = max_threads_;
+  if (profile_enabled()) execute_profiled(pool, nth, input);
+  else run_nodes(pool, nth, input, nullptr);
   for (const auto& kv : outs) {
     const int id = output_tensor(kv.first);
     const TensorDesc& t = tensors_[id];
     std::memcpy(kv.second, ptr(id, input), sizeof(float) * static_cast<size_t>(t.rows * t.cols));
   }
+}
+
+void Graph::execute_profiled(ThreadPool& pool, int nth, const float* input) {
+  using clock = std::chrono::steady_clock;
+  std::vector<double> secs(nodes_.size(), 0.0);
+  shares_by_workers_.store(0);
+  const auto t_start = clock::now();
+  run_nodes(pool, nth, input, secs.data());
+  const double total = std::chrono::duration<double>(clock::now() - t_start).count();
+  struct Agg { int count = 0; double s = 0, flops = 0; };
+  std::map<std::string, Agg> by;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    const Node& n = nodes_[i];
+    const TensorDesc& x = tensors_[n.in[0]];
+    std::string key = std::string(op_type_name(n.op)) + " " + std::to_string(x.rows) + "x" + std::to_string(x.cols);
+    if (n.op == OpType::Linear) key += "->" + std::to_string(n.w->N);
+    Agg& a = by[key];
+    a.count++;
+    a.s += secs[i];
+    a.flops += node_flops(n, x);
+  }
+  std::vector<std::pair<std::string, Agg>> rows(by.begin(), by.end());
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.s > b.second.s; });
+  double tf = 0;
+  for (auto& r : rows) tf += r.second.flops;
+  int shares = 0;
+  for (const Node& n : nodes_) shares += node_chunks(n, nth);
+  std::fprintf(stderr, "pyvitcpp profile: %zu nodes, %d threads, %.2f ms, %.1f GFLOP/s, %d of %d shares run by workers\n",
+               nodes_.size(), nth, total * 1e3, tf / total * 1e-9, shares_by_workers_.load(), shares);
+  for (auto& r : rows)
+    std::fprintf(stderr, "  %-34s x%-3d %9.3f ms %5.1f%% %7.1f GFLOP/s\n", r.first.c_str(), r.second.count,
+                 r.second.s * 1e3, 100.0 * r.second.s / total, r.second.flops > 0 ? r.second.flops / r.second.s * 1e-9 : 0.0);
 }
 
 }  // namespace pyvitcpp

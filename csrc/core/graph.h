@@ -4,6 +4,7 @@
 // `shape` keeps the logical shape for outputs. Builders add nodes in execution order; fused
 // work is an explicit op (Linear carries bias + activation + residual), never a hidden rewrite.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -103,6 +104,11 @@ struct TensorDesc {
   bool is_input = false;
 };
 
+// A counter on its own cache line (the executor's per-node share counters).
+struct alignas(64) GraphCounter {
+  std::atomic<int> v{0};
+};
+
 class Graph {
  public:
   // ---- building ----
@@ -122,12 +128,16 @@ class Graph {
   int output_tensor(const std::string& name) const;
   const std::vector<Node>& nodes() const { return nodes_; }
   size_t arena_bytes() const { return arena_bytes_; }
-  size_t workspace_bytes() const { return ws_bytes_per_thread_ * static_cast<size_t>(max_threads_); }
+  size_t workspace_bytes() const { return ws_bytes_per_thread_ * static_cast<size_t>(ws_slices_); }
 
  private:
   void plan();
   float* ptr(int id, const float* input);
   void exec_node(const Node& n, const float* input, int ith, int nth);
+  void execute_profiled(ThreadPool& pool, int nth, const float* input);  // PYVITCPP_PROFILE=1
+  // Runs every node (shares claimed dynamically, see graph.cpp); node_secs: per-node time or null.
+  void run_nodes(ThreadPool& pool, int nth, const float* input, double* node_secs);
+  int node_chunks(const Node& n, int nth) const;
 
   std::vector<TensorDesc> tensors_;
   std::vector<Node> nodes_;
@@ -139,6 +149,10 @@ class Graph {
   size_t ws_bytes_per_thread_ = 0;
   AlignedBuffer arena_;
   AlignedBuffer workspace_;
+  int ws_slices_ = 1;  // attention workspace slices: the most shares an Attention node runs as
+  std::unique_ptr<GraphCounter[]> sync_;  // per node: next share to claim, shares done
+  size_t sync_n_ = 0;
+  std::atomic<int> shares_by_workers_{0};  // PYVITCPP_PROFILE: shares not run by the caller
 };
 
 }  // namespace pyvitcpp

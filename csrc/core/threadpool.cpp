@@ -40,6 +40,7 @@ void ThreadPool::worker(int ith) {
   for (;;) {
     const std::function<void(int)>* job;
     int nth;
+    bool optional;
     {
       std::unique_lock<std::mutex> lk(mu_);
       cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
@@ -47,6 +48,16 @@ void ThreadPool::worker(int ith) {
       seen = generation_;
       job = job_;
       nth = job_nth_;
+      optional = optional_;
+      if (optional) {
+        if (!job || ith >= nth) continue;  // finished without us, or not needed
+        ++started_;
+      }
+    }
+    if (optional) {
+      (*job)(ith);
+      finished_.fetch_add(1, std::memory_order_acq_rel);
+      continue;
     }
     if (ith < nth) (*job)(ith);
     pending_.fetch_sub(1, std::memory_order_acq_rel);
@@ -67,6 +78,7 @@ void ThreadPool::run(int nth, const std::function<void(int)>& fn) {
     std::lock_guard<std::mutex> lk(mu_);
     job_ = &fn;
     job_nth_ = nth;
+    optional_ = false;
     ++generation_;
   }
   cv_.notify_all();
@@ -78,6 +90,40 @@ void ThreadPool::run(int nth, const std::function<void(int)>& fn) {
     if (++spins < 4096) PYVITCPP_PAUSE();
     else std::this_thread::yield();
   }
+}
+
+void ThreadPool::run_optional(int nth, const std::function<void(int)>& fn) {
+  if (nth > n_threads_) nth = n_threads_;
+  if (nth <= 1) {
+    job_nth_ = 1;
+    fn(0);
+    return;
+  }
+  finished_.store(0, std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    job_ = &fn;
+    job_nth_ = nth;
+    optional_ = true;
+    started_ = 0;
+    ++generation_;
+  }
+  cv_.notify_all();
+  fn(0);
+  int started;
+  {
+    // From here on no worker can take this job (it sees job_ == null), so only those that
+    // started are waited for.
+    std::lock_guard<std::mutex> lk(mu_);
+    job_ = nullptr;
+    started = started_;
+  }
+  int spins = 0;
+  while (finished_.load(std::memory_order_acquire) != started) {
+    if (++spins < 4096) PYVITCPP_PAUSE();
+    else std::this_thread::yield();
+  }
+  // optional_ stays set with job_ == null: a worker that wakes up only now skips this run.
 }
 
 void ThreadPool::barrier() {

@@ -23,6 +23,12 @@ class ThreadPool {
   void run(int nth, const std::function<void(int)>& fn);
   // Spin-then-yield barrier among the nth threads of the current run().
   void barrier();
+  // Like run(), but fn(ith) for a worker ith >= 1 is skipped when that worker has not picked
+  // the job up by the time thread 0 returns from fn(0): on a loaded machine a descheduled
+  // worker then costs nothing instead of a scheduler time slice. fn must therefore not
+  // depend on every ith running (no barrier()); thread 0 always runs. Returns once every
+  // worker that did start has finished.
+  void run_optional(int nth, const std::function<void(int)>& fn);
 
  private:
   void worker(int ith);
@@ -36,6 +42,9 @@ class ThreadPool {
   uint64_t generation_ = 0;  // bumped per run (guarded by mu_)
   bool stop_ = false;
   std::atomic<int> pending_{0};
+  bool optional_ = false;        // current job is a run_optional one (guarded by mu_)
+  int started_ = 0;              // workers that took the current optional job (guarded by mu_)
+  std::atomic<int> finished_{0};  // of those, how many are done
 
   alignas(64) std::atomic<int> bar_count_{0};
   alignas(64) std::atomic<uint32_t> bar_phase_{0};

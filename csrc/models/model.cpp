@@ -123,6 +123,15 @@ void WeightStore::pack(LinearWeight& w) {
   if (bytes == 0) return;
   w.packed.resize(bytes);
   kt_.gemm_pack(w.raw, w.type, w.N, w.K, w.packed.data());
+  // From here on the kernels read only the packed copy (W_raw is their fallback when there is
+  // none), so keep one copy resident, not two or three: free an assembled raw copy, and drop
+  // this tensor's pages of the mapped file from our resident set (the page cache keeps them).
+  if (!w.owned_raw.empty()) {
+    w.owned_raw = AlignedBuffer();
+    w.raw = nullptr;
+  } else {
+    release_mapped_pages(w.raw, static_cast<size_t>(w.N * w.K) * (w.type == DType::F32 ? 4 : 2));
+  }
 }
 
 static void check_linear_type(const std::string& path, const GGUFTensorInfo& t) {
