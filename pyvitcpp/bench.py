@@ -137,7 +137,7 @@ for _spec in [
     ModelSpec("dinov2_small_224", _hf_dinov2_small(224)),
     ModelSpec("dinov2_small_518", _hf_dinov2_small(518), max_batch=1),
     ModelSpec("resnet50", _timm_cnn("resnet50")),
-    ModelSpec("efficientnet_b0", _timm_cnn("efficientnet_b0")),
+    ModelSpec("efficientnet_lite0", _timm_cnn("tf_efficientnet_lite0")),
     # A few-layer toy for the smoke test (tests/test_bench.py): seconds, not minutes.
     ModelSpec("vit_test_tiny", _hf_vit(64, 2, 2, 128, image=32, patch=8), hidden=True),
 ]:
@@ -207,8 +207,10 @@ def _onnx_export(built: BuiltModel, path: str) -> None:
             return built.forward(px)
 
     s = built.image_size
+    # eval(): a fresh wrapper is in training mode, and export restores that mode on the whole
+    # tree afterwards, which would leave the reference's batch norms using batch statistics.
     with torch.no_grad():
-        torch.onnx.export(Wrap(built.module), (torch.zeros(1, 3, s, s),), path, input_names=["pixel_values"],
+        torch.onnx.export(Wrap(built.module).eval(), (torch.zeros(1, 3, s, s),), path, input_names=["pixel_values"],
                           output_names=["out"], dynamic_axes={"pixel_values": {0: "b"}}, opset_version=17,
                           dynamo=False)
 
