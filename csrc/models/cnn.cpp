@@ -94,14 +94,20 @@ ConvW CnnFamily::load_conv(WeightStore& w, const std::string& prefix, int64_t C_
   const std::string wn = prefix + ".weight", bn = prefix + ".bias";
   const GGUFTensorInfo* t = w.file().find_tensor(wn);
   if (!t) throw ModelError(path_ + ": required tensor '" + wn + "' is missing");
-  if (t->ne.size() != 4)
-    throw ModelError(path_ + ": tensor '" + wn + "' must be a 4-D conv weight [OC, C/groups, k, k]");
-  const int64_t KW = t->ne[0], KH = t->ne[1], Cg = t->ne[2], OC = t->ne[3];
+  // A 1x1 conv may be stored 2-D [OC, C]: that puts C innermost, so block-quantized types
+  // (blocks of 32 along the innermost dim) apply to it.
+  const bool flat = t->ne.size() == 2 && !depthwise;
+  if (t->ne.size() != 4 && !flat)
+    throw ModelError(path_ + ": tensor '" + wn + "' must be a 4-D conv weight [OC, C/groups, k, k]" +
+                     (depthwise ? "" : " or a 2-D 1x1 conv weight [OC, C]"));
+  const int64_t KW = flat ? 1 : t->ne[0], KH = flat ? 1 : t->ne[1];
+  const int64_t Cg = flat ? t->ne[0] : t->ne[2], OC = flat ? t->ne[1] : t->ne[3];
   if (KH != KW || KH < 1 || KH > 15 || (KH % 2) == 0)
     throw ModelError(path_ + ": tensor '" + wn + "' has a " + std::to_string(KH) + "x" + std::to_string(KW) +
                      " kernel; odd square kernels up to 15 are supported");
   const DType type = static_cast<DType>(t->type);
-  if (type != DType::F32 && type != DType::F16)
+  // 1x1 convs go straight to WeightStore::linear, which takes every weight type it can run.
+  if (KH != 1 && type != DType::F32 && type != DType::F16)
     throw ModelError(path_ + ": conv weight '" + wn + "' has type " + dtype_name(t->type) + "; must be f32 or f16");
   ConvW c;
   c.C = C_in;

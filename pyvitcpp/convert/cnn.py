@@ -55,6 +55,14 @@ def fold_bn(w: np.ndarray, sd: Dict[str, np.ndarray], bn: str, eps: float,
     return w2.astype(np.float32), b2.astype(np.float32)
 
 
+def _flatten_1x1(t: Dict[str, np.ndarray]) -> None:
+    """1x1 conv weights [OC, C, 1, 1] -> [OC, C]: block-quantized types need the row (C) innermost,
+    and a 1x1 conv is a Linear over channels anyway (docs/GGUF_SCHEMA.md)."""
+    for k, v in t.items():
+        if v.ndim == 4 and v.shape[2:] == (1, 1):
+            t[k] = np.ascontiguousarray(v.reshape(v.shape[0], v.shape[1]))
+
+
 def _need(sd, key):
     if key not in sd:
         raise ConversionError(f"tensor '{key}' is missing from the state dict")
@@ -179,6 +187,7 @@ def convert_efficientnet(sd: Dict[str, np.ndarray], *, layout: str, name: str, s
     ]
     pp = PreprocessSpec(**(preprocess or TF_EFFICIENTNET_LITE0_PREPROCESS))
     default = imagenet_labels() if num_classes == 1000 else None
+    _flatten_1x1(t)
     return ConvertedModel(arch="efficientnet", name=name, source=source, source_class=f"efficientnet ({layout})",
                           hparams=hp, preprocess=pp, tensors=t,
                           labels=resolve_labels(labels, num_classes, default),
@@ -230,6 +239,7 @@ def convert_resnet(sd: Dict[str, np.ndarray], *, name: str, source: str, labels=
     ]
     pp = PreprocessSpec(**(preprocess or TORCHVISION_RESNET_PREPROCESS))
     default = imagenet_labels() if num_classes == 1000 else None
+    _flatten_1x1(t)
     return ConvertedModel(arch="resnet", name=name, source=source, source_class="resnet (timm/torchvision)",
                           hparams=hp, preprocess=pp, tensors=t, labels=resolve_labels(labels, num_classes, default),
                           notes=[f"batch norm (eps {bn_eps}) folded into the convs"])
