@@ -53,9 +53,10 @@ def _toolchain_or_skip():
     return cxx
 
 
-def build_library(cxx, out_dir, replace=None):
+def build_library(cxx, out_dir, replace=None, reuse=None):
     """Compile and link the emulated avx512 library into out_dir; replace maps a KERNELS entry to
-    another source file (the can-fail test's mutant). -O1: the build dominates the run time."""
+    another source file (a mutant), whose object is then the only one compiled when reuse names
+    the out_dir of an earlier build. -O1: the build dominates the run time."""
     replace = replace or {}
     base = [cxx, "-O1", "-std=c++17", "-fPIC", "-I" + SRC, "-c"]
     jobs = []
@@ -67,14 +68,19 @@ def build_library(cxx, out_dir, replace=None):
     for src in [os.path.join(SRC, p) for p in PLAIN] + [os.path.join(EMU, "emu_capi.cpp")]:
         obj = os.path.join(out_dir, os.path.basename(src) + ".o")
         jobs.append((obj, base + [src, "-o", obj]))
+    if reuse:
+        kept = {os.path.join(out_dir, os.path.basename(r) + ".o") for r in KERNELS if r not in replace}
+        kept |= {o for o, _ in jobs[len(KERNELS):]}
+        jobs = [(o if o not in kept else os.path.join(reuse, os.path.basename(o)), None if o in kept else c)
+                for o, c in jobs]
     procs = [(cmd, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-             for _, cmd in jobs]
+             for _, cmd in jobs if cmd is not None]
     for cmd, p in procs:
         out, _ = p.communicate()
         if p.returncode != 0:
             raise RuntimeError(f"emulated build failed: {' '.join(cmd)}\n{out[-4000:]}")
     lib = os.path.join(out_dir, "libavx512emu.so")
-    subprocess.run([cxx, "-shared", "-o", lib] + [o for o, _ in jobs], check=True, capture_output=True, text=True)
+    subprocess.run([cxx, "-shared", "-Wl,-Bsymbolic", "-o", lib] + [o for o, _ in jobs], check=True, capture_output=True, text=True)
     return load(lib)
 
 
@@ -278,6 +284,8 @@ MODULES = {"conv": conv_tests, "ops": ops_tests, "gemm": gemm_tests}
 # Not kernel tests of the avx512 level: the im2col conv goes through the graph-side op (its GEMM
 # is covered here directly), timing/FMA-peak probes, and the hooks' own argument validation.
 EXCLUDE = {"test_conv2d_vs_torch", "test_measure_hooks", "test_invalid_arguments"}
+# Tests without an ISA argument that loop over every supported level themselves.
+LEVEL_LOOPS = {"conv": ["test_dwconv_special_values", "test_maxpool_nan_propagates"]}
 
 
 def _param_sets(func):
@@ -325,6 +333,8 @@ def _cases():
             for kw in _param_sets(func) or []:
                 label = ",".join(f"{k}={v}" for k, v in kw.items() if k not in ("isa", "level"))
                 cases.append(pytest.param(short, name, kw, id=f"{short}.{name}[{label}]"[:150]))
+        for name in LEVEL_LOOPS.get(short, []):
+            cases.append(pytest.param(short, name, {}, id=f"{short}.{name}"))
     return cases
 
 
@@ -356,10 +366,90 @@ def test_harness_covers_every_family():
     for must in ("test_dwconv_vs_torch_and_ref", "test_pool2d_vs_torch", "test_global_avgpool",
                  "test_new_activations_vs_torch", "test_activation_vs_ref", "test_layernorm_vs_ref",
                  "test_softmax_vs_ref", "test_attention_vs_ref", "test_attention_fused_qkv", "test_tile_edges",
-                 "test_epilogue", "test_k_sizes", "test_special_values"):
+                 "test_epilogue", "test_k_sizes", "test_special_values", "test_maxpool_nan_propagates",
+                 "test_dwconv_special_values"):
         assert must in names, must
 
 
 @pytest.mark.parametrize("module,name,kwargs", CASES)
 def test_avx512_emulated(emulated, module, name, kwargs):
     getattr(MODULES[module], name)(**kwargs)
+
+
+# ------------------------------------------------------------------------------ beyond those grids
+# Cases the shared tests do not hold, in their error models: one query against many keys (the
+# class-token / pooling-head shape), every activation fused into the depthwise conv, pooling with
+# TF SAME (asymmetric) padding, and softmax rows far below zero.
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 7, 2, 16), (2, 1, 197, 3, 64), (1, 1, 300, 1, 65), (1, 1, 33, 2, 17),
+                                   (1, 3, 1, 1, 24)], ids=lambda s: "x".join(map(str, s)))
+def test_attention_single_query(emulated, shape):
+    B, Tq, Tk, H, Dh = shape
+    Q, K, V = ops_tests.qkv_case(B, Tq, Tk, H, Dh, 7, mag=1.5)
+    scale = Dh**-0.5
+    tol = ops_tests.attn_tol(Q, K, V, scale)
+    want = ops_tests.sdpa64(Q, K, V, scale)
+    for nth in (1, 3):
+        got = emulated.attention("avx512", Q, K, V, scale, nth)
+        ops_tests.assert_within(got, want, tol, f"avx512 vs sdpa {shape} nth={nth}")
+        ops_tests.assert_within(got, T.attention("ref", Q, K, V, scale, 1), 2 * tol, f"avx512 vs ref {shape}")
+
+
+@pytest.mark.parametrize("case", [(1, 9, 7, 8, 3, 2, 1, 0, True), (1, 11, 11, 31, 3, 1, 2, 2, False),
+                                  (1, 4, 23, 40, 5, 2, 1, 0, True), (1, 3, 20, 65, 3, 1, 1, 1, False)],
+                         ids=lambda c: "x".join(map(str, c)))
+def test_dwconv_every_activation(emulated, case):
+    B, H, W, C, k, s, d, pad, same = case
+    g = np.random.default_rng(sum(case))
+    x = (2 * g.standard_normal((B, H, W, C))).astype(np.float32)
+    w = (g.standard_normal((C, 1, k, k)) / k).astype(np.float32)
+    bias = (0.1 * g.standard_normal(C)).astype(np.float32)
+    wt = np.ascontiguousarray(w.reshape(C, k * k).T)
+    lin, mag = conv_tests.torch_conv64(x, w, bias, s, d, pad, same, groups=C)
+    for name, act in conv_tests.ACT.items():
+        got = emulated.dwconv2d("avx512", x, wt, bias, k, stride=s, dilation=d, pad=pad, same=same, act=act, nth=3)
+        conv_tests.check_close(got, conv_tests.apply_act64(lin, name), mag, k * k, f"avx512 dwconv {case} {name}")
+        ref = T.dwconv2d("ref", x, wt, bias, k, stride=s, dilation=d, pad=pad, same=same, act=act, nth=1)
+        conv_tests.check_close(got, ref.astype(np.float64), mag, k * k, f"avx512 vs ref dwconv {case} {name}")
+
+
+@pytest.mark.parametrize("case", [(1, 10, 11, 65, 3, 2), (2, 7, 9, 16, 2, 2), (1, 5, 6, 33, 3, 1), (1, 9, 9, 17, 5, 3)],
+                         ids=lambda c: "x".join(map(str, c)))
+def test_pool_same_padding_vs_ref(emulated, case):
+    B, H, W, C, k, s = case
+    x = np.random.default_rng(3).standard_normal((B, H, W, C)).astype(np.float32)
+    for is_max in (True, False):
+        for cip in (True, False):
+            got = emulated.pool2d("avx512", x, k, s, same=True, is_max=is_max, count_include_pad=cip, nth=3)
+            ref = T.pool2d("ref", x, k, s, same=True, is_max=is_max, count_include_pad=cip, nth=1)
+            np.testing.assert_array_equal(got, ref)  # same additions in the same order, true division
+
+
+@pytest.mark.parametrize("n", [1, 7, 16, 17, 33, 100])
+def test_softmax_far_negative_rows(emulated, n):
+    """Rows whose every value is far below 0 (exp(x) alone underflows): the row maximum must come
+    from the row only, tail lanes included (a masked tail read as 0 instead of -inf gives 0/0)."""
+    g = np.random.default_rng(n)
+    X = (-1000.0 + g.standard_normal((3, n))).astype(np.float32)
+    X[1] -= 1e6
+    want = ops_tests.sm_truth(X)[0]
+    ops_tests.assert_within(emulated.softmax_rows("avx512", X, 2), want, ops_tests.sm_tol(X), f"avx512 n={n}")
+
+
+def test_emulation_can_fail(emulated_lib, tmp_path):
+    """A one-line bug in a copy of the avx512 conv TU (average pooling ignoring
+    count_include_pad) makes the pooling cases above fail: the harness really runs that code."""
+    cxx = _toolchain_or_skip()
+    rel = "kernels/avx512/conv_avx512.cpp"
+    src = open(os.path.join(SRC, rel)).read()
+    old = "const int64_t div = a.count_include_pad ? a.h.k * a.w.k : count;"
+    assert src.count(old) == 1, "the mutated line moved: update this test"
+    mutant = tmp_path / "conv_avx512.cpp"
+    mutant.write_text(src.replace(old, "const int64_t div = count;"))
+    good_dir = os.path.dirname(emulated_lib._name)
+    bad = EmulatedTesting(build_library(cxx, str(tmp_path), replace={rel: str(mutant)}, reuse=good_dir))
+    x = np.random.default_rng(3).standard_normal((1, 8, 8, 7)).astype(np.float32)
+    want = T.pool2d("ref", x, 3, 2, pad=1, is_max=False, count_include_pad=True)
+    np.testing.assert_array_equal(EmulatedTesting(emulated_lib).pool2d("avx512", x, 3, 2, pad=1, is_max=False), want)
+    assert not np.array_equal(bad.pool2d("avx512", x, 3, 2, pad=1, is_max=False), want)
