@@ -39,6 +39,10 @@ EMU = os.path.join(ROOT, "tests", "avx512_emu")
 # avx512 TUs: compiled with SIMDe standing in for <immintrin.h>, on top of native AVX2/FMA.
 KERNELS = ["kernels/avx512/conv_avx512.cpp", "kernels/avx512/ops_avx512.cpp", "kernels/avx512/gemm_avx512.cpp"]
 # Plain TUs: the ref registrations (the GEMM fallback for an unpacked W) and the C API.
+# PYVITCPP_EMU_ASAN=1 builds with AddressSanitizer, which then catches a kernel reading or writing
+# past a buffer (an unmasked tail load or store): run pytest with
+# LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0.
+SANITIZE = ["-fsanitize=address", "-fno-omit-frame-pointer"] if os.environ.get("PYVITCPP_EMU_ASAN") == "1" else []
 PLAIN = ["kernels/ref/gemm_ref.cpp", "kernels/ref/ops_ref.cpp", "kernels/ref/conv_ref.cpp"]
 
 
@@ -58,7 +62,7 @@ def build_library(cxx, out_dir, replace=None, reuse=None):
     another source file (a mutant), whose object is then the only one compiled when reuse names
     the out_dir of an earlier build. -O1: the build dominates the run time."""
     replace = replace or {}
-    base = [cxx, "-O1", "-std=c++17", "-fPIC", "-I" + SRC, "-c"]
+    base = [cxx, "-O1", "-std=c++17", "-fPIC", "-I" + SRC, "-c"] + SANITIZE
     jobs = []
     for rel in KERNELS:
         src = replace.get(rel, os.path.join(SRC, rel))
@@ -80,7 +84,7 @@ def build_library(cxx, out_dir, replace=None, reuse=None):
         if p.returncode != 0:
             raise RuntimeError(f"emulated build failed: {' '.join(cmd)}\n{out[-4000:]}")
     lib = os.path.join(out_dir, "libavx512emu.so")
-    subprocess.run([cxx, "-shared", "-Wl,-Bsymbolic", "-o", lib] + [o for o, _ in jobs], check=True, capture_output=True, text=True)
+    subprocess.run([cxx, "-shared", "-Wl,-Bsymbolic", *SANITIZE, "-o", lib] + [o for o, _ in jobs], check=True, capture_output=True, text=True)
     return load(lib)
 
 
