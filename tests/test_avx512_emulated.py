@@ -4,10 +4,10 @@ Where the CPU lacks AVX-512 the avx512 tests of test_kernels_{conv,ops,gemm}.py 
 kernels would never run before reaching a machine that has it. Here the avx512 conv, ops
 (activations, layernorm, softmax, attention) and GEMM TUs are compiled against SIMDe's portable
 AVX-512 intrinsics (header-only, `apt install libsimde-dev`) through the shim in
-tests/avx512_emu/, linked into a small shared library with a C API that mirrors the
+tests/avx512_emu/ (plus the quantized GEMM, whose own C++ driver is test_kernels_quant.py's), linked into a small shared library with a C API that mirrors the
 pyvitcpp._core.testing hooks (tests/avx512_emu/emu_capi.cpp), and loaded with ctypes. Then the
-existing avx512 test cases themselves run against it: each of those test functions is called
-with isa="avx512" while its module's `T` / `testing` is swapped for a wrapper that sends avx512
+existing avx512 test cases themselves (test_kernels_{conv,ops,gemm,quant}.py) run against it: each
+of those test functions is called with isa="avx512" while its module's `T` / `testing` is swapped for a wrapper that sends avx512
 calls to the emulated library and everything else (the ref level, the spec) to the real
 module. Same cases, same error models, same exactness checks as on real hardware.
 
@@ -37,13 +37,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "csrc")
 EMU = os.path.join(ROOT, "tests", "avx512_emu")
 # avx512 TUs: compiled with SIMDe standing in for <immintrin.h>, on top of native AVX2/FMA.
-KERNELS = ["kernels/avx512/conv_avx512.cpp", "kernels/avx512/ops_avx512.cpp", "kernels/avx512/gemm_avx512.cpp"]
+KERNELS = ["kernels/avx512/conv_avx512.cpp", "kernels/avx512/ops_avx512.cpp", "kernels/avx512/gemm_avx512.cpp",
+           "kernels/avx512/quant_avx512.cpp"]
 # Plain TUs: the ref registrations (the GEMM fallback for an unpacked W) and the C API.
 # PYVITCPP_EMU_ASAN=1 builds with AddressSanitizer, which then catches a kernel reading or writing
 # past a buffer (an unmasked tail load or store): run pytest with
 # LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0.
 SANITIZE = ["-fsanitize=address", "-fno-omit-frame-pointer"] if os.environ.get("PYVITCPP_EMU_ASAN") == "1" else []
-PLAIN = ["kernels/ref/gemm_ref.cpp", "kernels/ref/ops_ref.cpp", "kernels/ref/conv_ref.cpp"]
+PLAIN = ["kernels/ref/gemm_ref.cpp", "kernels/ref/ops_ref.cpp", "kernels/ref/conv_ref.cpp", "kernels/ref/quant_ref.cpp",
+         "quant/qpack.cpp", "quant/quantize.cpp", "core/dtype.cpp"]
 
 
 def _toolchain_or_skip():
@@ -103,6 +105,7 @@ def load(path):
         "emu_attention": [I64, I64, I64, I64, I64, P, P, P, P, P, F, I],
         "emu_gemm": [I64, I64, I64, P, I64, P, I, P, I, P, I64, P, I64, I, I],
         "emu_gemm_tile": [P],
+        "emu_qgemm": [I64, I64, I64, P, P, I, P, I, P, P, I],
     }
     for name, args in sig.items():
         getattr(lib, name).argtypes = args
@@ -277,17 +280,35 @@ class EmulatedTesting:
                           _ptr(full), ldy, int(packed_w), nth)
         return full[:, :N]
 
+    def qgemm(self, isa, X, W, type, bias=None, act=0, residual=None, residual_inplace=False, nth=1):
+        if isa != "avx512":
+            return T.qgemm(isa, X, W, type, bias, act, residual, residual_inplace, nth)
+        X, W = _f32(X), np.ascontiguousarray(W, dtype=np.uint8)
+        M, K = X.shape
+        N = W.shape[0]
+        bias = None if bias is None else _f32(bias)
+        residual = None if residual is None else _f32(residual)
+        Y = np.full((M, N), np.nan, np.float32)
+        if residual_inplace:
+            Y[...] = residual
+        code = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1"].index(type)
+        self.lib.emu_qgemm(M, N, K, _ptr(X), _ptr(W), code, _ptr(bias), act,
+                           _ptr(Y) if residual_inplace else _ptr(residual), _ptr(Y), nth)
+        return Y
+
 
 # ------------------------------------------------------------------------------ the cases
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_kernels_conv as conv_tests  # noqa: E402
 import test_kernels_gemm as gemm_tests  # noqa: E402
 import test_kernels_ops as ops_tests  # noqa: E402
+import test_kernels_quant as quant_tests  # noqa: E402
 
-MODULES = {"conv": conv_tests, "ops": ops_tests, "gemm": gemm_tests}
+MODULES = {"conv": conv_tests, "ops": ops_tests, "gemm": gemm_tests, "quant": quant_tests}
 # Not kernel tests of the avx512 level: the im2col conv goes through the graph-side op (its GEMM
 # is covered here directly), timing/FMA-peak probes, and the hooks' own argument validation.
-EXCLUDE = {"test_conv2d_vs_torch", "test_measure_hooks", "test_invalid_arguments"}
+EXCLUDE = {"test_conv2d_vs_torch", "test_measure_hooks", "test_invalid_arguments",
+           "test_avx512_kernel_under_simde"}
 # Tests without an ISA argument that loop over every supported level themselves.
 LEVEL_LOOPS = {"conv": ["test_dwconv_special_values", "test_maxpool_nan_propagates"]}
 
@@ -360,6 +381,8 @@ def emulated(emulated_lib, monkeypatch):
     monkeypatch.setattr(conv_tests, "_supported", lambda isa: isa == "avx512" or real_supported(isa))
     monkeypatch.setattr(ops_tests, "T", emu)
     monkeypatch.setattr(gemm_tests, "testing", emu)
+    monkeypatch.setattr(quant_tests, "T", emu)
+    monkeypatch.setattr(quant_tests, "isa_or_skip", lambda isa: isa)
     return emu
 
 
@@ -371,7 +394,7 @@ def test_harness_covers_every_family():
                  "test_new_activations_vs_torch", "test_activation_vs_ref", "test_layernorm_vs_ref",
                  "test_softmax_vs_ref", "test_attention_vs_ref", "test_attention_fused_qkv", "test_tile_edges",
                  "test_epilogue", "test_k_sizes", "test_special_values", "test_maxpool_nan_propagates",
-                 "test_dwconv_special_values"):
+                 "test_dwconv_special_values", "test_level_vs_ref", "test_epilogue_activation_and_inplace_residual"):
         assert must in names, must
 
 

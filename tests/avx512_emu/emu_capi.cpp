@@ -26,6 +26,8 @@ const KernelTable& emu_table() {
     register_gemm_avx512(k);
     register_ops_avx512(k);
     register_conv_avx512(k);
+    register_quant_ref(k);
+    register_quant_avx512(k);
     return k;
   }();
   return t;
@@ -119,6 +121,25 @@ void emu_gemm(int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx, cons
   a.M = M; a.N = N; a.K = K; a.X = X; a.ldx = ldx; a.W_raw = W; a.wtype = dt; a.W_packed = packed;
   a.bias = bias; a.act = static_cast<Act>(act); a.residual = residual; a.ldr = ldr; a.Y = Y; a.ldy = ldy;
   for (int i = 0; i < nth; ++i) t.gemm(a, i, nth);
+  std::free(packed);
+}
+
+// type: 0..4 = q8_0, q4_0, q4_1, q5_0, q5_1; W rows are ggml blocks. Y arrives NaN-filled, or
+// holding the residual when residual == Y.
+void emu_qgemm(int64_t M, int64_t N, int64_t K, const float* X, const void* W, int type, const float* bias, int act,
+               const float* residual, float* Y, int nth) {
+  static const DType types[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1};
+  const KernelTable& t = emu_table();
+  const DType dt = types[type];
+  void* packed = nullptr;
+  if (const size_t bytes = t.qgemm_pack_size(dt, N, K)) {
+    packed = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    t.qgemm_pack(W, dt, N, K, packed);
+  }
+  GemmArgs a;
+  a.M = M; a.N = N; a.K = K; a.X = X; a.ldx = K; a.W_raw = W; a.wtype = dt; a.W_packed = packed;
+  a.bias = bias; a.act = static_cast<Act>(act); a.residual = residual; a.ldr = N; a.Y = Y; a.ldy = N;
+  for (int i = 0; i < nth; ++i) t.qgemm(a, i, nth);
   std::free(packed);
 }
 
