@@ -1,13 +1,13 @@
 """The avx512 kernel level executed under emulation, on CPUs without AVX-512.
 
-Where the CPU lacks AVX-512 the avx512 tests of test_kernels_{conv,ops,gemm}.py skip, so those
-kernels would never run before reaching a machine that has it. Here the avx512 conv, ops
-(activations, layernorm, softmax, attention) and GEMM TUs are compiled against SIMDe's portable
-AVX-512 intrinsics (header-only, `apt install libsimde-dev`) through the shim in
-tests/avx512_emu/ (plus the quantized GEMM, whose own C++ driver is test_kernels_quant.py's), linked into a small shared library with a C API that mirrors the
+Where the CPU lacks AVX-512 the avx512 tests of test_kernels_{conv,ops,gemm,quant}.py skip, so
+those kernels would never run before reaching a machine that has it. Here the avx512 conv, ops
+(activations, layernorm, softmax, attention), GEMM and quantized-GEMM TUs are compiled against
+SIMDe's portable AVX-512 intrinsics (header-only, `apt install libsimde-dev`) through the shim in
+tests/avx512_emu/, linked into a small shared library with a C API that mirrors the
 pyvitcpp._core.testing hooks (tests/avx512_emu/emu_capi.cpp), and loaded with ctypes. Then the
-existing avx512 test cases themselves (test_kernels_{conv,ops,gemm,quant}.py) run against it: each
-of those test functions is called with isa="avx512" while its module's `T` / `testing` is swapped for a wrapper that sends avx512
+existing avx512 test cases themselves run against it: each of those test functions is called
+with isa="avx512" while its module's `T` / `testing` is swapped for a wrapper that sends avx512
 calls to the emulated library and everything else (the ref level, the spec) to the real
 module. Same cases, same error models, same exactness checks as on real hardware.
 
