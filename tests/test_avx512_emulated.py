@@ -70,7 +70,8 @@ def build_library(cxx, out_dir, replace=None, reuse=None):
         src = replace.get(rel, os.path.join(SRC, rel))
         obj = os.path.join(out_dir, os.path.basename(rel) + ".o")
         # -I EMU first: its immintrin.h shadows the compiler's (and include_next's it).
-        jobs.append((obj, base[:1] + ["-I" + EMU, "-mavx2", "-mfma", "-mf16c", "-Wno-psabi"] + base[1:] + [src, "-o", obj]))
+        flags = ["-I" + EMU, "-mavx2", "-mfma", "-mf16c", "-Wno-psabi"]
+        jobs.append((obj, base[:1] + flags + base[1:] + [src, "-o", obj]))
     for src in [os.path.join(SRC, p) for p in PLAIN] + [os.path.join(EMU, "emu_capi.cpp")]:
         obj = os.path.join(out_dir, os.path.basename(src) + ".o")
         jobs.append((obj, base + [src, "-o", obj]))
@@ -86,7 +87,8 @@ def build_library(cxx, out_dir, replace=None, reuse=None):
         if p.returncode != 0:
             raise RuntimeError(f"emulated build failed: {' '.join(cmd)}\n{out[-4000:]}")
     lib = os.path.join(out_dir, "libavx512emu.so")
-    subprocess.run([cxx, "-shared", "-Wl,-Bsymbolic", *SANITIZE, "-o", lib] + [o for o, _ in jobs], check=True, capture_output=True, text=True)
+    subprocess.run([cxx, "-shared", "-Wl,-Bsymbolic", *SANITIZE, "-o", lib] + [o for o, _ in jobs], check=True,
+                   capture_output=True, text=True)
     return load(lib)
 
 
@@ -157,7 +159,8 @@ class EmulatedTesting:
 
     def dwconv2d(self, isa, x, wt, bias, k, stride=1, dilation=1, pad=0, same=False, act=0, nth=1):
         if isa != "avx512":
-            return T.dwconv2d(isa, x, wt, bias, k, stride=stride, dilation=dilation, pad=pad, same=same, act=act, nth=nth)
+            return T.dwconv2d(isa, x, wt, bias, k, stride=stride, dilation=dilation, pad=pad, same=same, act=act,
+                              nth=nth)
         x, wt = _f32(x), _f32(wt)
         bias = None if bias is None else _f32(bias)
         B, H, W, C = x.shape
