@@ -1,0 +1,153 @@
+// Test-only C API over the avx512 kernels built against SIMDe (tests/avx512_emu/immintrin.h),
+// loaded with ctypes by tests/test_avx512_emulated.py. Each entry mirrors one hook of
+// pyvitcpp._core.testing for the avx512 level (same argument structs, every ith in 0..nth-1 run
+// in turn), so the Python side compares it with the real ref level under the existing error
+// models. No validation: the Python wrapper passes well-formed arrays.
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "kernels/conv.h"
+#include "kernels/kernels.h"
+#include "kernels/simd_act.h"
+#include "kernels/avx512/gemm_avx512.h"
+
+using namespace pyvitcpp;
+
+namespace {
+const KernelTable& emu_table() {
+  static const KernelTable t = [] {
+    KernelTable k;
+    k.isa = Isa::Avx512;
+    register_gemm_ref(k);  // the fallback register_gemm_avx512 keeps for an unpacked W
+    register_ops_ref(k);
+    register_conv_ref(k);
+    register_gemm_avx512(k);
+    register_ops_avx512(k);
+    register_conv_avx512(k);
+    register_quant_ref(k);
+    register_quant_avx512(k);
+    return k;
+  }();
+  return t;
+}
+ConvAxis axis(int64_t in, int64_t k, int64_t s, int64_t d, int64_t pad, int same) {
+  return same ? conv_axis_same(in, k, s, d) : conv_axis_sym(in, k, s, d, pad);
+}
+}  // namespace
+
+extern "C" {
+
+// out[0] = output size, out[1] = pad0 of one axis (the hooks' geometry).
+void emu_axis(int64_t in, int64_t k, int64_t s, int64_t d, int64_t pad, int same, int64_t* out) {
+  ConvAxis a = axis(in, k, s, d, pad, same);
+  out[0] = a.out;
+  out[1] = a.pad0;
+}
+
+void emu_dwconv2d(const float* X, const float* Wt, const float* bias, int64_t B, int64_t H, int64_t W, int64_t C,
+                  int64_t k, int64_t s, int64_t d, int64_t pad, int same, int act, float* Y, int nth) {
+  DwConv2dArgs a;
+  a.B = B; a.C = C;
+  a.h = axis(H, k, s, d, pad, same);
+  a.w = axis(W, k, s, d, pad, same);
+  a.X = X; a.Wt = Wt; a.bias = bias; a.act = static_cast<Act>(act); a.Y = Y;
+  for (int i = 0; i < nth; ++i) emu_table().dwconv2d(a, i, nth);
+}
+
+void emu_pool2d(const float* X, int64_t B, int64_t H, int64_t W, int64_t C, int64_t k, int64_t s, int64_t pad,
+                int same, int is_max, int cip, float* Y, int nth) {
+  Pool2dArgs a;
+  a.B = B; a.C = C;
+  a.h = axis(H, k, s, 1, pad, same);
+  a.w = axis(W, k, s, 1, pad, same);
+  a.kind = is_max ? PoolKind::Max : PoolKind::Avg;
+  a.count_include_pad = cip != 0;
+  a.X = X; a.Y = Y;
+  for (int i = 0; i < nth; ++i) emu_table().pool2d(a, i, nth);
+}
+
+void emu_global_avgpool(const float* X, int64_t B, int64_t HW, int64_t C, float* Y, int nth) {
+  for (int i = 0; i < nth; ++i) emu_table().global_avgpool(X, B, HW, C, Y, i, nth);
+}
+
+void emu_layernorm(const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t rows, int64_t D, const float* gamma,
+                   const float* beta, float eps, int nth) {
+  LayerNormArgs a;
+  a.rows = rows; a.D = D; a.X = X; a.ldx = ldx; a.Y = Y; a.ldy = ldy; a.gamma = gamma; a.beta = beta; a.eps = eps;
+  for (int i = 0; i < nth; ++i) emu_table().layernorm(a, i, nth);
+}
+
+void emu_softmax_rows(float* X, int64_t rows, int64_t n, int64_t ld, int nth) {
+  for (int i = 0; i < nth; ++i) emu_table().softmax_rows(X, rows, n, ld, i, nth);
+}
+
+void emu_activation(const float* X, float* Y, int64_t n, int act, int nth) {
+  for (int i = 0; i < nth; ++i) emu_table().activation(X, Y, n, static_cast<Act>(act), i, nth);
+}
+
+// Strides in elements: s[0..2] = Q (b, t, h), s[3..5] = K, s[6..8] = V, s[9..11] = O.
+void emu_attention(int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t Dh, const float* Q, const float* K,
+                   const float* V, float* O, const int64_t* s, float scale, int nth) {
+  AttentionArgs a;
+  a.B = B; a.H = H; a.Tq = Tq; a.Tk = Tk; a.Dh = Dh;
+  a.Q = Q; a.q_sb = s[0]; a.q_st = s[1]; a.q_sh = s[2];
+  a.K = K; a.k_sb = s[3]; a.k_st = s[4]; a.k_sh = s[5];
+  a.V = V; a.v_sb = s[6]; a.v_st = s[7]; a.v_sh = s[8];
+  a.O = O; a.o_sb = s[9]; a.o_st = s[10]; a.o_sh = s[11];
+  a.scale = scale;
+  const KernelTable& t = emu_table();
+  // Offset by one byte like the hook: the kernel must not assume an aligned workspace.
+  std::vector<unsigned char> ws(t.attention_workspace(a) * static_cast<size_t>(nth) + 1);
+  for (int i = 0; i < nth; ++i) t.attention(a, ws.data() + 1, i, nth);
+}
+
+// wtype 0 = F32, 1 = F16 (W raw bits). residual may equal Y (then ldr == ldy).
+void emu_gemm(int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx, const void* W, int wtype,
+              const float* bias, int act, const float* residual, int64_t ldr, float* Y, int64_t ldy, int packed_w,
+              int nth) {
+  const KernelTable& t = emu_table();
+  const DType dt = wtype ? DType::F16 : DType::F32;
+  void* packed = nullptr;
+  if (packed_w) {
+    const size_t bytes = t.gemm_pack_size(dt, N, K);
+    if (bytes) {
+      packed = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+      t.gemm_pack(W, dt, N, K, packed);
+    }
+  }
+  GemmArgs a;
+  a.M = M; a.N = N; a.K = K; a.X = X; a.ldx = ldx; a.W_raw = W; a.wtype = dt; a.W_packed = packed;
+  a.bias = bias; a.act = static_cast<Act>(act); a.residual = residual; a.ldr = ldr; a.Y = Y; a.ldy = ldy;
+  for (int i = 0; i < nth; ++i) t.gemm(a, i, nth);
+  std::free(packed);
+}
+
+// type: 0..4 = q8_0, q4_0, q4_1, q5_0, q5_1; W rows are ggml blocks. Y arrives NaN-filled, or
+// holding the residual when residual == Y.
+void emu_qgemm(int64_t M, int64_t N, int64_t K, const float* X, const void* W, int type, const float* bias, int act,
+               const float* residual, float* Y, int nth) {
+  static const DType types[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1};
+  const KernelTable& t = emu_table();
+  const DType dt = types[type];
+  void* packed = nullptr;
+  if (const size_t bytes = t.qgemm_pack_size(dt, N, K)) {
+    packed = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    t.qgemm_pack(W, dt, N, K, packed);
+  }
+  GemmArgs a;
+  a.M = M; a.N = N; a.K = K; a.X = X; a.ldx = K; a.W_raw = W; a.wtype = dt; a.W_packed = packed;
+  a.bias = bias; a.act = static_cast<Act>(act); a.residual = residual; a.ldr = N; a.Y = Y; a.ldy = N;
+  for (int i = 0; i < nth; ++i) t.qgemm(a, i, nth);
+  std::free(packed);
+}
+
+void emu_act_inplace(float* y, int64_t n, int act) { avx512::act_inplace(y, n, static_cast<Act>(act)); }
+
+void emu_gemm_tile(int* mr_nr) {
+  mr_nr[0] = avx512::kGemmMR;
+  mr_nr[1] = avx512::kGemmNR;
+}
+
+}  // extern "C"
