@@ -239,3 +239,29 @@ def test_split_qkv_quantized_matches_fused(hf_vit, real_images, tmp_path):
         a = pyvitcpp.Encoder(fused, isa=level, threads=2).forward(px, "last_hidden_state")
         b = pyvitcpp.Encoder(tmp_path / "split.gguf", isa=level, threads=2).forward(px, "last_hidden_state")
         np.testing.assert_array_equal(a, b)
+
+
+def test_patch32_conv_quantized_as_4d(real_images, tmp_path):
+    """A 32x32 patch conv has rows of 32, so the converter and the re-quantizer quantize it while
+    it is still 4-D [D, C, 32, 32]; the engine must take it as the [D, C*32*32] matrix it is
+    bytewise (CLIP B/32's layout), not refuse it."""
+    cfg = transformers.CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                        num_attention_heads=2, image_size=64, patch_size=32, projection_dim=32)
+    model = transformers.CLIPVisionModelWithProjection(cfg).eval()
+    randomize_(model, seed=zlib.crc32(b"clip-p32"))
+    folder = tmp_path / "clip_p32"
+    model.save_pretrained(folder)
+    px = image_batch(real_images, 2, 64, seed=9)
+    with torch.no_grad():
+        ref = model(pixel_values=torch.from_numpy(px)).image_embeds.numpy()
+    f32 = tmp_path / "f32.gguf"
+    convert(str(folder), str(f32), outtype="f32", verbose=False)
+    conv_q = tmp_path / "conv-q8_0.gguf"
+    convert(str(folder), str(conv_q), outtype="q8_0", verbose=False)
+    req_q = tmp_path / "req-q8_0.gguf"
+    pyvitcpp.quantize(str(f32), str(req_q), "q8_0")
+    for path in (conv_q, req_q):
+        types = {t.name: t.tensor_type for t in gguf.GGUFReader(str(path)).tensors}
+        assert types["v.patch_embd.weight"] == gguf.GGMLQuantizationType.Q8_0
+        got = pyvitcpp.Encoder(str(path), threads=1).forward(px, "embedding")
+        assert cosine(got, ref) >= 0.999, path.name

@@ -136,9 +136,12 @@ void WeightStore::pack(LinearWeight& w) {
 
 static void check_linear_type(const std::string& path, const GGUFTensorInfo& t) {
   if (is_block_quant(static_cast<DType>(t.type))) {
-    if (t.ne.size() != 2)
+    // A conv weight [OC, C, kh, kw] whose innermost dim (kw) holds whole blocks has exactly the
+    // bytes of the 2-D [OC, C*kh*kw] matrix (e.g. a 32x32 patch conv), so it is taken as that.
+    if (t.ne.size() < 2 || t.ne[0] % 32 != 0)
       throw ModelError(path + ": weight '" + t.name + "' is " + dtype_name(t.type) + " with " + std::to_string(t.ne.size()) +
-                       " dimensions; quantized matrix weights must be 2-D");
+                       " dimensions and rows of " + std::to_string(t.ne.empty() ? 0 : t.ne[0]) +
+                       "; a quantized matrix needs rows made of whole 32-element blocks");
     return;
   }
   if (t.type != static_cast<uint32_t>(DType::F32) && t.type != static_cast<uint32_t>(DType::F16))
