@@ -63,6 +63,25 @@ def tower_hparams(arch: str, *, block_count: int, embedding_length: int, feed_fo
     return hp
 
 
+# HF CLIP and SigLIP vision towers share their embedding and encoder-layer names (optionally under
+# `vision_model.` when the folder holds the two-tower model).
+HF_VISION = r"(?:vision_model\.)?"
+_HF_LAYER = HF_VISION + r"encoder\.layers\.(\d+)\."
+HF_CLIP_STYLE_RULES = [
+    (HF_VISION + r"embeddings\.patch_embedding\.(weight|bias)", "v.patch_embd.{0}"),
+    (HF_VISION + r"embeddings\.position_embedding\.weight", "v.position_embd.weight"),
+    (_HF_LAYER + r"self_attn\.q_proj\.(weight|bias)", "v.blk.{0}.attn_q.{1}"),
+    (_HF_LAYER + r"self_attn\.k_proj\.(weight|bias)", "v.blk.{0}.attn_k.{1}"),
+    (_HF_LAYER + r"self_attn\.v_proj\.(weight|bias)", "v.blk.{0}.attn_v.{1}"),
+    (_HF_LAYER + r"self_attn\.out_proj\.(weight|bias)", "v.blk.{0}.attn_out.{1}"),
+    (_HF_LAYER + r"layer_norm1\.(weight|bias)", "v.blk.{0}.ln1.{1}"),
+    (_HF_LAYER + r"layer_norm2\.(weight|bias)", "v.blk.{0}.ln2.{1}"),
+    (_HF_LAYER + r"mlp\.fc1\.(weight|bias)", "v.blk.{0}.ffn_up.{1}"),
+    (_HF_LAYER + r"mlp\.fc2\.(weight|bias)", "v.blk.{0}.ffn_down.{1}"),
+    (HF_VISION + r"post_layernorm\.(weight|bias)", "v.post_ln.{0}"),
+]
+
+
 def compile_rules(rules: Sequence[Tuple[str, str]]):
     return [(re.compile(p + r"$"), out) for p, out in rules]
 

@@ -26,27 +26,15 @@ from typing import Optional
 
 from ._model import ConversionError, ConvertedModel
 from ._state_dict import find_hf_weights, load_files
-from ._tower_common import (HF_ACT, OPENAI_MEAN, OPENAI_STD, check_tower_tensors, compile_rules, folder_name,
-                            hf_config, hf_model_type, hf_processor_spec, map_state_dict, square, tower_hparams)
+from ._tower_common import (HF_ACT, HF_CLIP_STYLE_RULES, HF_VISION, OPENAI_MEAN, OPENAI_STD, check_tower_tensors,
+                            compile_rules, folder_name, hf_config, hf_model_type, hf_processor_spec, map_state_dict, square, tower_hparams)
 
 MODEL_TYPES = ("clip", "clip_vision_model")
 
-_L = r"(?:vision_model\.)?encoder\.layers\.(\d+)\."
-_V = r"(?:vision_model\.)?"
-RULES = compile_rules([
+_V = HF_VISION
+RULES = compile_rules(HF_CLIP_STYLE_RULES + [
     (_V + r"embeddings\.class_embedding", "v.class_embd"),
-    (_V + r"embeddings\.patch_embedding\.(weight|bias)", "v.patch_embd.{0}"),
-    (_V + r"embeddings\.position_embedding\.weight", "v.position_embd.weight"),
     (_V + r"pre_layrnorm\.(weight|bias)", "v.pre_ln.{0}"),
-    (_L + r"self_attn\.q_proj\.(weight|bias)", "v.blk.{0}.attn_q.{1}"),
-    (_L + r"self_attn\.k_proj\.(weight|bias)", "v.blk.{0}.attn_k.{1}"),
-    (_L + r"self_attn\.v_proj\.(weight|bias)", "v.blk.{0}.attn_v.{1}"),
-    (_L + r"self_attn\.out_proj\.(weight|bias)", "v.blk.{0}.attn_out.{1}"),
-    (_L + r"layer_norm1\.(weight|bias)", "v.blk.{0}.ln1.{1}"),
-    (_L + r"layer_norm2\.(weight|bias)", "v.blk.{0}.ln2.{1}"),
-    (_L + r"mlp\.fc1\.(weight|bias)", "v.blk.{0}.ffn_up.{1}"),
-    (_L + r"mlp\.fc2\.(weight|bias)", "v.blk.{0}.ffn_down.{1}"),
-    (_V + r"post_layernorm\.(weight|bias)", "v.post_ln.{0}"),
     (r"visual_projection\.weight", "v.proj.weight"),
 ])
 IGNORED = [r"text_model\..*", r"text_projection\..*", r"logit_scale", r"(?:vision_model\.)?embeddings\.position_ids"]
