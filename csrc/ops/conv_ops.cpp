@@ -6,10 +6,7 @@
 namespace pyvitcpp {
 
 namespace {
-inline void split(int64_t n, int ith, int nth, int64_t* b, int64_t* e) {
-  *b = n * ith / nth;
-  *e = n * (ith + 1) / nth;
-}
+#include "kernels/split_range.h"  // split(): this thread's share of n items
 }  // namespace
 
 void im2col(const float* X, int64_t B, int64_t C, int64_t c0, int64_t cg, const ConvAxis& h, const ConvAxis& w,

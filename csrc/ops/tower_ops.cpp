@@ -6,10 +6,7 @@
 namespace pyvitcpp {
 
 namespace {
-inline void split(int64_t n, int ith, int nth, int64_t* b, int64_t* e) {
-  *b = n * ith / nth;
-  *e = n * (ith + 1) / nth;
-}
+#include "kernels/split_range.h"  // split(): this thread's share of n items
 }  // namespace
 
 void embed_prefixed(const float* patches, const float* prefix, const float* pos, int64_t B, int64_t n_patches,

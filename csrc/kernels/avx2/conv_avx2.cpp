@@ -12,10 +12,7 @@ namespace pyvitcpp {
 namespace avx2 {
 namespace {
 
-inline void split(int64_t n, int ith, int nth, int64_t* b, int64_t* e) {
-  *b = n * ith / nth;
-  *e = n * (ith + 1) / nth;
-}
+#include "kernels/split_range.h"  // split(): this thread's share of n items
 
 inline __m256i tail_mask(int64_t n) {
   alignas(32) static const int32_t m[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};

@@ -16,10 +16,7 @@ namespace pyvitcpp {
 namespace avx2 {
 namespace {
 
-inline void split(int64_t n, int ith, int nth, int64_t* b, int64_t* e) {
-  *b = n * ith / nth;
-  *e = n * (ith + 1) / nth;
-}
+#include "kernels/split_range.h"  // split(): this thread's share of n items
 
 // Lanes [0, n) set, for the n = 1..7 leftover elements of a row.
 inline __m256i tail_mask(int64_t n) {

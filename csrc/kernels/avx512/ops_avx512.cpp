@@ -17,10 +17,7 @@ namespace pyvitcpp {
 namespace avx512 {
 namespace {
 
-inline void split(int64_t n, int ith, int nth, int64_t* b, int64_t* e) {
-  *b = n * ith / nth;
-  *e = n * (ith + 1) / nth;
-}
+#include "kernels/split_range.h"  // split(): this thread's share of n items
 
 // Lanes [0, n) set, for the n = 0..15 leftover elements of a row.
 inline __mmask16 tail_mask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1u); }

@@ -12,10 +12,7 @@ namespace ref {
 
 namespace {
 
-inline void split(int64_t n, int ith, int nth, int64_t* b, int64_t* e) {
-  *b = n * ith / nth;
-  *e = n * (ith + 1) / nth;
-}
+#include "kernels/split_range.h"  // split(): this thread's share of n items
 
 void dwconv2d(const DwConv2dArgs& a, int ith, int nth) {
   const int64_t C = a.C;

@@ -15,10 +15,7 @@ void act_inplace(float* y, int64_t n, Act act) {
 
 namespace {
 
-inline void split(int64_t n, int ith, int nth, int64_t* b, int64_t* e) {
-  *b = n * ith / nth;
-  *e = n * (ith + 1) / nth;
-}
+#include "kernels/split_range.h"  // split(): this thread's share of n items
 
 void layernorm(const LayerNormArgs& a, int ith, int nth) {
   int64_t r0, r1;
