@@ -17,11 +17,18 @@
 #include <thread>
 #include <vector>
 
+#ifdef __linux__
+#include <linux/perf_event.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #include "core/cpu.h"
 #include "core/fp16.h"
 #include "kernels/avx2/gemm_avx2.h"
 #include "kernels/avx512/gemm_avx512.h"
 #include "kernels/kernels.h"
+#include "quant/quantize.h"
 #include "python/bindings.h"
 
 namespace py = pybind11;
@@ -195,10 +202,59 @@ double run_threads(int nth, int64_t reps, const F& body) {
   return std::chrono::duration<double>(t1 - t0).count();
 }
 
+// Core cycles spent by the calling thread (user space), from perf_event_open; -1 where the
+// counter is unavailable. Dividing work by cycles instead of seconds takes clock changes out of
+// kernel comparisons on shared machines.
+class CycleCounter {
+ public:
+  CycleCounter() {
+#ifdef __linux__
+    perf_event_attr pe{};
+    pe.type = PERF_TYPE_HARDWARE;
+    pe.size = sizeof(pe);
+    pe.config = PERF_COUNT_HW_CPU_CYCLES;
+    pe.exclude_kernel = 1;
+    pe.exclude_hv = 1;
+    fd_ = static_cast<int>(syscall(__NR_perf_event_open, &pe, 0, -1, -1, 0));
+#endif
+  }
+  ~CycleCounter() {
+#ifdef __linux__
+    if (fd_ >= 0) close(fd_);
+#endif
+  }
+  double read() const {
+#ifdef __linux__
+    uint64_t v = 0;
+    if (fd_ >= 0 && ::read(fd_, &v, sizeof(v)) == sizeof(v)) return static_cast<double>(v);
+#endif
+    return -1.0;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
 // Best rate over 5 timed chunks after one warm-up round: the machines are shared, and the
-// best chunk is the one least disturbed by other work.
+// best chunk is the one least disturbed by other work. per_cycle (one thread only): work per
+// core cycle of the calling thread instead of per second.
 template <class F>
-double best_rate(int nth, double min_seconds, double work_per_rep, const F& body) {
+double best_rate(int nth, double min_seconds, double work_per_rep, const F& body, bool per_cycle = false) {
+  if (per_cycle) {
+    if (nth != 1) throw std::runtime_error("per_cycle needs threads=1");
+    CycleCounter cc;
+    if (cc.read() < 0) throw std::runtime_error("no cycle counter (perf_event_open failed)");
+    double t_one = run_threads(1, 1, body);
+    t_one = std::max(run_threads(1, 1, body), 1e-7);
+    const int64_t reps = std::max<int64_t>(1, static_cast<int64_t>(min_seconds / 5 / t_one));
+    double best = 0;
+    for (int c = 0; c < 5; ++c) {
+      const double c0 = cc.read();
+      run_threads(1, reps, body);
+      best = std::max(best, work_per_rep * static_cast<double>(reps) / (cc.read() - c0));
+    }
+    return best;
+  }
   double t_one = run_threads(nth, 1, body);  // warm-up (page faults, caches, scratch)
   t_one = std::max(run_threads(nth, 1, body), 1e-7);
   const int chunks = 5;
@@ -212,12 +268,18 @@ double best_rate(int nth, double min_seconds, double work_per_rep, const F& body
 }
 
 double gemm_bench(const std::string& isa, int64_t M, int64_t N, int64_t K, const std::string& wt,
-                  int threads, double min_seconds) {
+                  int threads, double min_seconds, bool per_cycle) {
   const KernelTable& t = kernel_table(level_or_throw(isa));
   if (M < 1 || N < 1 || K < 1) throw py::value_error("M, N and K must be >= 1");
-  if (wt != "f32" && wt != "f16") throw py::value_error("wtype must be 'f32' or 'f16'");
   if (threads < 1 || threads > 1024) throw py::value_error("threads must be in 1..1024");
-  const DType wtype = wt == "f32" ? DType::F32 : DType::F16;
+  DType wtype;
+  try {
+    wtype = parse_quant_type(wt);
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(e.what());
+  }
+  const bool quant = wtype != DType::F32 && wtype != DType::F16;
+  if (quant && K % 32 != 0) throw py::value_error("block types need K a multiple of 32");
   py::gil_scoped_release nogil;
 
   std::mt19937 rng(1234);
@@ -232,9 +294,18 @@ double gemm_bench(const std::string& isa, int64_t M, int64_t N, int64_t K, const
     Wh.resize(Wf.size());
     for (size_t i = 0; i < Wf.size(); ++i) Wh[i] = fp32_to_fp16(Wf[i]);
   }
-  const void* W_raw = wtype == DType::F32 ? static_cast<const void*>(Wf.data()) : Wh.data();
-  AlignedBuf packed = aligned_bytes(t.gemm_pack_size(wtype, N, K));
-  if (packed) t.gemm_pack(W_raw, wtype, N, K, packed.get());
+  std::vector<unsigned char> Wq;
+  if (quant) {
+    size_t rb = 0;
+    row_bytes(static_cast<uint32_t>(wtype), K, &rb);
+    Wq.resize(rb * static_cast<size_t>(N));
+    quantize_rows(wtype, Wf.data(), N, K, Wq.data(), 0);
+  }
+  const void* W_raw = wtype == DType::F32 ? static_cast<const void*>(Wf.data())
+                      : quant             ? static_cast<const void*>(Wq.data())
+                                          : Wh.data();
+  AlignedBuf packed = aligned_bytes(quant ? t.qgemm_pack_size(wtype, N, K) : t.gemm_pack_size(wtype, N, K));
+  if (packed) (quant ? t.qgemm_pack : t.gemm_pack)(W_raw, wtype, N, K, packed.get());
 
   GemmArgs a;
   a.M = M;
@@ -249,7 +320,9 @@ double gemm_bench(const std::string& isa, int64_t M, int64_t N, int64_t K, const
   a.Y = Y.data();
   a.ldy = N;
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
-  return best_rate(threads, min_seconds, flops, [&](int ith) { t.gemm(a, ith, threads); }) * 1e-9;
+  const auto kernel = quant ? t.qgemm : t.gemm;
+  const double rate = best_rate(threads, min_seconds, flops, [&](int ith) { kernel(a, ith, threads); }, per_cycle);
+  return per_cycle ? rate : rate * 1e-9;
 }
 
 double fma_peak(const std::string& isa, int threads, double min_seconds) {
@@ -276,8 +349,10 @@ void bind_test_gemm(py::module_& t) {
         "ldy > N returns a view into an [M, ldy] buffer whose other elements are NaN.\n"
         "packed_w=False passes W_packed = null (the kernel must then fall back to W_raw).");
   t.def("gemm_bench", &gemm_bench, py::arg("isa"), py::arg("M"), py::arg("N"), py::arg("K"),
-        py::arg("wtype") = "f32", py::arg("threads") = 1, py::arg("min_seconds") = 1.0,
-        "GFLOP/s (2MNK per call) of the level's GEMM with bias, run on `threads` std::threads\n"
+        py::arg("wtype") = "f32", py::arg("threads") = 1, py::arg("min_seconds") = 1.0, py::arg("per_cycle") = false,
+        "GFLOP/s (2MNK per call) of the level's GEMM with bias (wtype f32, f16 or a block type:\n"
+        "then the quantized GEMM, activations quantized inside the timed call; per_cycle=True: flop per\n"
+        "core cycle of one thread instead of GFLOP/s), run on `threads` std::threads\n"
         "(barrier after each call); best of 5 timed chunks.");
   t.def("fma_peak", &fma_peak, py::arg("isa"), py::arg("threads") = 1, py::arg("min_seconds") = 0.5,
         "GFLOP/s of a register-only FMA loop (independent accumulators) at the level's vector\n"
