@@ -112,6 +112,8 @@ def load(path):
     for name, args in sig.items():
         getattr(lib, name).argtypes = args
         getattr(lib, name).restype = None
+    lib.emu_qgemm_act_qmax.argtypes = [I]
+    lib.emu_qgemm_act_qmax.restype = I
     return lib
 
 
@@ -283,9 +285,15 @@ class EmulatedTesting:
                           _ptr(full), ldy, int(packed_w), nth)
         return full[:, :N]
 
-    def qgemm(self, isa, X, W, type, bias=None, act=0, residual=None, residual_inplace=False, nth=1):
+    def qgemm_act_qmax(self, isa, type):
         if isa != "avx512":
-            return T.qgemm(isa, X, W, type, bias, act, residual, residual_inplace, nth)
+            return T.qgemm_act_qmax(isa, type)
+        return self.lib.emu_qgemm_act_qmax(["q8_0", "q4_0", "q4_1", "q5_0", "q5_1"].index(type))
+
+    def qgemm(self, isa, X, W, type, bias=None, act=0, residual=None, residual_inplace=False, nth=1, act_qmax=0):
+        if isa != "avx512":
+            return T.qgemm(isa, X, W, type, bias, act, residual, residual_inplace, nth, act_qmax)
+        assert act_qmax == 0, "act_qmax is honoured by the ref level only"
         X, W = _f32(X), np.ascontiguousarray(W, dtype=np.uint8)
         M, K = X.shape
         N = W.shape[0]

@@ -315,3 +315,15 @@ def test_measure_hooks(isa):
     for wt in ["f32", "f16"]:
         g = testing.gemm_bench(isa, 40, 70, 90, wt, 2, 0.02)
         assert 0.1 < g < 10 * peak * 2  # positive and physically possible for 2 threads
+    g = testing.gemm_bench(isa, 40, 70, 96, "q8_0", 1, 0.02)  # the quantized GEMM alone
+    assert 0.1 < g < 20 * peak  # int8 products may beat the FP32 FMA peak, not by 20x
+    with pytest.raises(ValueError, match="multiple of 32"):
+        testing.gemm_bench(isa, 4, 4, 90, "q8_0", 1, 0.01)
+    try:
+        fpc = testing.gemm_bench(isa, 40, 70, 96, "f32", 1, 0.02, per_cycle=True)
+    except RuntimeError as e:  # perf_event_open refused (perf_event_paranoid, containers)
+        assert "cycle counter" in str(e)
+    else:
+        assert 0.05 < fpc < 200  # flop per cycle of one core: positive, below any x86 core's peak
+    with pytest.raises(RuntimeError, match="threads=1"):
+        testing.gemm_bench(isa, 40, 70, 96, "f32", 2, 0.02, per_cycle=True)

@@ -102,7 +102,10 @@ def test_timm_vit_tiny_pooled_cosine(timm_vit, real_images, qtype):
     c, c_fmt, c_eng = cosine(ours, ref), cosine(ref_q, ref), cosine(ours, ref_q)
     print(f"\n[quant accuracy] timm vit_tiny_patch16_224 {qtype} {_default_level()}: pooled cosine vs F32 {c:.6f} "
           f"(PyTorch with the dequantized weights: {c_fmt:.6f}); ours vs that: {c_eng:.6f}")
-    assert c_eng >= 0.99999, f"{qtype}: engine vs dequantized-weight reference cosine {c_eng:.6f}"
+    # the engine's own error is the activation rounding, step amax / qmax per block: 1 - cosine
+    # grows with (127 / qmax)^2 where a level quantizes activations more coarsely (avx2 Q8_0)
+    qmax = _core.testing.qgemm_act_qmax(_default_level(), qtype)
+    assert 1 - c_eng <= 1e-5 * (127 / qmax) ** 2, f"{qtype}: engine vs dequantized-weight reference cosine {c_eng:.6f}"
     if qtype == "q8_0":
         assert c >= MIN_COS[qtype]
 

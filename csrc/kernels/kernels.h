@@ -48,6 +48,10 @@ struct GemmArgs {
   int64_t ldr = 0;
   float* Y = nullptr;
   int64_t ldy = 0;
+  // Block-quantized W only: the largest activation code (kernels/quant_gemm.h). 0: the level's
+  // own (KernelTable::qgemm_act_qmax); the ref level also honours 1..127 (the twin of a level
+  // whose qmax differs); SIMD levels ignore it.
+  int act_qmax = 0;
 };
 
 // Y = (X - mean) / sqrt(var + eps) * gamma + beta, per row of D. Y may equal X.
@@ -141,6 +145,9 @@ struct KernelTable {
   size_t (*qgemm_pack_size)(DType wtype, int64_t N, int64_t K) = nullptr;
   void (*qgemm_pack)(const void* W_raw, DType wtype, int64_t N, int64_t K, void* dst) = nullptr;
   void (*qgemm)(const GemmArgs& a, int ith, int nth) = nullptr;
+  // Largest |code| of the activations qgemm quantizes for this weight type (127, or less where
+  // the level's integer products need headroom).
+  int (*qgemm_act_qmax)(DType wtype) = nullptr;
 };
 
 // Table for one level. Levels above ref start as a copy of the level below and override

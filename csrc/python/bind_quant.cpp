@@ -97,7 +97,7 @@ py::list requantize_py(const std::string& src, const std::string& dst, const std
 // Quantized GEMM of one level on numpy arrays: X [M, K] f32, W [N, row bytes] uint8 blocks.
 py::array qgemm_hook(const std::string& isa, const py::array& X_in, const py::array& W_in, const std::string& type,
                      const py::object& bias_in, int act, const py::object& residual_in, bool residual_inplace,
-                     int nth) {
+                     int nth, int act_qmax) {
   Isa lvl;
   try {
     lvl = parse_isa(isa);
@@ -116,6 +116,8 @@ py::array qgemm_hook(const std::string& isa, const py::array& X_in, const py::ar
   if (M < 1 || N < 1) throw py::value_error("M and N must be >= 1");
   if (act < 0 || act > static_cast<int>(Act::Relu)) throw py::value_error("act must be in 0..5");
   if (nth < 1 || nth > 4096) throw py::value_error("nth must be in 1..4096");
+  if (act_qmax < 0 || act_qmax > 127) throw py::value_error("act_qmax must be in 0..127 (0: the level's own)");
+  if (act_qmax != 0 && lvl != Isa::Ref) throw py::value_error("act_qmax is honoured by the ref level only");
   py::array_t<float, py::array::c_style | py::array::forcecast> bias, res;
   const float* bias_p = nullptr;
   const float* res_p = nullptr;
@@ -147,6 +149,7 @@ py::array qgemm_hook(const std::string& isa, const py::array& X_in, const py::ar
   a.residual = residual_inplace ? Y : res_p;
   a.ldr = N;
   a.Y = Y; a.ldy = N;
+  a.act_qmax = act_qmax;
   {
     py::gil_scoped_release nogil;
     if (packed) kt.qgemm_pack(a.W_raw, t, N, K, packed);
@@ -170,7 +173,20 @@ void bind_quant(py::module_& m) {
 
 void bind_test_quant(py::module_& t) {
   t.def("qgemm", &qgemm_hook, py::arg("isa"), py::arg("X"), py::arg("W"), py::arg("type"), py::arg("bias") = py::none(),
-        py::arg("act") = 0, py::arg("residual") = py::none(), py::arg("residual_inplace") = false, py::arg("nth") = 1);
+        py::arg("act") = 0, py::arg("residual") = py::none(), py::arg("residual_inplace") = false, py::arg("nth") = 1,
+        py::arg("act_qmax") = 0);
+  t.def(
+      "qgemm_act_qmax",
+      [](const std::string& isa, const std::string& type) {
+        Isa lvl;
+        try {
+          lvl = parse_isa(isa);
+        } catch (const std::runtime_error& e) {
+          throw py::value_error(e.what());
+        }
+        return kernel_table(lvl).qgemm_act_qmax(block_type_or_throw(type));
+      },
+      py::arg("isa"), py::arg("type"), "Largest activation code the level's quantized GEMM uses for that weight type.");
 }
 
 }  // namespace pyvitcpp

@@ -9,7 +9,8 @@ namespace pyvitcpp {
 
 namespace {
 
-// Codes u (0..31, or int8 for Q8_0 stored as its byte), scale and offset of one block.
+// Codes u (0..31; Q8_0: its int8 code + 128, the unsigned operand of vpmaddubsw / vpdpbusd
+// with zero point 128), scale and offset of one block.
 void block_codes(DType t, const uint8_t* blk, uint8_t* u, float* d, float* m) {
   *m = 0.0f;
   auto nib = [](const uint8_t* qs, int i) { return static_cast<uint8_t>(i < 16 ? (qs[i] & 15) : (qs[i - 16] >> 4)); };
@@ -17,7 +18,7 @@ void block_codes(DType t, const uint8_t* blk, uint8_t* u, float* d, float* m) {
     case DType::Q8_0: {
       const auto* b = reinterpret_cast<const block_q8_0*>(blk);
       *d = fp16_to_fp32(b->d);
-      std::memcpy(u, b->qs, 32);
+      for (int i = 0; i < 32; ++i) u[i] = static_cast<uint8_t>(static_cast<uint8_t>(b->qs[i]) ^ 0x80u);
       break;
     }
     case DType::Q4_0: {

@@ -143,6 +143,11 @@ void emu_qgemm(int64_t M, int64_t N, int64_t K, const float* X, const void* W, i
   std::free(packed);
 }
 
+int emu_qgemm_act_qmax(int type) {
+  static const DType types[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1};
+  return emu_table().qgemm_act_qmax(types[type]);
+}
+
 void emu_act_inplace(float* y, int64_t n, int act) { avx512::act_inplace(y, n, static_cast<Act>(act)); }
 
 void emu_gemm_tile(int* mr_nr) {

@@ -1,8 +1,8 @@
 // Block-quantized GEMM at the avx512 level: activations quantized on the fly to int8 (per row,
 // blocks of 32), weights in the panel layout of kernels/quant_gemm.h, int8 dot products with
 // VNNI vpdpbusd (u8 x s8 -> s32). vpdpbusd wants the unsigned operand first, so the weight codes
-// are that operand: Q4/Q5 codes are 0..31 already; Q8_0 codes get +128 (xor 0x80), which the
-// activation side corrects with 128 * sum(q) per block (folded into the zero-point term z * S).
+// are that operand: Q4/Q5 codes are 0..31 already; Q8_0 codes are packed with +128 (xor 0x80,
+// quant/qpack.cpp), which the activation side corrects with 128 * sum(q) per block (folded into the zero-point term z * S).
 //
 // Microkernel: R <= 4 rows x 32 columns (two panels), int32 block sums in 8 zmm, f32 sums in 8
 // zmm; per block: 8 (4 for nibbles) steps of one 64-byte weight load per panel and one 4-byte
@@ -84,7 +84,6 @@ void ukernel(int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const i
   for (int r = 0; r < R; ++r)
     for (int p = 0; p < P; ++p) facc[r][p] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0f);
-  const __m512i x80 = _mm512_set1_epi8(static_cast<char>(0x80));
   const uint8_t* wp[2] = {w0, w1};
   for (int64_t b = 0; b < nb; ++b) {
     __m512i acc[R][P];
@@ -110,10 +109,7 @@ void ukernel(int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const i
     } else {
       for (int s = 0; s < 8; ++s) {
         __m512i w[P];
-        for (int p = 0; p < P; ++p) {
-          w[p] = _mm512_loadu_si512(wp[p] + s * 64);
-          if (KIND == kQ8) w[p] = _mm512_xor_si512(w[p], x80);
-        }
+        for (int p = 0; p < P; ++p) w[p] = _mm512_loadu_si512(wp[p] + s * 64);
         for (int r = 0; r < R; ++r) {
           const __m512i x = bcast4(xb + r * ldq + 4 * s);
           for (int p = 0; p < P; ++p) acc[r][p] = _mm512_dpbusd_epi32(acc[r][p], w[p], x);
@@ -245,6 +241,7 @@ void register_quant_avx512(KernelTable& t) {
   t.qgemm_pack_size = qgemm_pack_size_generic;
   t.qgemm_pack = qgemm_pack_generic;
   t.qgemm = avx512::qgemm;
+  t.qgemm_act_qmax = qgemm_act_qmax_full;  // vpdpbusd sums in int32: no headroom needed
 }
 
 }  // namespace pyvitcpp

@@ -17,8 +17,8 @@ namespace {
 size_t qgemm_pack_size_none(DType, int64_t, int64_t) { return 0; }
 void qgemm_pack_none(const void*, DType, int64_t, int64_t, void*) {}
 
-// Activation row -> int8 codes, f32 scale and code sum per block of 32.
-void quantize_act_row(const float* x, int64_t K, int8_t* q, float* d, int32_t* S) {
+// Activation row -> int8 codes (|q| <= qmax), f32 scale and code sum per block of 32.
+void quantize_act_row(const float* x, int64_t K, float qmax, int8_t* q, float* d, int32_t* S) {
   for (int64_t b = 0; b < K / 32; ++b) {
     const float* xb = x + 32 * b;
     float amax = 0.0f;
@@ -28,7 +28,7 @@ void quantize_act_row(const float* x, int64_t K, int8_t* q, float* d, int32_t* S
       finite = finite && std::isfinite(xb[i]);
     }
     // A NaN or Inf in the block makes its scale NaN (codes 0): every output it feeds is NaN.
-    const float db = finite ? amax / 127.0f : std::nanf("");
+    const float db = finite ? amax / qmax : std::nanf("");
     const float id = finite && db != 0.0f ? 1.0f / db : 0.0f;
     int32_t s = 0;
     for (int i = 0; i < 32; ++i) {
@@ -88,12 +88,13 @@ void qgemm_ref(const GemmArgs& a, int ith, int nth) {
   const bool has_m = qpack_has_m(a.wtype);
   const uint8_t* W = static_cast<const uint8_t*>(a.W_raw);
   const int64_t m0 = a.M * ith / nth, m1 = a.M * (ith + 1) / nth;
+  const float qmax = static_cast<float>(a.act_qmax >= 1 && a.act_qmax <= 127 ? a.act_qmax : 127);
   std::vector<int8_t> q(static_cast<size_t>(a.K));
   std::vector<float> dx(static_cast<size_t>(nb)), row(static_cast<size_t>(a.N));
   std::vector<int32_t> S(static_cast<size_t>(nb));
   int w[32];
   for (int64_t m = m0; m < m1; ++m) {
-    quantize_act_row(a.X + m * a.ldx, a.K, q.data(), dx.data(), S.data());
+    quantize_act_row(a.X + m * a.ldx, a.K, qmax, q.data(), dx.data(), S.data());
     for (int64_t n = 0; n < a.N; ++n) {
       float acc = 0.0f;
       for (int64_t b = 0; b < nb; ++b) {
@@ -119,6 +120,7 @@ void register_quant_ref(KernelTable& t) {
   t.qgemm_pack_size = ref::qgemm_pack_size_none;
   t.qgemm_pack = ref::qgemm_pack_none;
   t.qgemm = ref::qgemm_ref;
+  t.qgemm_act_qmax = qgemm_act_qmax_full;
 }
 
 }  // namespace pyvitcpp
