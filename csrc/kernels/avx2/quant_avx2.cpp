@@ -127,14 +127,18 @@ void ukernel(int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const i
         for (int h = 0; h < 2; ++h) acc[r][h] = _mm256_madd_epi16(a16[r][h], ones);
     } else if (KIND == kU8) {
       // codes <= 31: four steps of pair products stay below 2^15 in int16
+#pragma GCC unroll 1
       for (int g = 0; g < 2; ++g) {
         __m256i a16[R][2];
         for (int r = 0; r < R; ++r) a16[r][0] = a16[r][1] = _mm256_setzero_si256();
-        for (int s = 4 * g; s < 4 * g + 4; ++s) {
+        const uint8_t* wg = wp + g * 256;
+        const int8_t* xg = xb + 16 * g;
+#pragma GCC unroll 4
+        for (int s = 0; s < 4; ++s) {
           __m256i x[R];
-          for (int r = 0; r < R; ++r) x[r] = bcast4(xb + r * ldq + 4 * s);
+          for (int r = 0; r < R; ++r) x[r] = bcast4(xg + r * ldq + 4 * s);
           for (int h = 0; h < 2; ++h) {
-            const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + s * 64 + 32 * h));
+            const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg + s * 64 + 32 * h));
             for (int r = 0; r < R; ++r) a16[r][h] = _mm256_add_epi16(a16[r][h], _mm256_maddubs_epi16(w, x[r]));
           }
         }
