@@ -325,5 +325,7 @@ def test_measure_hooks(isa):
         assert "cycle counter" in str(e)
     else:
         assert 0.05 < fpc < 200  # flop per cycle of one core: positive, below any x86 core's peak
+        # the register-only FMA loop: 2 FMA pipes x 8 or 16 lanes x 2 flop bound it from above
+        assert 1.0 < testing.fma_peak(isa, 1, min_seconds=0.05, per_cycle=True) <= 2 * 2 * 16 * 1.05
     with pytest.raises(RuntimeError, match="threads=1"):
         testing.gemm_bench(isa, 40, 70, 96, "f32", 2, 0.02, per_cycle=True)

@@ -325,7 +325,7 @@ double gemm_bench(const std::string& isa, int64_t M, int64_t N, int64_t K, const
   return per_cycle ? rate : rate * 1e-9;
 }
 
-double fma_peak(const std::string& isa, int threads, double min_seconds) {
+double fma_peak(const std::string& isa, int threads, double min_seconds, bool per_cycle) {
   const Isa lvl = level_or_throw(isa);
   if (threads < 1 || threads > 1024) throw py::value_error("threads must be in 1..1024");
   double (*probe)(int64_t) = nullptr;
@@ -335,8 +335,9 @@ double fma_peak(const std::string& isa, int threads, double min_seconds) {
   py::gil_scoped_release nogil;
   const int64_t iters = 2000000;
   const double flops = probe(1);  // flops per iteration
-  return best_rate(threads, min_seconds, flops * static_cast<double>(iters) * threads,
-                   [&](int) { probe(iters); }) * 1e-9;
+  const double rate = best_rate(threads, min_seconds, flops * static_cast<double>(iters) * threads,
+                                [&](int) { probe(iters); }, per_cycle);
+  return per_cycle ? rate : rate * 1e-9;
 }
 
 }  // namespace
@@ -355,8 +356,10 @@ void bind_test_gemm(py::module_& t) {
         "core cycle of one thread instead of GFLOP/s), run on `threads` std::threads\n"
         "(barrier after each call); best of 5 timed chunks.");
   t.def("fma_peak", &fma_peak, py::arg("isa"), py::arg("threads") = 1, py::arg("min_seconds") = 0.5,
+        py::arg("per_cycle") = false,
         "GFLOP/s of a register-only FMA loop (independent accumulators) at the level's vector\n"
-        "width, summed over `threads` threads; best of 5 timed chunks.");
+        "width, summed over `threads` threads; best of 5 timed chunks. per_cycle=True (threads=1):\n"
+        "flop per core cycle instead.");
   t.def(
       "gemm_tile",
       [](const std::string& isa) -> py::tuple {
