@@ -193,31 +193,32 @@ Ukernel pick_for(DType t, int R) {
 }
 
 void finish_tile(const GemmArgs& a, const float* tile, int R, int64_t row0, int64_t col0, int64_t nc) {
-  alignas(32) float t[16];
+  alignas(32) float t[kMR * 16];  // rows of nc, contiguous: one activation call per tile
   for (int r = 0; r < R; ++r) {
-    float* y = a.Y + (row0 + r) * a.ldy + col0;
+    float* tr = t + r * nc;
     if (nc == 16) {  // full panel: the same float operations, eight lanes at a time
       for (int h = 0; h < 2; ++h) {
         __m256 v = _mm256_loadu_ps(tile + r * 16 + 8 * h);
         if (a.bias) v = _mm256_add_ps(v, _mm256_loadu_ps(a.bias + col0 + 8 * h));
-        _mm256_store_ps(t + 8 * h, v);
+        _mm256_storeu_ps(tr + 8 * h, v);
       }
-      if (a.act != Act::None) act_inplace(t, 16, a.act);
-      const float* res = a.residual ? a.residual + (row0 + r) * a.ldr + col0 : nullptr;
+    } else {
+      for (int64_t c = 0; c < nc; ++c) tr[c] = tile[r * 16 + c] + (a.bias ? a.bias[col0 + c] : 0.0f);
+    }
+  }
+  if (a.act != Act::None) act_inplace(t, R * nc, a.act);
+  for (int r = 0; r < R; ++r) {
+    const float* tr = t + r * nc;
+    float* y = a.Y + (row0 + r) * a.ldy + col0;
+    const float* res = a.residual ? a.residual + (row0 + r) * a.ldr + col0 : nullptr;
+    if (nc == 16) {
       for (int h = 0; h < 2; ++h) {
-        __m256 v = _mm256_load_ps(t + 8 * h);
+        __m256 v = _mm256_loadu_ps(tr + 8 * h);
         if (res) v = _mm256_add_ps(v, _mm256_loadu_ps(res + 8 * h));
         _mm256_storeu_ps(y + 8 * h, v);
       }
-      continue;
-    }
-    for (int64_t c = 0; c < nc; ++c) t[c] = tile[r * 16 + c] + (a.bias ? a.bias[col0 + c] : 0.0f);
-    if (a.act != Act::None) act_inplace(t, nc, a.act);
-    if (a.residual) {
-      const float* res = a.residual + (row0 + r) * a.ldr + col0;
-      for (int64_t c = 0; c < nc; ++c) y[c] = t[c] + res[c];
     } else {
-      for (int64_t c = 0; c < nc; ++c) y[c] = t[c];
+      for (int64_t c = 0; c < nc; ++c) y[c] = tr[c] + (res ? res[c] : 0.0f);
     }
   }
 }
