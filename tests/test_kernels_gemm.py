@@ -152,6 +152,16 @@ def test_multiple_blocks(level, wdtype):
     check_against_ref(level, X, W, b, 1, r, True, 2)
 
 
+@pytest.mark.parametrize("K", [200, 300])
+def test_row_blocks(level, K):
+    """Rows around the row-block sizes (avx2: 96, or up to 204 when K is one K block; avx512:
+    144), each thread's rows cut into balanced blocks: every row is computed once, right."""
+    rng = np.random.default_rng(K)
+    for i, M in enumerate([95, 96, 97, 143, 145, 197, 204, 205, 289, 409, 613]):
+        X, W, b, r = make(rng, M, 40, K, np.float32)
+        check_against_ref(level, X, W, b, i % 3, r, False, [1, 2, 3][i % 3])
+
+
 @pytest.mark.parametrize("wdtype", WDTYPES, ids=["f32", "f16"])
 def test_thread_splits_are_bitwise_identical(level, wdtype):
     """Each output's summation order does not depend on the split: all nth give equal bits,

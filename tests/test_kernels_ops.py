@@ -131,6 +131,27 @@ def test_vecmath_accuracy(isa):
 
 
 @pytest.mark.parametrize("isa", SIMD)
+def test_gelu_erf_both_paths(isa):
+    """avx2 gelu_erf takes a division-free path when all 8 lanes have |x| <= 3 and the erfc fit
+    otherwise: the same values through vectors that are all small, mixed, and around |x| = 3."""
+    need(isa)
+    r = rng(77)
+    small = r.uniform(-3, 3, 8192).astype(np.float32)
+    mixed = small.copy()
+    mixed[::8] = r.uniform(3, 6, 1024).astype(np.float32) * np.sign(r.standard_normal(1024)).astype(np.float32)
+    edge = np.float32(3.0) + np.arange(-64, 64, dtype=np.float32) * np.float32(2.0**-22)
+    x = np.concatenate([small, mixed, edge, -edge]).astype(np.float32)
+    y = T.act_inplace(isa, x, 1)
+    want = act_truth(x, 1)
+    rel = np.abs(y - want) / np.abs(want)
+    assert rel[np.abs(want) >= FMIN].max() <= 1e-6, float(rel.max())
+    assert_within(y, want, act_tol_simd(x, want), f"{isa} gelu_erf paths")
+    # A lane's result does not depend on its neighbours' path beyond the rounding bound.
+    assert_within(y[8192:8192 + 8192][1::8], y[:8192][1::8], 2 * act_tol_simd(small[1::8], want[:8192][1::8]),
+                  "same x, small-path vector vs mixed vector")
+
+
+@pytest.mark.parametrize("isa", SIMD)
 def test_exp_accuracy_via_softmax(isa):
     """softmax([0, t]) = [1, e^t] / (1 + e^t): checks the kernels' exp over its whole range."""
     need(isa)

@@ -276,7 +276,8 @@ void gemm_pack(const void* W_raw, DType wtype, int64_t N, int64_t K, void* dst) 
 }
 
 // Traits (per ISA TU) provide:
-//   MR, NR, KC (max K block), MC (rows per block, multiple of MR), NCP (panels per block),
+//   MR, NR, KC (max K block), MC (rows per block, multiple of MR), MC1 (rows per block when K
+//   fits one K block), NCP (panels per block),
 //   RMIN (see gemm_choose_grid),
 //   static const GemmUkernel* f32_kernels() / f16_kernels()  (index R-1, R = 1..MR),
 //   static void cvt_f16(const uint16_t* src, float* dst, int64_t n)  (n multiple of NR).
@@ -301,8 +302,15 @@ void gemm_run(const GemmArgs& a, int ith, int nth, void (*fallback)(const GemmAr
   const int64_t kcb = gemm_ceil_div(K, nkb);  // balanced K blocks
   const bool f16 = a.wtype == DType::F16;
 
-  // Rows per block: MC, fewer for long K so the packed rows (MC x K) stay near 1 MiB.
-  const int64_t mc = std::max<int64_t>(MR, std::min<int64_t>(T::MC, (int64_t{1} << 18) / K / MR * MR));
+  // Rows per block: at most MC, fewer for long K so the packed rows (MC x K) stay near 1 MiB.
+  // With a single K block (no partial-sum scratch, which grows with the rows per block) up to
+  // MC1 rows, so that a batch-1 transformer's 197 rows are one block: W is then streamed once
+  // per thread instead of once per block. The blocks are balanced (197 rows with MC 96 were
+  // 96 + 96 + 5: a last block of one tile that streams all of W for 5 rows).
+  const int64_t mc_cap = std::max<int64_t>(
+      MR, std::min<int64_t>(nkb == 1 ? T::MC1 : T::MC, (int64_t{1} << 18) / K) / MR * MR);
+  const int64_t nblk = gemm_ceil_div(m1 - m0, mc_cap);
+  const int64_t mc = gemm_ceil_div(gemm_ceil_div(m1 - m0, nblk), MR) * MR;  // <= mc_cap
   static thread_local GemmScratch cbuf_s, bconv_s, xpack_s;
   float* xpack = xpack_s.get(static_cast<size_t>(gemm_ceil_div(mc, MR) * MR) * K);
   float* cbuf = nkb > 1 ? cbuf_s.get(static_cast<size_t>(mc) * T::NCP * NR) : nullptr;

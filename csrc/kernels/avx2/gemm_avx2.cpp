@@ -110,7 +110,7 @@ void ukernel(int64_t kc, const float* A, const void* B, float* cbuf, bool load_c
 
 struct Traits {
   static constexpr int MR = kMR, NR = kNR;
-  static constexpr int KC = 256, MC = 96, NCP = 32, RMIN = 4;
+  static constexpr int KC = 256, MC = 96, MC1 = 204, NCP = 32, RMIN = 4;
   static const GemmUkernel* f32_kernels() {
     static const GemmUkernel k[kMR] = {ukernel<1, false>, ukernel<2, false>, ukernel<3, false>,
                                        ukernel<4, false>, ukernel<5, false>, ukernel<6, false>};
@@ -126,7 +126,7 @@ struct Traits {
       _mm256_store_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
   }
 };
-static_assert(Traits::MC % Traits::MR == 0, "MC must be a multiple of MR");
+static_assert(Traits::MC % Traits::MR == 0 && Traits::MC1 % Traits::MR == 0, "MC, MC1 must be multiples of MR");
 
 void (*g_fallback)(const GemmArgs&, int, int) = nullptr;
 

@@ -113,7 +113,7 @@ const GemmUkernel* kernels() {
 
 struct Traits {
   static constexpr int MR = kMR, NR = kNR;
-  static constexpr int KC = 128, MC = 144, NCP = 16, RMIN = 2;
+  static constexpr int KC = 128, MC = 144, MC1 = MC, NCP = 16, RMIN = 2;
   static const GemmUkernel* f32_kernels() { return kernels<false>(); }
   static const GemmUkernel* f16_kernels() { return kernels<true>(); }
   static void cvt_f16(const uint16_t* src, float* dst, int64_t n) {
@@ -121,7 +121,7 @@ struct Traits {
       _mm512_store_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
   }
 };
-static_assert(Traits::MC % Traits::MR == 0, "MC must be a multiple of MR");
+static_assert(Traits::MC % Traits::MR == 0 && Traits::MC1 % Traits::MR == 0, "MC, MC1 must be multiples of MR");
 
 void (*g_fallback)(const GemmArgs&, int, int) = nullptr;
 
