@@ -44,7 +44,10 @@ constexpr int64_t kQPanel = 16;
 
 inline bool qpack_nibbles(DType t) { return t == DType::Q4_0 || t == DType::Q4_1; }
 inline bool qpack_has_m(DType t) { return t == DType::Q4_1 || t == DType::Q5_1; }
-inline int qpack_zero_point(DType t) { return t == DType::Q4_0 ? 8 : t == DType::Q5_0 ? 16 : 0; }
+// Zero point z of the packed codes (w = dw (u - z) + mw): Q8_0 is packed as c + 128.
+inline int qpack_zero_point(DType t) {
+  return t == DType::Q8_0 ? 128 : t == DType::Q4_0 ? 8 : t == DType::Q5_0 ? 16 : 0;
+}
 inline int64_t qpack_code_bytes(DType t) { return qpack_nibbles(t) ? 256 : 512; }
 inline int64_t qpack_block_bytes(DType t) { return qpack_code_bytes(t) + 64 + (qpack_has_m(t) ? 64 : 0); }
 inline int64_t qpack_panel_bytes(DType t, int64_t K) { return (K / 32) * qpack_block_bytes(t); }

@@ -95,15 +95,18 @@ py::list requantize_py(const std::string& src, const std::string& dst, const std
 }
 
 // Quantized GEMM of one level on numpy arrays: X [M, K] f32, W [N, row bytes] uint8 blocks.
-py::array qgemm_hook(const std::string& isa, const py::array& X_in, const py::array& W_in, const std::string& type,
-                     const py::object& bias_in, int act, const py::object& residual_in, bool residual_inplace,
-                     int nth, int act_qmax) {
-  Isa lvl;
+Isa level_or_value_error(const std::string& isa) {
   try {
-    lvl = parse_isa(isa);
+    return parse_isa(isa);
   } catch (const std::runtime_error& e) {
     throw py::value_error(e.what());
   }
+}
+
+py::array qgemm_hook(const std::string& isa, const py::array& X_in, const py::array& W_in, const std::string& type,
+                     const py::object& bias_in, int act, const py::object& residual_in, bool residual_inplace,
+                     int nth, int act_qmax) {
+  const Isa lvl = level_or_value_error(isa);
   const KernelTable& kt = kernel_table(lvl);
   const DType t = block_type_or_throw(type);
   py::array_t<float, py::array::c_style | py::array::forcecast> X(X_in);
@@ -178,13 +181,7 @@ void bind_test_quant(py::module_& t) {
   t.def(
       "qgemm_act_qmax",
       [](const std::string& isa, const std::string& type) {
-        Isa lvl;
-        try {
-          lvl = parse_isa(isa);
-        } catch (const std::runtime_error& e) {
-          throw py::value_error(e.what());
-        }
-        return kernel_table(lvl).qgemm_act_qmax(block_type_or_throw(type));
+        return kernel_table(level_or_value_error(isa)).qgemm_act_qmax(block_type_or_throw(type));
       },
       py::arg("isa"), py::arg("type"), "Largest activation code the level's quantized GEMM uses for that weight type.");
 }

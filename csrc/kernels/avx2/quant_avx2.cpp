@@ -230,7 +230,7 @@ void qgemm(const GemmArgs& a, int ith, int nth) {
   const int64_t nb = a.K / 32;
   const int64_t panels = (a.N + kQPanel - 1) / kQPanel;
   const int64_t BB = qpack_block_bytes(t), PB = qpack_panel_bytes(t, a.K);
-  const int z = t == DType::Q8_0 ? 128 : qpack_zero_point(t);
+  const int z = qpack_zero_point(t);
   const float qmax = static_cast<float>(act_qmax(t));
   const int64_t tiles = (a.M + kMR - 1) / kMR;
   int64_t r0, r1, p0, p1;
