@@ -18,8 +18,8 @@
 //   alpha = 2^(m - m'), P = 2^(S - m'), l = alpha l + rowsum P, Oacc = alpha Oacc + P.V,
 // and at the end O = Oacc / l. Nothing of size Tq x Tk exists. The two-pass order saves the
 // per-tile row reductions, the scalar 2^(m - m') and the rescaling of Oacc: at 12 x 197 x 64
-// (ViT-B) 21.5 -> 23.3 flop per cycle on one Zen 3 core (user cycles, best of 200 calls, this
-// header compiled alone like ops_avx2.cpp; the FMA peak is 32).
+// (ViT-B) about 21 -> 23 flop per cycle on one shared Zen 3 core, +5-10% (FMA peak 32;
+// scripts/probes/attention_probe.cpp, best of 200 calls; runs scatter by +-10% there).
 #pragma once
 #include <immintrin.h>
 
@@ -52,8 +52,8 @@ constexpr int DV = 3;             // head-dim vectors per P.V register block
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 // Keys up to which a work unit keeps its whole score rows (QB*MR x npanels*PW floats, 132 KiB
-// at the limit, L2-resident) and computes the softmax in two passes instead of online: 1370
-// keys (DINOv2 at 518) 22.5 -> 24.1 flop/cycle, 2000 keys about even.
+// at the limit, L2-resident) and computes the softmax in two passes instead of online: at 1370
+// keys (DINOv2 at 518) even to +7%, at 2000 about even (scripts/probes/attention_probe.cpp).
 constexpr int64_t kTwoPassMaxKeys = 2064;
 
 struct Layout {
