@@ -17,13 +17,8 @@
 #include <thread>
 #include <vector>
 
-#ifdef __linux__
-#include <linux/perf_event.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
-
 #include "core/cpu.h"
+#include "core/cycles.h"
 #include "core/fp16.h"
 #include "kernels/avx2/gemm_avx2.h"
 #include "kernels/avx512/gemm_avx512.h"
@@ -201,39 +196,6 @@ double run_threads(int nth, int64_t reps, const F& body) {
   for (auto& th : pool) th.join();
   return std::chrono::duration<double>(t1 - t0).count();
 }
-
-// Core cycles spent by the calling thread (user space), from perf_event_open; -1 where the
-// counter is unavailable. Dividing work by cycles instead of seconds takes clock changes out of
-// kernel comparisons on shared machines.
-class CycleCounter {
- public:
-  CycleCounter() {
-#ifdef __linux__
-    perf_event_attr pe{};
-    pe.type = PERF_TYPE_HARDWARE;
-    pe.size = sizeof(pe);
-    pe.config = PERF_COUNT_HW_CPU_CYCLES;
-    pe.exclude_kernel = 1;
-    pe.exclude_hv = 1;
-    fd_ = static_cast<int>(syscall(__NR_perf_event_open, &pe, 0, -1, -1, 0));
-#endif
-  }
-  ~CycleCounter() {
-#ifdef __linux__
-    if (fd_ >= 0) close(fd_);
-#endif
-  }
-  double read() const {
-#ifdef __linux__
-    uint64_t v = 0;
-    if (fd_ >= 0 && ::read(fd_, &v, sizeof(v)) == sizeof(v)) return static_cast<double>(v);
-#endif
-    return -1.0;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // Best rate over 5 timed chunks after one warm-up round: the machines are shared, and the
 // best chunk is the one least disturbed by other work. per_cycle (one thread only): work per

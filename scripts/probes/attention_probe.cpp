@@ -5,17 +5,13 @@
 //   g++ -O3 -fno-math-errno -mavx2 -mfma -mf16c -std=c++17 -Icsrc
 //     -o /tmp/attnprobe scripts/probes/attention_probe.cpp && /tmp/attnprobe 12 197 64
 // Arguments: H T Dh. Swap the header (e.g. a copy from an older commit) to compare versions.
-#include <linux/perf_event.h>
-#include <sys/ioctl.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <vector>
 
+#include "core/cycles.h"
 #include "kernels/avx2/attention_avx2.h"
 
 using pyvitcpp::AttentionArgs;
@@ -56,27 +52,17 @@ int main(int argc, char** argv) {
   a.o_sh = Dh;
   a.scale = 1.0f / std::sqrt(static_cast<float>(Dh));
   std::vector<char> ws(pyvitcpp::avx2::attn::attention_workspace(a) + 64);
-  perf_event_attr pe{};
-  pe.type = PERF_TYPE_HARDWARE;
-  pe.size = sizeof(pe);
-  pe.config = PERF_COUNT_HW_CPU_CYCLES;
-  pe.disabled = 1;
-  pe.exclude_kernel = 1;
-  pe.exclude_hv = 1;
-  const int fd = static_cast<int>(syscall(__NR_perf_event_open, &pe, 0, -1, -1, 0));
-  if (fd < 0) {
-    std::perror("perf_event_open");
+  const pyvitcpp::CycleCounter cc;
+  if (cc.read() < 0) {
+    std::fprintf(stderr, "no cycle counter (perf_event_open failed)\n");
     return 1;
   }
   double best = 1e300;
   for (int t = 0; t < 200; ++t) {
-    ioctl(fd, PERF_EVENT_IOC_RESET, 0);
-    ioctl(fd, PERF_EVENT_IOC_ENABLE, 0);
+    const double c0 = cc.read();
     run(a, ws.data());
-    ioctl(fd, PERF_EVENT_IOC_DISABLE, 0);
-    long long c = 0;
-    if (read(fd, &c, sizeof(c)) != sizeof(c)) return 1;
-    if (c > 0 && c < best) best = static_cast<double>(c);
+    const double c = cc.read() - c0;
+    if (c > 0 && c < best) best = c;
   }
   std::printf("H=%ld T=%ld Dh=%ld: %.1f flop/cycle\n", static_cast<long>(H), static_cast<long>(T), static_cast<long>(Dh),
               4.0 * T * T * H * Dh / best);

@@ -7,18 +7,16 @@
 //               int8 (one scale per matrix) can do.
 // Reports multiply-add flop per user cycle of one thread (perf_event_open), best of 300
 // short windows, so that time lost to other tenants of a shared core mostly drops out.
-//   g++ -O3 -mavx2 -mfma -o /tmp/q8probe scripts/probes/q8_epilogue_probe.cpp && /tmp/q8probe
+//   g++ -O3 -mavx2 -mfma -Icsrc -o /tmp/q8probe scripts/probes/q8_epilogue_probe.cpp && /tmp/q8probe
 #include <immintrin.h>
-#include <linux/perf_event.h>
-#include <sys/ioctl.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
+
+#include "core/cycles.h"
 
 namespace {
 
@@ -84,16 +82,9 @@ int main() {
   std::vector<uint8_t> w(nb * kBlockBytes);
   for (auto& v : w) v = static_cast<uint8_t>(0x20 + std::rand() % 64);
   float out[32];
-  perf_event_attr pe{};
-  pe.type = PERF_TYPE_HARDWARE;
-  pe.size = sizeof(pe);
-  pe.config = PERF_COUNT_HW_CPU_CYCLES;
-  pe.disabled = 1;
-  pe.exclude_kernel = 1;
-  pe.exclude_hv = 1;
-  const int fd = static_cast<int>(syscall(__NR_perf_event_open, &pe, 0, -1, -1, 0));
-  if (fd < 0) {
-    std::perror("perf_event_open");
+  const pyvitcpp::CycleCounter cc;
+  if (cc.read() < 0) {
+    std::fprintf(stderr, "no cycle counter (perf_event_open failed)\n");
     return 1;
   }
   using Fn = void (*)(int64_t, const int8_t*, int64_t, const float*, const int32_t*, const uint8_t*, float*);
@@ -102,14 +93,11 @@ int main() {
   double best[2] = {1e30, 1e30};
   for (int t = 0; t < 300; ++t)
     for (int v = 0; v < 2; ++v) {
-      ioctl(fd, PERF_EVENT_IOC_RESET, 0);
-      ioctl(fd, PERF_EVENT_IOC_ENABLE, 0);
+      const double c0 = cc.read();
       for (int it = 0; it < 4; ++it)
         for (int64_t r = 0; r + 2 <= M; r += 2)
           fns[v](nb, xq.data() + r * K, K, xd.data() + r * nb, xzs.data() + r * nb, w.data(), out);
-      ioctl(fd, PERF_EVENT_IOC_DISABLE, 0);
-      long long c = 0;
-      if (read(fd, &c, sizeof(c)) != sizeof(c)) return 1;
+      const double c = cc.read() - c0;
       const double flop = 2.0 * 2 * 16 * K * (M / 2) * 4;
       if (c / flop < best[v]) best[v] = c / flop;
     }

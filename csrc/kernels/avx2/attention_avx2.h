@@ -151,9 +151,9 @@ inline void pack_head(const AttentionArgs& a, const Layout& L, int64_t b, int64_
 
 // S[r][0..8*NV) = c * q_r . K[panel keys], register-blocked MR x NV vectors. Not inlined, and
 // the four row pointers, the accumulators and the NV panel vectors are plain locals, so the
-// block keeps all 16 ymm registers to itself whatever its caller holds: inlined into a larger
-// function, GCC was seen reloading the row pointers and the K vectors for every FMA (20 loads
-// per 12 FMAs, 57% of the FMA rate).
+// block keeps all 16 ymm registers to itself whatever its caller holds. With the kernel inlined
+// into a probe's main(), GCC reloaded the row pointers and the K vectors for every FMA (20 loads
+// per 12 FMAs, 57% of the FMA rate); in ops_avx2.cpp's build it had kept them in registers.
 template <int NV>
 __attribute__((noinline)) void qk_block(const float* const* qr, const float* kt, int64_t Dh, const float* cp, float* s,
                                         int64_t lds) {
