@@ -110,6 +110,28 @@ def test_bottleneck_resnet_reduced_width(tmp_path, real_images):
     assert enc.config["block_type"] == "bottleneck"
 
 
+def test_profile_names_cnn_ops(tmp_path, real_images):
+    """PYVITCPP_PROFILE=1 names every CNN op (it printed a bare "op" for them before)."""
+    import os
+    import subprocess
+    import sys
+    from torchvision.models.resnet import Bottleneck, ResNet
+
+    m = ResNet(Bottleneck, [1, 1, 1, 1], num_classes=5, width_per_group=16)
+    path = to_gguf(m, tmp_path, "prof")
+    np.save(tmp_path / "px.npy", image_batch(real_images, 1, 64, seed=3))
+    code = ("import numpy as np, pyvitcpp, sys; "
+            "pyvitcpp.Encoder(sys.argv[1], threads=1).forward(np.load(sys.argv[2]))")
+    env = dict(os.environ, PYVITCPP_PROFILE="1",
+               PYTHONPATH=os.path.dirname(os.path.dirname(pyvitcpp.__file__)))
+    r = subprocess.run([sys.executable, "-c", code, path, str(tmp_path / "px.npy")],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = [ln.split()[0] for ln in r.stderr.splitlines() if ln.startswith("  ")]
+    assert {"Im2col", "Linear", "Pool2d", "Activation"} <= set(rows), r.stderr
+    assert "op" not in rows, r.stderr
+
+
 def test_efficientnet_lite0_timm_symmetric_padding(tmp_path, real_images):
     m = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=11).eval()
     randomize_(m, 3)

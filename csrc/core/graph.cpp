@@ -306,6 +306,17 @@ const char* op_type_name(OpType t) {
     case OpType::TokenPool: return "TokenPool";
     case OpType::AddScaled: return "AddScaled";
     case OpType::ScaleResidual: return "ScaleResidual";
+    case OpType::Im2col: return "Im2col";
+    case OpType::DwConv: return "DwConv";
+    case OpType::Pool2d: return "Pool2d";
+    case OpType::GlobalAvgPool: return "GlobalAvgPool";
+    case OpType::Activation: return "Activation";
+    case OpType::ToNCHW: return "ToNCHW";
+    case OpType::EmbedPrefixed: return "EmbedPrefixed";
+    case OpType::SwiGLU: return "SwiGLU";
+    case OpType::TokenSlice: return "TokenSlice";
+    case OpType::FeatureMap: return "FeatureMap";
+    case OpType::QueryAttention: return "QueryAttention";
   }
   return "op";
 }

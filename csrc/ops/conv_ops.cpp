@@ -1,7 +1,9 @@
 #include "ops/conv_ops.h"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
+#include <vector>
 
 namespace pyvitcpp {
 
@@ -9,27 +11,86 @@ namespace {
 #include "kernels/split_range.h"  // split(): this thread's share of n items
 }  // namespace
 
+namespace {
+
+// NCHW pixels (the stem, a few channels). Column j = (ky, kx, c) of output pixel ox reads
+// X[src[j] + ox * stride] when ox is in [lo[j], hi[j]) and is 0 (padding) otherwise; the
+// bounds are worked out once per output row, and the ox range where every column is inside the
+// image is copied without tests. The output is written in order (a 7x7 stem on 3 channels
+// tested bounds per tap at ~18 cycles each).
+struct NchwCols {
+  std::vector<int64_t> src, lo, hi;
+};
+
+void im2col_nchw_row(const float* X, int64_t C, int64_t c0, int64_t cg, const ConvAxis& h, const ConvAxis& w,
+                     int64_t b, int64_t oy, int64_t K, float* Yrow, NchwCols& t) {
+  t.src.resize(static_cast<size_t>(K));
+  t.lo.resize(static_cast<size_t>(K));
+  t.hi.resize(static_cast<size_t>(K));
+  const int64_t s = w.stride;
+  int64_t all_lo = 0, all_hi = w.out;
+  for (int64_t ky = 0, j = 0; ky < h.k; ++ky) {
+    const int64_t iy = oy * h.stride - h.pad0 + ky * h.dil;
+    const bool row_in = iy >= 0 && iy < h.in;
+    for (int64_t kx = 0; kx < w.k; ++kx) {
+      const int64_t off = kx * w.dil - w.pad0;  // ix = ox * s + off
+      int64_t lo = off >= 0 ? 0 : (-off + s - 1) / s;
+      int64_t hi = w.in - off <= 0 ? 0 : (w.in - off + s - 1) / s;
+      if (!row_in) lo = hi = 0;
+      lo = std::min(lo, w.out);
+      hi = std::max(lo, std::min(hi, w.out));
+      all_lo = std::max(all_lo, lo);
+      all_hi = std::min(all_hi, hi);
+      for (int64_t c = 0; c < cg; ++c, ++j) {
+        t.src[j] = ((b * C + c0 + c) * h.in + (row_in ? iy : 0)) * w.in + off;
+        t.lo[j] = lo;
+        t.hi[j] = hi;
+      }
+    }
+  }
+  if (all_hi < all_lo) all_hi = all_lo;
+  const int64_t* src = t.src.data();
+  for (int64_t ox = 0; ox < w.out; ++ox) {
+    float* y = Yrow + ox * K;
+    const int64_t o = ox * s;
+    if (ox >= all_lo && ox < all_hi) {
+      const float* xo = X + o;
+      int64_t j = 0;
+      for (; j + 4 <= K; j += 4) {
+        const float v0 = xo[src[j]], v1 = xo[src[j + 1]], v2 = xo[src[j + 2]], v3 = xo[src[j + 3]];
+        y[j] = v0; y[j + 1] = v1; y[j + 2] = v2; y[j + 3] = v3;
+      }
+      for (; j < K; ++j) y[j] = xo[src[j]];
+    } else {
+      for (int64_t j = 0; j < K; ++j) y[j] = ox >= t.lo[j] && ox < t.hi[j] ? X[src[j] + o] : 0.0f;
+    }
+  }
+}
+
+}  // namespace
+
 void im2col(const float* X, int64_t B, int64_t C, int64_t c0, int64_t cg, const ConvAxis& h, const ConvAxis& w,
             bool nchw, float* Y, int ith, int nth) {
   const int64_t K = h.k * w.k * cg;
   int64_t r0, r1;
   split(B * h.out, ith, nth, &r0, &r1);
+  NchwCols cols;
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t b = r / h.out, oy = r % h.out;
+    if (nchw) {
+      im2col_nchw_row(X, C, c0, cg, h, w, b, oy, K, Y + r * w.out * K, cols);
+      continue;
+    }
     for (int64_t ox = 0; ox < w.out; ++ox) {
       float* y = Y + (r * w.out + ox) * K;
       for (int64_t ky = 0; ky < h.k; ++ky) {
         const int64_t iy = oy * h.stride - h.pad0 + ky * h.dil;
         for (int64_t kx = 0; kx < w.k; ++kx, y += cg) {
           const int64_t ix = ox * w.stride - w.pad0 + kx * w.dil;
-          if (iy < 0 || iy >= h.in || ix < 0 || ix >= w.in) {
+          if (iy < 0 || iy >= h.in || ix < 0 || ix >= w.in)
             std::memset(y, 0, sizeof(float) * static_cast<size_t>(cg));
-          } else if (nchw) {
-            const float* xp = X + ((b * C + c0) * h.in + iy) * w.in + ix;
-            for (int64_t c = 0; c < cg; ++c) y[c] = xp[c * h.in * w.in];
-          } else {
+          else
             std::memcpy(y, X + ((b * h.in + iy) * w.in + ix) * C + c0, sizeof(float) * static_cast<size_t>(cg));
-          }
         }
       }
     }
