@@ -44,7 +44,7 @@ KERNELS = ["kernels/avx512/conv_avx512.cpp", "kernels/avx512/ops_avx512.cpp", "k
 # past a buffer (an unmasked tail load or store): run pytest with
 # LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0.
 SANITIZE = ["-fsanitize=address", "-fno-omit-frame-pointer"] if os.environ.get("PYVITCPP_EMU_ASAN") == "1" else []
-PLAIN = ["kernels/ref/gemm_ref.cpp", "kernels/ref/ops_ref.cpp", "kernels/ref/conv_ref.cpp", "kernels/ref/quant_ref.cpp",
+PLAIN = ["kernels/ref/gemm_ref.cpp", "kernels/conv_gather.cpp", "kernels/ref/ops_ref.cpp", "kernels/ref/conv_ref.cpp", "kernels/ref/quant_ref.cpp",
          "quant/qpack.cpp", "quant/quantize.cpp", "core/dtype.cpp"]
 
 
@@ -107,6 +107,7 @@ def load(path):
         "emu_attention": [I64, I64, I64, I64, I64, P, P, P, P, P, F, I],
         "emu_gemm": [I64, I64, I64, P, I64, P, I, P, I, P, I64, P, I64, I, I],
         "emu_gemm_tile": [P],
+        "emu_conv2d": [P, I64, I64, I64, I64, P, I64, I64, I64, I64, I64, I64, I, P, I, P, P, I],
         "emu_qgemm": [I64, I64, I64, P, P, I, P, I, P, P, I],
     }
     for name, args in sig.items():
@@ -170,6 +171,25 @@ class EmulatedTesting:
         y = np.full((B, oh, ow, C), np.nan, np.float32)
         self.lib.emu_dwconv2d(_ptr(x), _ptr(wt), _ptr(bias), B, H, W, C, k, stride, dilation, pad, int(same), act,
                               _ptr(y), nth)
+        return y
+
+    def conv2d(self, isa, x, w, bias, stride=1, dilation=1, pad=0, same=False, groups=1, act=0, residual=None,
+               nchw=False, gather=True, nth=1):
+        """avx512: always the GEMM's gather (NCHW pixels are transposed here first; the Im2col-buffer
+        variant is that GEMM over a plain X, which the gemm cases cover)."""
+        if isa != "avx512":
+            return T.conv2d(isa, x, w, bias, stride=stride, dilation=dilation, pad=pad, same=same, groups=groups,
+                            act=act, residual=residual, nchw=nchw, gather=gather, nth=nth)
+        x = _f32(x.transpose(0, 2, 3, 1) if nchw else x)
+        B, H, W, C = x.shape
+        OC, Cg, k, _ = w.shape
+        wk = _f32(np.asarray(w, np.float32).transpose(0, 2, 3, 1).reshape(OC, k * k * Cg))
+        bias = None if bias is None else _f32(bias)
+        residual = None if residual is None else _f32(residual)
+        oh, ow = self._axis(H, k, stride, dilation, pad, same), self._axis(W, k, stride, dilation, pad, same)
+        y = np.full((B, oh, ow, OC), np.nan, np.float32)
+        self.lib.emu_conv2d(_ptr(x), B, H, W, C, _ptr(wk), OC, groups, k, stride, dilation, pad, int(same),
+                            _ptr(bias), act, _ptr(residual), _ptr(y), nth)
         return y
 
     def pool2d(self, isa, x, k, stride, pad=0, same=False, is_max=True, count_include_pad=True, nth=1):
@@ -316,9 +336,9 @@ import test_kernels_ops as ops_tests  # noqa: E402
 import test_kernels_quant as quant_tests  # noqa: E402
 
 MODULES = {"conv": conv_tests, "ops": ops_tests, "gemm": gemm_tests, "quant": quant_tests}
-# Not kernel tests of the avx512 level: the im2col conv goes through the graph-side op (its GEMM
-# is covered here directly), timing/FMA-peak probes, and the hooks' own argument validation.
-EXCLUDE = {"test_conv2d_vs_torch", "test_measure_hooks", "test_invalid_arguments",
+# Not kernel tests of the avx512 level: timing/FMA-peak probes and the hooks' own argument
+# validation. (test_conv2d_vs_torch runs: the facade's conv2d is the avx512 GEMM's conv gather.)
+EXCLUDE = {"test_measure_hooks", "test_invalid_arguments",
            "test_avx512_kernel_under_simde"}
 # Tests without an ISA argument that loop over every supported level themselves.
 LEVEL_LOOPS = {"conv": ["test_dwconv_special_values", "test_maxpool_nan_propagates"]}

@@ -177,6 +177,8 @@ CONV_CASES = [
     (1, 6, 7, 31, 8, 1, 2, 1, 0, False, 1),    # ResNet downsample
     (1, 10, 9, 12, 12, 3, 1, 2, 2, False, 3),  # grouped, dilated
     (1, 5, 5, 8, 16, 3, 1, 1, 0, True, 4),
+    (2, 9, 10, 33, 20, 3, 1, 1, 1, False, 1),  # K = 297: avx2 K blocks of 149 end inside a tap
+    (1, 7, 6, 20, 7, 3, 2, 1, 1, False, 1),    # K = 180: avx512 K blocks of 90 end inside a tap
 ]
 
 
@@ -201,6 +203,10 @@ def test_conv2d_vs_torch(isa, case):
     got = T.conv2d(isa, x, w, bias, stride=s, dilation=d, pad=pad, same=same, groups=groups,
                    act=ACT["relu"], residual=res, nth=3)
     check_close(got, apply_act64(want, "relu") + res, mag + np.abs(res), K, f"{isa} conv+res {case}")
+    # the same conv through an Im2col buffer instead of the GEMM's gather (both run in graphs)
+    got = T.conv2d(isa, x, w, bias, stride=s, dilation=d, pad=pad, same=same, groups=groups,
+                   act=ACT["relu"], gather=False, nth=2)
+    check_close(got, apply_act64(want, "relu"), mag, K, f"{isa} conv im2col buffer {case}")
     # NCHW input (the stem reads the pixels directly)
     x_nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     got = T.conv2d(isa, x_nchw, w, bias, stride=s, dilation=d, pad=pad, same=same, groups=groups, nchw=True)

@@ -111,7 +111,8 @@ def test_bottleneck_resnet_reduced_width(tmp_path, real_images):
 
 
 def test_profile_names_cnn_ops(tmp_path, real_images):
-    """PYVITCPP_PROFILE=1 names every CNN op (it printed a bare "op" for them before)."""
+    """PYVITCPP_PROFILE=1 names every CNN op (it printed a bare "op" for them before); the 3x3
+    convs show as "Conv" (their Im2col fused into the GEMM), the NCHW stem keeps its Im2col."""
     import os
     import subprocess
     import sys
@@ -128,7 +129,7 @@ def test_profile_names_cnn_ops(tmp_path, real_images):
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     rows = [ln.split()[0] for ln in r.stderr.splitlines() if ln.startswith("  ")]
-    assert {"Im2col", "Linear", "Pool2d", "Activation"} <= set(rows), r.stderr
+    assert {"Im2col", "Conv", "Linear", "Pool2d", "Activation"} <= set(rows), r.stderr
     assert "op" not in rows, r.stderr
 
 

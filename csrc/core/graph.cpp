@@ -26,6 +26,22 @@
 
 namespace pyvitcpp {
 
+namespace {
+
+// M and K of a Linear: its input's rows and columns, or for a gathering Linear (an Im2col fused
+// into it) the conv's output pixels and taps x channels.
+void linear_mk(const Node& n, const TensorDesc& in0, int64_t* M, int64_t* K) {
+  if (n.gather) {
+    *M = n.B * n.ch.out * n.cw.out;
+    *K = n.ch.k * n.cw.k * n.cg;
+  } else {
+    *M = in0.rows;
+    *K = in0.cols;
+  }
+}
+
+}  // namespace
+
 int Graph::add_input(const std::string& name, std::vector<int64_t> shape, int64_t rows, int64_t cols) {
   int id = add_tensor(name, std::move(shape), rows, cols);
   tensors_[id].is_input = true;
@@ -68,7 +84,42 @@ void Graph::finalize(const std::vector<std::string>& outputs, const KernelTable&
   }
   std::reverse(kept.begin(), kept.end());
   nodes_ = std::move(kept);
+  fuse_im2col();
   plan();
+}
+
+// An Im2col of an NHWC map whose only reader is the next node, an F32/F16 Linear, becomes
+// that GEMM's gather (GemmArgs::conv): the im2col matrix is never written (ResNet-50 at batch 1
+// wrote and re-read 7 MB for each layer-1 3x3 conv). NCHW pixels (the stem) and block-quantized
+// weights keep the Im2col op.
+void Graph::fuse_im2col() {
+  std::vector<int> readers(tensors_.size(), 0);
+  for (const Node& n : nodes_) {
+    for (int t : n.in) readers[t]++;
+    if (n.residual >= 0) readers[n.residual]++;
+  }
+  std::set<int> outs;
+  for (const auto& name : requested_) outs.insert(output_tensor(name));
+  std::vector<Node> kept;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    Node& c = nodes_[i];
+    if (c.op == OpType::Im2col && !c.nchw && i + 1 < nodes_.size() && readers[c.out] == 1 && !outs.count(c.out)) {
+      Node& l = nodes_[i + 1];
+      if (l.op == OpType::Linear && l.in.size() == 1 && l.in[0] == c.out && !is_block_quant(l.w->type)) {
+        l.gather = true;
+        l.in[0] = c.in[0];
+        l.B = c.B;
+        l.C = c.C;
+        l.c0 = c.c0;
+        l.cg = c.cg;
+        l.ch = c.ch;
+        l.cw = c.cw;
+        continue;  // drop the Im2col
+      }
+    }
+    kept.push_back(std::move(c));
+  }
+  nodes_ = std::move(kept);
 }
 
 // Liveness-based placement: every non-input tensor lives from the node that writes it to the
@@ -96,7 +147,7 @@ void Graph::plan() {
     Node& n = nodes_[i];
     if (n.op != OpType::Linear || n.residual < 0) continue;
     const TensorDesc& r = tensors_[n.residual];
-    if (!r.is_input && !outs.count(n.residual) && last[n.residual] == i && r.alias_of < 0 &&
+    if (!r.is_input && !outs.count(n.residual) && last[n.residual] == i && r.alias_of < 0 && n.in[0] != n.residual &&
         r.rows == tensors_[n.out].rows && r.cols == tensors_[n.out].cols)
       tensors_[n.out].alias_of = n.residual;
   }
@@ -168,11 +219,22 @@ void Graph::exec_node(const Node& n, const float* input, int ith, int nth) {
     case OpType::Linear: {
       const TensorDesc& x = tensors_[n.in[0]];
       GemmArgs a;
-      a.M = x.rows;
-      a.K = x.cols;
+      linear_mk(n, x, &a.M, &a.K);
       a.N = n.w->N;
-      a.X = ptr(n.in[0], input);
-      a.ldx = x.cols;
+      ConvGather g;
+      if (n.gather) {
+        g.X = ptr(n.in[0], input);
+        g.B = n.B;
+        g.C = n.C;
+        g.c0 = n.c0;
+        g.cg = n.cg;
+        g.h = n.ch;
+        g.w = n.cw;
+        a.conv = &g;
+      } else {
+        a.X = ptr(n.in[0], input);
+        a.ldx = x.cols;
+      }
       a.W_raw = n.w->raw;
       a.wtype = n.w->type;
       a.W_packed = n.w->packed.empty() ? nullptr : n.w->packed.data();
@@ -334,7 +396,11 @@ bool profile_enabled() {
 
 // Arithmetic of a node for the GFLOP/s column (multiply-add = 2).
 double node_flops(const Node& n, const TensorDesc& in0) {
-  if (n.op == OpType::Linear) return 2.0 * static_cast<double>(in0.rows) * static_cast<double>(n.w->N) * in0.cols;
+  if (n.op == OpType::Linear) {
+    int64_t M, K;
+    linear_mk(n, in0, &M, &K);
+    return 2.0 * static_cast<double>(M) * static_cast<double>(n.w->N) * static_cast<double>(K);
+  }
   if (n.op == OpType::Attention) return 4.0 * n.B * n.H * static_cast<double>(n.T) * n.T * n.Dh;
   return 0.0;
 }
@@ -355,8 +421,7 @@ int Graph::node_chunks(const Node& n, int nth) const {
         return e ? std::atoi(e) : 0;
       }();
       if (forced > 0) return nth * forced;
-      const TensorDesc& x = tensors_[n.in[0]];
-      const double flops = 2.0 * static_cast<double>(x.rows) * static_cast<double>(n.w->N) * x.cols;
+      const double flops = node_flops(n, tensors_[n.in[0]]);
       return nth * (flops >= 1.5e9 ? 4 : flops >= 3e8 ? 2 : 1);
     }
     case OpType::Attention: return nth * 2;
@@ -433,7 +498,10 @@ void Graph::execute_profiled(ThreadPool& pool, int nth, const float* input) {
   for (size_t i = 0; i < nodes_.size(); ++i) {
     const Node& n = nodes_[i];
     const TensorDesc& x = tensors_[n.in[0]];
-    std::string key = std::string(op_type_name(n.op)) + " " + std::to_string(x.rows) + "x" + std::to_string(x.cols);
+    int64_t rows = x.rows, cols = x.cols;
+    if (n.op == OpType::Linear) linear_mk(n, x, &rows, &cols);
+    std::string key = std::string(n.gather ? "Conv" : op_type_name(n.op)) + " " + std::to_string(rows) + "x" +
+                      std::to_string(cols);
     if (n.op == OpType::Linear) key += "->" + std::to_string(n.w->N);
     Agg& a = by[key];
     a.count++;

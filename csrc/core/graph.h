@@ -89,6 +89,9 @@ struct Node {
   ConvAxis ch, cw;
   int64_t c0 = 0, cg = 0;
   bool nchw = false;
+  // Linear only: in[0] is an NHWC map and X is its im2col by the geometry above (an Im2col
+  // node fused into this GEMM by finalize(); the GEMM gathers the rows as it packs them).
+  bool gather = false;
   const float* dw_w = nullptr;
   const float* dw_b = nullptr;
   PoolKind pool_kind = PoolKind::Max;
@@ -131,6 +134,7 @@ class Graph {
   size_t workspace_bytes() const { return ws_bytes_per_thread_ * static_cast<size_t>(ws_slices_); }
 
  private:
+  void fuse_im2col();
   void plan();
   float* ptr(int id, const float* input);
   void exec_node(const Node& n, const float* input, int ith, int nth);

@@ -35,10 +35,14 @@ constexpr int kActLast = 9;
 // F32 or F16. W_raw is that tensor as stored; W_packed is what this table's gemm_pack made
 // of it (null when gemm_pack_size returned 0). residual may be null, or equal Y with ldr==ldy
 // (in-place accumulate); X never aliases Y.
+struct ConvGather;
 struct GemmArgs {
   int64_t M = 0, N = 0, K = 0;
   const float* X = nullptr;
   int64_t ldx = 0;
+  // Non-null: X is the im2col matrix of a convolution, gathered from the feature map as the
+  // GEMM packs it and never materialised (X and ldx unused; F32/F16 weights only, not qgemm).
+  const ConvGather* conv = nullptr;
   const void* W_raw = nullptr;
   DType wtype = DType::F32;
   const void* W_packed = nullptr;
@@ -89,6 +93,17 @@ struct AttentionArgs {
 struct ConvAxis {
   int64_t in = 0, out = 0, k = 1, stride = 1, dil = 1, pad0 = 0;  // pad0: top / left
 };
+
+// The im2col matrix of a convolution over an NHWC map X [B, h.in, w.in, C], channels
+// [c0, c0 + cg): row r = (b * h.out + oy) * w.out + ox, column k = (ky * w.k + kx) * cg + c,
+// holding X[b, oy*sh - pad_t + ky*dh, ox*sw - pad_l + kx*dw, c0 + c], or 0 outside the image.
+struct ConvGather {
+  const float* X = nullptr;
+  int64_t B = 0, C = 0, c0 = 0, cg = 0;
+  ConvAxis h, w;
+};
+// Columns [k0, k0 + n) of row r of that matrix into dst (ISA-neutral, ops/conv_ops.cpp).
+void conv_gather_row(const ConvGather& g, int64_t r, int64_t k0, int64_t n, float* dst);
 
 // Depthwise conv (groups == C == output channels), NHWC in and out:
 // Y[b,oy,ox,c] = act(bias[c] + sum_{ky,kx} X[b, oy*s - pad_t + ky*d, ox*s - pad_l + kx*d, c] * Wt[ky,kx,c])

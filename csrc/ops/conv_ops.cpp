@@ -74,27 +74,20 @@ void im2col(const float* X, int64_t B, int64_t C, int64_t c0, int64_t cg, const 
   const int64_t K = h.k * w.k * cg;
   int64_t r0, r1;
   split(B * h.out, ith, nth, &r0, &r1);
-  NchwCols cols;
-  for (int64_t r = r0; r < r1; ++r) {
-    const int64_t b = r / h.out, oy = r % h.out;
-    if (nchw) {
-      im2col_nchw_row(X, C, c0, cg, h, w, b, oy, K, Y + r * w.out * K, cols);
-      continue;
-    }
-    for (int64_t ox = 0; ox < w.out; ++ox) {
-      float* y = Y + (r * w.out + ox) * K;
-      for (int64_t ky = 0; ky < h.k; ++ky) {
-        const int64_t iy = oy * h.stride - h.pad0 + ky * h.dil;
-        for (int64_t kx = 0; kx < w.k; ++kx, y += cg) {
-          const int64_t ix = ox * w.stride - w.pad0 + kx * w.dil;
-          if (iy < 0 || iy >= h.in || ix < 0 || ix >= w.in)
-            std::memset(y, 0, sizeof(float) * static_cast<size_t>(cg));
-          else
-            std::memcpy(y, X + ((b * h.in + iy) * w.in + ix) * C + c0, sizeof(float) * static_cast<size_t>(cg));
-        }
-      }
-    }
+  if (nchw) {
+    NchwCols cols;
+    for (int64_t r = r0; r < r1; ++r) im2col_nchw_row(X, C, c0, cg, h, w, r / h.out, r % h.out, K, Y + r * w.out * K, cols);
+    return;
   }
+  ConvGather g;
+  g.X = X;
+  g.B = B;
+  g.C = C;
+  g.c0 = c0;
+  g.cg = cg;
+  g.h = h;
+  g.w = w;
+  for (int64_t r = r0 * w.out; r < r1 * w.out; ++r) conv_gather_row(g, r, 0, K, Y + r * K);
 }
 
 void nhwc_to_nchw(const float* X, int64_t B, int64_t HW, int64_t C, float* Y, int ith, int nth) {

@@ -134,12 +134,14 @@ farray gap_hook(const std::string& isa, const py::object& xo, int nth) {
 }
 
 // General conv. isa "direct": the scalar specification (ref::conv2d_direct); otherwise what the
-// CNN graphs run: per group, im2col of that group's channels and that level's GEMM with the
-// weight permuted to (ky, kx, c) columns and packed. x: NHWC [B, H, W, C] (or NCHW when nchw);
+// CNN graphs run: per group, that level's GEMM with the weight permuted to (ky, kx, c) columns
+// and packed, over the group's im2col matrix, which the GEMM gathers from the NHWC map as it
+// packs (gather=True, the graph's fused conv) or reads from an Im2col op's buffer (gather=False,
+// and always for NCHW pixels). x: NHWC [B, H, W, C] (or NCHW when nchw);
 // w: PyTorch [OC, C/groups, k, k]; residual: [B, OH, OW, OC] or None. Returns NHWC.
 farray conv_hook(const std::string& isa, const py::object& xo, const py::object& wo, const py::object& bo,
                  int64_t stride, int64_t dil, int64_t pad, bool same, int64_t groups, int act,
-                 const py::object& ro, bool nchw, int nth) {
+                 const py::object& ro, bool nchw, bool gather, int nth) {
   farray x = f32(xo, "x", 4), w = f32(wo, "w", 4);
   const int64_t B = x.shape(0);
   const int64_t C = nchw ? x.shape(1) : x.shape(3);
@@ -181,7 +183,8 @@ farray conv_hook(const std::string& isa, const py::object& xo, const py::object&
   }
   const KernelTable& t = table(isa);
   const int64_t M = B * a.h.out * a.w.out, K = k * k * Cg;
-  std::vector<float> cols(static_cast<size_t>(M * K)), wg(static_cast<size_t>(OCg * K));
+  const bool use_gather = gather && !nchw;
+  std::vector<float> cols(use_gather ? 0 : static_cast<size_t>(M * K)), wg(static_cast<size_t>(OCg * K));
   py::gil_scoped_release nogil;
   for (int64_t g = 0; g < groups; ++g) {
     permute_conv_weight_khwc(a.W + g * OCg * Cg * k * k, DType::F32, OCg, Cg, k, k, wg.data());
@@ -191,10 +194,16 @@ farray conv_hook(const std::string& isa, const py::object& xo, const py::object&
       packed.resize(pbytes);
       t.gemm_pack(wg.data(), DType::F32, OCg, K, packed.data());
     }
-    for (int i = 0; i < nth; ++i) im2col(a.X, B, C, g * Cg, Cg, a.h, a.w, nchw, cols.data(), i, nth);
     GemmArgs ga;
+    ConvGather cg;
+    if (use_gather) {
+      cg.X = a.X; cg.B = B; cg.C = C; cg.c0 = g * Cg; cg.cg = Cg; cg.h = a.h; cg.w = a.w;
+      ga.conv = &cg;
+    } else {
+      for (int i = 0; i < nth; ++i) im2col(a.X, B, C, g * Cg, Cg, a.h, a.w, nchw, cols.data(), i, nth);
+      ga.X = cols.data(); ga.ldx = K;
+    }
     ga.M = M; ga.N = OCg; ga.K = K;
-    ga.X = cols.data(); ga.ldx = K;
     ga.W_raw = wg.data(); ga.wtype = DType::F32;
     ga.W_packed = pbytes ? packed.data() : nullptr;
     ga.bias = a.bias ? a.bias + g * OCg : nullptr;
@@ -226,7 +235,8 @@ void bind_test_conv(py::module_& t) {
   t.def("global_avgpool", &gap_hook, py::arg("isa"), py::arg("x"), py::arg("nth") = 1);
   t.def("conv2d", &conv_hook, py::arg("isa"), py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("stride") = 1,
         py::arg("dilation") = 1, py::arg("pad") = 0, py::arg("same") = false, py::arg("groups") = 1,
-        py::arg("act") = 0, py::arg("residual") = py::none(), py::arg("nchw") = false, py::arg("nth") = 1);
+        py::arg("act") = 0, py::arg("residual") = py::none(), py::arg("nchw") = false, py::arg("gather") = true,
+        py::arg("nth") = 1);
   t.def("same_padding", &same_padding, py::arg("size"), py::arg("k"), py::arg("stride"), py::arg("dilation") = 1,
         "TF SAME geometry along one axis: (output size, padding before)");
 }

@@ -124,6 +124,34 @@ void emu_gemm(int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx, cons
   std::free(packed);
 }
 
+// A convolution as the CNN graphs run it: per group, the GEMM gathers its X from the NHWC map
+// (GemmArgs::conv). Wk: per group [OC/groups, k*k*Cg] in (ky, kx, c) column order. Y: NHWC.
+void emu_conv2d(const float* X, int64_t B, int64_t H, int64_t W, int64_t C, const float* Wk, int64_t OC,
+                int64_t groups, int64_t k, int64_t s, int64_t d, int64_t pad, int same, const float* bias, int act,
+                const float* residual, float* Y, int nth) {
+  const KernelTable& t = emu_table();
+  const int64_t Cg = C / groups, OCg = OC / groups, K = k * k * Cg;
+  ConvGather g;
+  g.X = X; g.B = B; g.C = C; g.cg = Cg;
+  g.h = axis(H, k, s, d, pad, same);
+  g.w = axis(W, k, s, d, pad, same);
+  for (int64_t gi = 0; gi < groups; ++gi) {
+    g.c0 = gi * Cg;
+    const float* wg = Wk + gi * OCg * K;
+    const size_t bytes = t.gemm_pack_size(DType::F32, OCg, K);
+    void* packed = bytes ? std::aligned_alloc(64, (bytes + 63) / 64 * 64) : nullptr;
+    if (packed) t.gemm_pack(wg, DType::F32, OCg, K, packed);
+    GemmArgs a;
+    a.M = B * g.h.out * g.w.out; a.N = OCg; a.K = K; a.conv = &g;
+    a.W_raw = wg; a.wtype = DType::F32; a.W_packed = packed;
+    a.bias = bias ? bias + gi * OCg : nullptr; a.act = static_cast<Act>(act);
+    a.residual = residual ? residual + gi * OCg : nullptr; a.ldr = OC;
+    a.Y = Y + gi * OCg; a.ldy = OC;
+    for (int i = 0; i < nth; ++i) t.gemm(a, i, nth);
+    std::free(packed);
+  }
+}
+
 // type: 0..4 = q8_0, q4_0, q4_1, q5_0, q5_1; W rows are ggml blocks. Y arrives NaN-filled, or
 // holding the residual when residual == Y.
 void emu_qgemm(int64_t M, int64_t N, int64_t K, const float* X, const void* W, int type, const float* bias, int act,

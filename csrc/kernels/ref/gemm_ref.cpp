@@ -1,6 +1,7 @@
 // Reference GEMM: the specification. Reads the weight as stored (no packing), accumulates
 // each output in fp32 in increasing k order, then bias, activation, residual.
 #include <cstring>
+#include <vector>
 
 #include "core/fp16.h"
 #include "kernels/kernels.h"
@@ -22,8 +23,11 @@ inline float weight_at(const GemmArgs& a, int64_t n, int64_t k) {
 
 void gemm(const GemmArgs& a, int ith, int nth) {
   const int64_t m0 = a.M * ith / nth, m1 = a.M * (ith + 1) / nth;
+  std::vector<float> row(a.conv ? static_cast<size_t>(a.K) : 0);  // a gathered conv row
   for (int64_t m = m0; m < m1; ++m) {
-    const float* x = a.X + m * a.ldx;
+    const float* x = row.data();
+    if (a.conv) conv_gather_row(*a.conv, m, 0, a.K, row.data());
+    else x = a.X + m * a.ldx;
     float* y = a.Y + m * a.ldy;
     for (int64_t n = 0; n < a.N; ++n) {
       float acc = 0.0f;

@@ -1,0 +1,27 @@
+// The im2col matrix of a convolution, one row piece at a time (kernels.h, ConvGather): shared by
+// the Im2col op (ops/conv_ops.cpp) and every level's GEMM, which gathers X from the feature map
+// as it packs it when GemmArgs::conv is set. ISA-neutral (baseline flags); one memcpy or memset
+// per tap, so its cost per element falls as the channel count grows.
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/kernels.h"
+
+namespace pyvitcpp {
+
+void conv_gather_row(const ConvGather& g, int64_t r, int64_t k0, int64_t n, float* dst) {
+  const int64_t ox = r % g.w.out, q = r / g.w.out, oy = q % g.h.out, b = q / g.h.out;
+  const int64_t iy0 = oy * g.h.stride - g.h.pad0, ix0 = ox * g.w.stride - g.w.pad0;
+  for (int64_t k = k0, end = k0 + n; k < end;) {
+    const int64_t tap = k / g.cg, c = k - tap * g.cg, len = std::min(g.cg - c, end - k);
+    const int64_t iy = iy0 + (tap / g.w.k) * g.h.dil, ix = ix0 + (tap % g.w.k) * g.w.dil;
+    float* d = dst + (k - k0);
+    if (iy < 0 || iy >= g.h.in || ix < 0 || ix >= g.w.in)
+      std::memset(d, 0, sizeof(float) * static_cast<size_t>(len));
+    else
+      std::memcpy(d, g.X + ((b * g.h.in + iy) * g.w.in + ix) * g.C + g.c0 + c, sizeof(float) * static_cast<size_t>(len));
+    k += len;
+  }
+}
+
+}  // namespace pyvitcpp
