@@ -24,9 +24,9 @@ testing = _core.testing
 
 U = 2.0**-24
 LEVELS = ["ref", "avx2", "avx512"]
-ACTS = {0: "none", 1: "gelu_erf", 2: "gelu_tanh", 3: "quick_gelu", 4: "tanh", 5: "relu"}
+ACTS = {0: "none", 1: "gelu_erf", 2: "gelu_tanh", 3: "quick_gelu", 4: "tanh", 5: "relu", 6: "relu6"}
 # Largest |act'(z)|: GELU (erf and tanh forms) peaks at 1.129, QuickGELU at 1.100.
-ACT_SLOPE = {0: 1.0, 1: 1.13, 2: 1.13, 3: 1.10, 4: 1.0, 5: 1.0}
+ACT_SLOPE = {0: 1.0, 1: 1.13, 2: 1.13, 3: 1.10, 4: 1.0, 5: 1.0, 6: 1.0}
 # Rounding allowed to one activation implementation, relative to |z| + |act(z)|: 2^-20 is 16
 # ulps, room for a vectorised erf/tanh/exp (the reference uses libm, within an ulp or two).
 ACT_REL = 2.0**-20
@@ -207,7 +207,7 @@ def test_special_values(level, wdtype):
     for act in ACTS:
         y = check_against_ref(level, Z, W, b, act, r, False, 2)
         y_ref = run("ref", Z, W, b, act, r)
-        if act in (0, 5) or level == "ref":
+        if act in (0, 5, 6) or level == "ref":
             assert np.array_equal(y, y_ref)
         else:
             np.testing.assert_allclose(y, y_ref, rtol=0, atol=4 * ACT_REL * (np.abs(y_ref).max() + 1))
@@ -225,6 +225,25 @@ def test_special_values(level, wdtype):
         check_against_ref(level, negX, negW, -np.abs(b), act, None, False, 1)
 
 
+@pytest.mark.parametrize("wdtype", WDTYPES, ids=["f32", "f16"])
+def test_relu_epilogue_nan_and_clamp(level, wdtype):
+    """ReLU / ReLU6 run in the SIMD epilogue's registers: a NaN sum stays NaN (as in ref and
+    act_apply), and ReLU6 clamps at 6 exactly, on full and partial tiles."""
+    rng = np.random.default_rng(12)
+    mr, nr = testing.gemm_tile(level)
+    M, N, K = 2 * mr + 1, nr + 3, 40
+    X, W, b, r = make(rng, M, N, K, wdtype, scale=20.0)
+    X[1, 7] = np.nan
+    for act in (5, 6):
+        y = run(level, X, W, b, act, r)
+        y_ref = run("ref", X, W, b, act, r)
+        assert np.isnan(y[1]).all() and not np.isnan(np.delete(y, 1, axis=0)).any()
+        ok = ~np.isnan(y_ref)
+        np.testing.assert_allclose(y[ok], y_ref[ok], rtol=1e-5, atol=1e-3)
+        z = run(level, X, W, b, act, None)
+        assert np.nanmin(z) == 0.0 and (act == 5 or np.nanmax(z) == 6.0)
+
+
 def act_f64(z, act):
     import torch
     t = torch.from_numpy(z)
@@ -238,6 +257,8 @@ def act_f64(z, act):
         return (t * torch.sigmoid(1.702 * t)).numpy()
     if act == 4:
         return torch.tanh(t).numpy()
+    if act == 6:
+        return torch.nn.functional.relu6(t).numpy()
     return torch.relu(t).numpy()
 
 

@@ -30,7 +30,15 @@ PYVITCPP_GEMM_FORCEINLINE void epilogue(__m256 (&c)[R][2], const GemmEpilogue& e
     b1 = full ? _mm256_loadu_ps(e.bias + 8) : _mm256_maskload_ps(e.bias + 8, m1);
   }
   alignas(32) float tmp[R * kNR];
-  const bool act = e.act != Act::None;
+  // ReLU / ReLU6 stay in registers, max(0, v) as act_apply does it (a NaN in v passes through);
+  // the other activations go through act_apply on the tile.
+  const bool relu = e.act == Act::Relu || e.act == Act::Relu6;
+  const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+  auto clamp = [&](__m256 v) {
+    v = _mm256_max_ps(zero, v);
+    return e.act == Act::Relu6 ? _mm256_min_ps(six, v) : v;
+  };
+  const bool act = e.act != Act::None && !relu;
   if (act) {
     #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
@@ -43,6 +51,10 @@ PYVITCPP_GEMM_FORCEINLINE void epilogue(__m256 (&c)[R][2], const GemmEpilogue& e
   for (int i = 0; i < R; ++i) {
     __m256 v0 = act ? _mm256_load_ps(tmp + i * kNR) : _mm256_add_ps(c[i][0], b0);
     __m256 v1 = act ? _mm256_load_ps(tmp + i * kNR + 8) : _mm256_add_ps(c[i][1], b1);
+    if (relu) {
+      v0 = clamp(v0);
+      v1 = clamp(v1);
+    }
     float* y = e.y + i * e.ldy;
     if (e.res) {
       const float* r = e.res + i * e.ldr;
