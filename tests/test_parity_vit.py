@@ -143,6 +143,26 @@ def test_base_sized_layer(real_images, tmp_path):
     _check(ours, ref, 1, 3072, 0.99999, True)
 
 
+def test_weights_packed_by_several_threads(real_images, tmp_path):
+    """Weights of 1 MiB and more are packed at open by the model's threads, split by output
+    panels: N = 4100 (a partial last panel) as F32, F16 and Q8_0, opened with 3 threads, must
+    match PyTorch as closely as the same file opened with one thread does."""
+    config = transformers.ViTConfig(hidden_size=256, num_hidden_layers=1, num_attention_heads=4,
+                                    intermediate_size=4100, image_size=32, patch_size=16, num_labels=7)
+    model = transformers.ViTForImageClassification(config).eval()
+    randomize_(model, seed=12)
+    model.save_pretrained(tmp_path)
+    px = image_batch(real_images, 2, 32, seed=4)
+    want = _hf_outputs(model, px, "vit_cls")["last_hidden_state"]
+    for outtype, min_cos in (("f32", 0.99999), ("f16", 0.9999), ("q8_0", 0.999)):
+        out = tmp_path / f"m-{outtype}.gguf"
+        convert(str(tmp_path), str(out), outtype=outtype, verbose=False)
+        one = pyvitcpp.Encoder(out, threads=1).forward(px, "last_hidden_state")
+        three = pyvitcpp.Encoder(out, threads=3).forward(px, "last_hidden_state")
+        assert cosine(three, want) >= min_cos, outtype
+        np.testing.assert_allclose(three, one, rtol=0, atol=1e-5 * float(np.abs(one).max()), err_msg=outtype)
+
+
 # ---------------------------------------------------------------------------------------------
 # timm
 

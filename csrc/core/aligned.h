@@ -24,7 +24,9 @@ class AlignedBuffer {
   AlignedBuffer(const AlignedBuffer&) = delete;
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
 
-  void resize(size_t n) {
+  // zero = false leaves the bytes unset (for buffers the caller fills completely, e.g. packed
+  // weights: the fill then also takes the page faults, in parallel when the filling is).
+  void resize(size_t n, bool zero = true) {
     std::free(p_);
     p_ = nullptr;
     n_ = 0;
@@ -47,7 +49,7 @@ class AlignedBuffer {
     p_ = static_cast<unsigned char*>(std::aligned_alloc(64, rounded));
 #endif
     if (!p_) throw std::bad_alloc();
-    std::memset(p_, 0, rounded);
+    if (zero) std::memset(p_, 0, rounded);
     n_ = n;
   }
   unsigned char* data() { return p_; }

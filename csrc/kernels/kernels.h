@@ -137,6 +137,9 @@ struct KernelTable {
   size_t (*gemm_pack_size)(DType wtype, int64_t N, int64_t K) = nullptr;
   void (*gemm_pack)(const void* W_raw, DType wtype, int64_t N, int64_t K, void* dst) = nullptr;
   void (*gemm)(const GemmArgs& a, int ith, int nth) = nullptr;
+  // Output columns per panel of gemm_pack's layout (0: no packing). Panels are independent, so
+  // packing rows [p*NR, q*NR) of W alone fills panels [p, q): loaders split big weights that way.
+  int gemm_pack_nr = 0;
 
   void (*layernorm)(const LayerNormArgs& a, int ith, int nth) = nullptr;
   // In place, rows of n elements, row stride ld.

@@ -46,14 +46,23 @@ class WeightStore {
   size_t packed_bytes() const;
   size_t owned_bytes() const;
   const GGUFFile& file() const { return *file_; }
+  // Pack weights of 1 MiB and more with nth threads of this pool (split by output panels).
+  void set_pack_pool(ThreadPool* pool, int nth) {
+    pool_ = pool;
+    pack_nth_ = nth;
+  }
 
  private:
   const GGUFTensorInfo& find(const std::string& name) const;
   void pack(LinearWeight& w);
+  template <class F>
+  void pack_split(int64_t N, int64_t panel, size_t bytes, const F& pack_rows);
   std::shared_ptr<GGUFFile> file_;
   const KernelTable& kt_;
   std::list<LinearWeight> linears_;
   std::list<std::vector<float>> owned_f32_;
+  ThreadPool* pool_ = nullptr;
+  int pack_nth_ = 1;
 };
 
 class ModelFamily {

@@ -179,6 +179,7 @@ void register_gemm_avx2(KernelTable& t) {
   t.gemm_pack_size = avx2::gemm_packed_size<avx2::kNR>;
   t.gemm_pack = avx2::gemm_pack<avx2::kNR>;
   t.gemm = avx2::gemm;
+  t.gemm_pack_nr = avx2::kNR;
 }
 
 }  // namespace pyvitcpp

@@ -175,6 +175,7 @@ void register_gemm_avx512(KernelTable& t) {
   t.gemm_pack_size = avx512::gemm_packed_size<avx512::kNR>;
   t.gemm_pack = avx512::gemm_pack<avx512::kNR>;
   t.gemm = avx512::gemm;
+  t.gemm_pack_nr = avx512::kNR;
 }
 
 }  // namespace pyvitcpp

@@ -47,6 +47,7 @@ void register_gemm_ref(KernelTable& t) {
   t.gemm_pack_size = ref::gemm_pack_size;
   t.gemm_pack = ref::gemm_pack;
   t.gemm = ref::gemm;
+  t.gemm_pack_nr = 0;
 }
 
 }  // namespace pyvitcpp
