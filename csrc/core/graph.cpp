@@ -223,13 +223,7 @@ void Graph::exec_node(const Node& n, const float* input, int ith, int nth) {
       a.N = n.w->N;
       ConvGather g;
       if (n.gather) {
-        g.X = ptr(n.in[0], input);
-        g.B = n.B;
-        g.C = n.C;
-        g.c0 = n.c0;
-        g.cg = n.cg;
-        g.h = n.ch;
-        g.w = n.cw;
+        g = conv_geometry(n, ptr(n.in[0], input));
         a.conv = &g;
       } else {
         a.X = ptr(n.in[0], input);

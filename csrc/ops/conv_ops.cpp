@@ -22,8 +22,10 @@ struct NchwCols {
   std::vector<int64_t> src, lo, hi;
 };
 
-void im2col_nchw_row(const float* X, int64_t C, int64_t c0, int64_t cg, const ConvAxis& h, const ConvAxis& w,
-                     int64_t b, int64_t oy, int64_t K, float* Yrow, NchwCols& t) {
+void im2col_nchw_row(const ConvGather& g, int64_t b, int64_t oy, int64_t K, float* Yrow, NchwCols& t) {
+  const float* X = g.X;
+  const int64_t C = g.C, c0 = g.c0, cg = g.cg;
+  const ConvAxis &h = g.h, &w = g.w;
   t.src.resize(static_cast<size_t>(K));
   t.lo.resize(static_cast<size_t>(K));
   t.hi.resize(static_cast<size_t>(K));
@@ -69,24 +71,28 @@ void im2col_nchw_row(const float* X, int64_t C, int64_t c0, int64_t cg, const Co
 
 }  // namespace
 
-void im2col(const float* X, int64_t B, int64_t C, int64_t c0, int64_t cg, const ConvAxis& h, const ConvAxis& w,
-            bool nchw, float* Y, int ith, int nth) {
-  const int64_t K = h.k * w.k * cg;
-  int64_t r0, r1;
-  split(B * h.out, ith, nth, &r0, &r1);
-  if (nchw) {
-    NchwCols cols;
-    for (int64_t r = r0; r < r1; ++r) im2col_nchw_row(X, C, c0, cg, h, w, r / h.out, r % h.out, K, Y + r * w.out * K, cols);
-    return;
-  }
+ConvGather conv_geometry(const Node& n, const float* X) {
   ConvGather g;
   g.X = X;
-  g.B = B;
-  g.C = C;
-  g.c0 = c0;
-  g.cg = cg;
-  g.h = h;
-  g.w = w;
+  g.B = n.B;
+  g.C = n.C;
+  g.c0 = n.c0;
+  g.cg = n.cg;
+  g.h = n.ch;
+  g.w = n.cw;
+  return g;
+}
+
+void im2col(const ConvGather& g, bool nchw, float* Y, int ith, int nth) {
+  const ConvAxis &h = g.h, &w = g.w;
+  const int64_t K = h.k * w.k * g.cg;
+  int64_t r0, r1;
+  split(g.B * h.out, ith, nth, &r0, &r1);
+  if (nchw) {
+    NchwCols cols;
+    for (int64_t r = r0; r < r1; ++r) im2col_nchw_row(g, r / h.out, r % h.out, K, Y + r * w.out * K, cols);
+    return;
+  }
   for (int64_t r = r0 * w.out; r < r1 * w.out; ++r) conv_gather_row(g, r, 0, K, Y + r * K);
 }
 
@@ -108,7 +114,7 @@ void exec_cnn_op(const KernelTable& kt, const Node& n, const float* x, const Ten
                  const TensorDesc& yd, int ith, int nth) {
   switch (n.op) {
     case OpType::Im2col:
-      im2col(x, n.B, n.C, n.c0, n.cg, n.ch, n.cw, n.nchw, y, ith, nth);
+      im2col(conv_geometry(n, x), n.nchw, y, ith, nth);
       break;
     case OpType::DwConv: {
       DwConv2dArgs a;

@@ -8,10 +8,12 @@
 
 namespace pyvitcpp {
 
-// Columns (ky, kx, c) of the patch under each output pixel, channels [c0, c0 + cg) of a C-channel
-// input; taps in the padding are 0. X is NHWC, or NCHW (pixels) when nchw. Y: [B*OH*OW, KH*KW*cg].
-void im2col(const float* X, int64_t B, int64_t C, int64_t c0, int64_t cg, const ConvAxis& h, const ConvAxis& w,
-            bool nchw, float* Y, int ith, int nth);
+// The conv geometry of a CNN node (B, C, channel slice, axes) over its input X.
+ConvGather conv_geometry(const Node& n, const float* X);
+
+// The im2col matrix of g (kernels.h, ConvGather), written out: Y [B*OH*OW, KH*KW*cg]. g.X is
+// NHWC, or NCHW (pixels) when nchw.
+void im2col(const ConvGather& g, bool nchw, float* Y, int ith, int nth);
 
 // [B*HW, C] -> [B, C, HW].
 void nhwc_to_nchw(const float* X, int64_t B, int64_t HW, int64_t C, float* Y, int ith, int nth);

@@ -196,11 +196,11 @@ farray conv_hook(const std::string& isa, const py::object& xo, const py::object&
     }
     GemmArgs ga;
     ConvGather cg;
+    cg.X = a.X; cg.B = B; cg.C = C; cg.c0 = g * Cg; cg.cg = Cg; cg.h = a.h; cg.w = a.w;
     if (use_gather) {
-      cg.X = a.X; cg.B = B; cg.C = C; cg.c0 = g * Cg; cg.cg = Cg; cg.h = a.h; cg.w = a.w;
       ga.conv = &cg;
     } else {
-      for (int i = 0; i < nth; ++i) im2col(a.X, B, C, g * Cg, Cg, a.h, a.w, nchw, cols.data(), i, nth);
+      for (int i = 0; i < nth; ++i) im2col(cg, nchw, cols.data(), i, nth);
       ga.X = cols.data(); ga.ldx = K;
     }
     ga.M = M; ga.N = OCg; ga.K = K;

@@ -34,14 +34,18 @@ int main() {
     const int64_t C = 3, H = 224;
     const ConvAxis a = conv_axis_sym(H, 7, 2, 1, 3);
     std::vector<float> x(C * H * H, 1.0f), y(a.out * a.out * 49 * C);
-    const double c = best_cycles(cc, [&] { im2col(x.data(), 1, C, 0, C, a, a, true, y.data(), 0, 1); });
+    ConvGather g;
+    g.X = x.data(); g.B = 1; g.C = C; g.cg = C; g.h = a; g.w = a;
+    const double c = best_cycles(cc, [&] { im2col(g, true, y.data(), 0, 1); });
     std::printf("stem im2col 7x7/2, 3 ch NCHW 224:  %6.2f M cycles, %.2f per element\n", c / 1e6, c / y.size());
   }
   {
     const int64_t C = 64, H = 56;
     const ConvAxis a = conv_axis_sym(H, 3, 1, 1, 1);
     std::vector<float> x(H * H * C, 1.0f), y(a.out * a.out * 9 * C);
-    const double c = best_cycles(cc, [&] { im2col(x.data(), 1, C, 0, C, a, a, false, y.data(), 0, 1); });
+    ConvGather g;
+    g.X = x.data(); g.B = 1; g.C = C; g.cg = C; g.h = a; g.w = a;
+    const double c = best_cycles(cc, [&] { im2col(g, false, y.data(), 0, 1); });
     std::printf("im2col 3x3/1, 64 ch NHWC 56:       %6.2f M cycles, %.2f per element\n", c / 1e6, c / y.size());
   }
   return 0;
