@@ -129,7 +129,7 @@ def test_profile_names_cnn_ops(tmp_path, real_images):
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     rows = [ln.split()[0] for ln in r.stderr.splitlines() if ln.startswith("  ")]
-    assert {"Im2col", "Conv", "Linear", "Pool2d", "Activation"} <= set(rows), r.stderr
+    assert {"Im2col", "Conv", "Linear", "Pool2d", "Eltwise", "Copy"} <= set(rows), r.stderr
     assert "op" not in rows, r.stderr
 
 

@@ -16,18 +16,21 @@ std::unique_ptr<KernelTable> build(Isa isa) {
     register_ops_ref(*t);
     register_conv_ref(*t);
     register_quant_ref(*t);
+    register_layout_ref(*t);
   } else if (isa == Isa::Avx2) {
     *t = kernel_table(Isa::Ref);
     register_gemm_avx2(*t);
     register_ops_avx2(*t);
     register_conv_avx2(*t);
     register_quant_avx2(*t);
+    register_layout_avx2(*t);
   } else {
     *t = kernel_table(Isa::Avx2);
     register_gemm_avx512(*t);
     register_ops_avx512(*t);
     register_conv_avx512(*t);
     register_quant_avx512(*t);
+    register_layout_avx512(*t);
   }
   t->isa = isa;
   return t;

@@ -86,6 +86,70 @@ struct AttentionArgs {
   float scale = 1.0f;
 };
 
+// ---- layout and elementwise ops over N-D strided tensors (kernels/layout_body.h) ----
+// Shapes are outermost first; strides are in elements and may be 0 (broadcast) on inputs.
+// Callers may pass any view; the kernels merge adjacent dimensions that are contiguous in
+// every operand and drop size-1 dimensions before iterating.
+constexpr int kMaxDims = 6;
+
+// Y[i] = X[i] for every index i of ne (Y strided too: a slice of a larger tensor, e.g. concat).
+struct CopyArgs {
+  int nd = 0;
+  int64_t ne[kMaxDims] = {};
+  const float* X = nullptr;
+  int64_t xs[kMaxDims] = {};
+  float* Y = nullptr;
+  int64_t ys[kMaxDims] = {};
+};
+
+// Y (contiguous, shape ne) = X placed at offset lo[d] on each axis, `value` elsewhere; X has
+// shape xne. lo[d] + xne[d] <= ne[d].
+struct PadArgs {
+  int nd = 0;
+  int64_t ne[kMaxDims] = {}, lo[kMaxDims] = {}, xne[kMaxDims] = {};
+  const float* X = nullptr;
+  int64_t xs[kMaxDims] = {};
+  float* Y = nullptr;
+  float value = 0.0f;
+};
+
+// Y (contiguous, shape ne)[i] = X[(i_d - shift[d]) mod ne[d]] (torch.roll), 0 <= shift[d] < ne[d].
+struct RollArgs {
+  int nd = 0;
+  int64_t ne[kMaxDims] = {}, shift[kMaxDims] = {};
+  const float* X = nullptr;
+  int64_t xs[kMaxDims] = {};
+  float* Y = nullptr;
+};
+
+// Y (contiguous, shape ne) from up to three broadcast inputs:
+//   Add:    Y = alpha * (A + B)        Mul:    Y = A * B
+//   AddMul: Y = A + B * C              ActMul: Y = act(A) * B  (SwiGLU: silu(gate) * up)
+//   Act:    Y = act(A)
+enum class EltKind : int32_t { Add = 0, Mul = 1, AddMul = 2, ActMul = 3, Act = 4 };
+struct EltwiseArgs {
+  int nd = 0;
+  int64_t ne[kMaxDims] = {};
+  EltKind kind = EltKind::Add;
+  Act act = Act::None;
+  float alpha = 1.0f;
+  const float* A = nullptr;
+  int64_t as[kMaxDims] = {};
+  const float* B = nullptr;
+  int64_t bs[kMaxDims] = {};
+  const float* C = nullptr;
+  int64_t cs[kMaxDims] = {};
+  float* Y = nullptr;
+};
+
+// Y[o, i] = mean_j X[o, j, i] over X [outer, n, inner] with strides (xs_o, xs_n, 1); Y contiguous.
+struct MeanArgs {
+  int64_t outer = 0, n = 0, inner = 0;
+  const float* X = nullptr;
+  int64_t xs_o = 0, xs_n = 0;
+  float* Y = nullptr;
+};
+
 // ---- convolution and pooling (CNN backbones) ----
 
 // Output size and padding along one axis. TF "SAME" pads (total) so that out = ceil(in / s)
@@ -150,6 +214,14 @@ struct KernelTable {
   size_t (*attention_workspace)(const AttentionArgs& a) = nullptr;
   void (*attention)(const AttentionArgs& a, void* workspace, int ith, int nth) = nullptr;
 
+  // ---- layout and elementwise (one body, kernels/layout_body.h, compiled per level):
+  // registered by register_layout_<isa> ----
+  void (*copy_strided)(const CopyArgs& a, int ith, int nth) = nullptr;
+  void (*pad)(const PadArgs& a, int ith, int nth) = nullptr;
+  void (*roll)(const RollArgs& a, int ith, int nth) = nullptr;
+  void (*eltwise)(const EltwiseArgs& a, int ith, int nth) = nullptr;
+  void (*mean)(const MeanArgs& a, int ith, int nth) = nullptr;
+
   // ---- convolution and pooling (CNN backbones): registered by register_conv_<isa> ----
   // Activations are NHWC: an image's pixels are rows of C contiguous channels (see conv.h).
   void (*dwconv2d)(const DwConv2dArgs& a, int ith, int nth) = nullptr;
@@ -186,5 +258,8 @@ void register_conv_avx512(KernelTable& t);
 void register_quant_ref(KernelTable& t);
 void register_quant_avx2(KernelTable& t);
 void register_quant_avx512(KernelTable& t);
+void register_layout_ref(KernelTable& t);
+void register_layout_avx2(KernelTable& t);
+void register_layout_avx512(KernelTable& t);
 
 }  // namespace pyvitcpp

@@ -12,6 +12,7 @@
 
 #include "kernels/conv.h"
 #include "models/model.h"
+#include "graph/builder.h"
 #include "ops/conv_ops.h"
 
 namespace pyvitcpp {
@@ -23,12 +24,6 @@ struct ConvW {
   const float* dw = nullptr;    // depthwise: tap-major [k*k, C]
   const float* dw_b = nullptr;
   int64_t C = 0, OC = 0, k = 1, stride = 1;
-};
-
-// An NHWC activation in the graph under construction.
-struct Fmap {
-  int t = -1;
-  int64_t H = 0, W = 0, C = 0;
 };
 
 struct EffBlock {
@@ -274,157 +269,69 @@ void CnnFamily::check_input(int64_t C, int64_t H, int64_t W) const {
 
 std::unique_ptr<Graph> CnnFamily::build(int64_t B, int64_t H, int64_t W) const {
   auto g = std::make_unique<Graph>();
+  GraphBuilder b(*g);
   int counter = 0;
   auto axis = [&](int64_t in, int64_t k, int64_t s) {
     return same_ ? conv_axis_same(in, k, s, 1) : conv_axis_sym(in, k, s, 1, ((s - 1) + (k - 1)) / 2);
   };
-  // One conv with its epilogue: out = act(conv(x) + bias) + residual.
-  auto conv = [&](const std::string& name, const Fmap& x, const ConvW& c, Act act, int residual,
-                  bool nchw = false) {
-    const ConvAxis ah = axis(x.H, c.k, c.stride), aw = axis(x.W, c.k, c.stride);
-    Fmap y;
-    y.H = ah.out;
-    y.W = aw.out;
-    y.C = c.OC;
-    const int64_t rows = B * y.H * y.W;
-    y.t = g->add_tensor(name, {B, y.H, y.W, y.C}, rows, y.C);
+  // One conv with its epilogue: out = act(conv(x) + bias) + residual. x: NHWC map (or NCHW
+  // pixels for the stem).
+  auto conv = [&](const std::string& name, int x, const ConvW& c, Act act, int residual, bool nchw = false) {
+    const std::vector<int64_t> s = b.shape(x);
+    const int64_t h = nchw ? s[2] : s[1], w = nchw ? s[3] : s[2];
+    const ConvAxis ah = axis(h, c.k, c.stride), aw = axis(w, c.k, c.stride);
     if (c.dw) {
       if (residual >= 0) throw ModelError("internal: residual on a depthwise conv");
-      Node n{OpType::DwConv, name};
-      n.out = y.t;
-      n.in = {x.t};
-      n.B = B;
-      n.C = x.C;
-      n.ch = ah;
-      n.cw = aw;
-      n.dw_w = c.dw;
-      n.dw_b = c.dw_b;
-      n.act = act;
-      g->add_node(n);
-      return y;
+      return b.dwconv2d(name, x, c.dw, c.dw_b, ah, aw, act);
     }
-    int src = x.t;
-    if (c.k != 1 || c.stride != 1 || nchw) {
-      const int64_t K = c.k * c.k * x.C;
-      src = g->add_tensor(name + ".im2col", {rows, K}, rows, K);
-      Node n{OpType::Im2col, name + ".im2col"};
-      n.out = src;
-      n.in = {x.t};
-      n.B = B;
-      n.C = x.C;
-      n.c0 = 0;
-      n.cg = x.C;
-      n.ch = ah;
-      n.cw = aw;
-      n.nchw = nchw;
-      g->add_node(n);
-    }
-    Node n{OpType::Linear, name};
-    n.out = y.t;
-    n.in = {src};
-    n.w = c.lin;
-    n.act = act;
-    n.residual = residual;
-    g->add_node(n);
-    return y;
+    return b.conv2d(name, x, c.lin, ah, aw, act, residual, nchw);
   };
-  auto to_nchw = [&](const std::string& name, const Fmap& x) {
-    int t = g->add_tensor(name, {B, x.C, x.H, x.W}, B * x.C, x.H * x.W);
-    Node n{OpType::ToNCHW, name};
-    n.out = t;
-    n.in = {x.t};
-    n.B = B;
-    g->add_node(n);
-    return t;
-  };
-  auto feature = [&](const Fmap& x) {
-    const std::string name = "features." + std::to_string(counter++);
-    g->set_output(name, to_nchw(name, x));
-  };
+  // timm's feature maps are NCHW.
+  auto to_nchw = [&](int x) { return b.permute(x, {0, 3, 1, 2}); };
+  auto feature = [&](int x) { b.output("features." + std::to_string(counter++), to_nchw(x)); };
 
-  Fmap px;
-  px.t = g->add_input("pixels", {B, C_, H, W}, B * C_ * H, W);
-  px.H = H;
-  px.W = W;
-  px.C = C_;
-  Fmap x = conv("stem", px, stem_, act_, -1, true);
+  const int px = b.input("pixels", {B, C_, H, W});
+  int x = conv("stem", px, stem_, act_, -1, true);
   if (arch_ == "efficientnet") {
     std::set<int64_t> feats(feature_blocks_.begin(), feature_blocks_.end());
     for (size_t i = 0; i < eblocks_.size(); ++i) {
-      const EffBlock& b = eblocks_[i];
+      const EffBlock& blk = eblocks_[i];
       const std::string p = "blk." + std::to_string(i) + ".";
-      Fmap h = b.has_pw ? conv(p + "conv_pw", x, b.pw, act_, -1) : x;
-      h = conv(p + "conv_dw", h, b.dw, act_, -1);
-      x = conv(p + "conv_pwl", h, b.pwl, Act::None, b.skip ? x.t : -1);
+      int h = blk.has_pw ? conv(p + "conv_pw", x, blk.pw, act_, -1) : x;
+      h = conv(p + "conv_dw", h, blk.dw, act_, -1);
+      x = conv(p + "conv_pwl", h, blk.pwl, Act::None, blk.skip ? x : -1);
       if (feats.count(static_cast<int64_t>(i))) feature(x);
     }
     if (has_head_conv_) x = conv("head", x, head_conv_, act_, -1);
   } else {
     feature(x);
-    {
-      const ConvAxis ah = conv_axis_sym(x.H, 3, 2, 1, 1), aw = conv_axis_sym(x.W, 3, 2, 1, 1);
-      Fmap y;
-      y.H = ah.out;
-      y.W = aw.out;
-      y.C = x.C;
-      y.t = g->add_tensor("maxpool", {B, y.H, y.W, y.C}, B * y.H * y.W, y.C);
-      Node n{OpType::Pool2d, "maxpool"};
-      n.out = y.t;
-      n.in = {x.t};
-      n.B = B;
-      n.C = x.C;
-      n.ch = ah;
-      n.cw = aw;
-      n.pool_kind = PoolKind::Max;
-      g->add_node(n);
-      x = y;
-    }
-    for (size_t s = 0; s < stages_.size(); ++s) {
-      for (size_t j = 0; j < stages_[s].size(); ++j) {
-        const ResBlock& b = stages_[s][j];
-        const std::string p = "layer." + std::to_string(s) + "." + std::to_string(j) + ".";
-        const int shortcut = b.has_down ? conv(p + "down", x, b.down, Act::None, -1).t : x.t;
-        Fmap h = conv(p + "conv1", x, b.c1, Act::Relu, -1);
-        Fmap y;
-        if (b.has_c3) {
-          h = conv(p + "conv2", h, b.c2, Act::Relu, -1);
-          y = conv(p + "conv3", h, b.c3, Act::None, shortcut);
+    const std::vector<int64_t> s = b.shape(x);
+    x = b.pool2d("maxpool", x, PoolKind::Max, conv_axis_sym(s[1], 3, 2, 1, 1), conv_axis_sym(s[2], 3, 2, 1, 1));
+    for (size_t st = 0; st < stages_.size(); ++st) {
+      for (size_t j = 0; j < stages_[st].size(); ++j) {
+        const ResBlock& blk = stages_[st][j];
+        const std::string p = "layer." + std::to_string(st) + "." + std::to_string(j) + ".";
+        const int shortcut = blk.has_down ? conv(p + "down", x, blk.down, Act::None, -1) : x;
+        int h = conv(p + "conv1", x, blk.c1, Act::Relu, -1);
+        int y;
+        if (blk.has_c3) {
+          h = conv(p + "conv2", h, blk.c2, Act::Relu, -1);
+          y = conv(p + "conv3", h, blk.c3, Act::None, shortcut);
         } else {
-          y = conv(p + "conv2", h, b.c2, Act::None, shortcut);
+          y = conv(p + "conv2", h, blk.c2, Act::None, shortcut);
         }
         // ReLU after the residual add (the GEMM epilogue applies its act before adding).
-        Fmap r = y;
-        r.t = g->add_tensor(p + "out", {B, y.H, y.W, y.C}, B * y.H * y.W, y.C);
-        Node n{OpType::Activation, p + "out"};
-        n.out = r.t;
-        n.in = {y.t};
-        n.act = Act::Relu;
-        g->add_node(n);
-        x = r;
+        x = b.activation(p + "out", y, Act::Relu);
       }
       feature(x);
     }
   }
-  g->set_output("last_hidden_state", to_nchw("last_hidden_state", x));
-  int pooled = g->add_tensor("pooled", {B, x.C}, B, x.C);
-  {
-    Node n{OpType::GlobalAvgPool, "pooled"};
-    n.out = pooled;
-    n.in = {x.t};
-    n.B = B;
-    g->add_node(n);
-  }
-  g->set_output("pooled", pooled);
-  g->set_output("embedding", pooled);
-  if (fc_) {
-    int logits = g->add_tensor("logits", {B, fc_->N}, B, fc_->N);
-    Node n{OpType::Linear, "fc"};
-    n.out = logits;
-    n.in = {pooled};
-    n.w = fc_;
-    g->add_node(n);
-    g->set_output("logits", logits);
-  }
+  b.output("last_hidden_state", to_nchw(x));
+  const std::vector<int64_t> s = b.shape(x);
+  const int pooled = b.mean("pooled", b.reshape(x, {s[0], s[1] * s[2], s[3]}), 1);
+  b.output("pooled", pooled);
+  b.output("embedding", pooled);
+  if (fc_) b.output("logits", b.linear("fc", pooled, fc_));
   return g;
 }
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "core/graph.h"
+#include "graph/graph.h"
 #include "core/threadpool.h"
 #include "io/gguf.h"
 #include "kernels/kernels.h"

@@ -10,7 +10,7 @@
 #include <stdexcept>
 
 #include "models/model.h"
-#include "models/vit_builder.h"
+#include "graph/builder.h"
 #include "ops/pos_resize.h"
 
 namespace pyvitcpp {
@@ -55,7 +55,9 @@ class VitFamily : public ModelFamily {
   PosResize pos_resize_ = PosResize::Bicubic;
   LinearWeight* patch_w_;
   const float *cls_ = nullptr, *dist_ = nullptr, *pos_ = nullptr;
-  std::vector<float> prefix_tokens_;  // [n_prefix, D]: class, distillation, registers
+  // [n_prefix, D]: class, distillation, registers, each plus its position row when it has one
+  // (the first n_pos_prefix; position rows of prefix tokens are never resized).
+  std::vector<float> prefix_tokens_;
   std::vector<VitBlock> blocks_;
   const float *pre_g_ = nullptr, *pre_b_ = nullptr;
   const float *post_g_ = nullptr, *post_b_ = nullptr, *fcn_g_ = nullptr, *fcn_b_ = nullptr;
@@ -163,6 +165,9 @@ VitFamily::VitFamily(const GGUFFile& f, WeightStore& w) : path_(f.path()) {
                        std::to_string(grid0_) + ") plus at most " + std::to_string(n_prefix_) + " prefix tokens");
     pos_ = w.tensor_f32("v.position_embd.weight", dims);
   }
+  if (pos_)
+    for (int64_t r = 0; r < n_pos_prefix_; ++r)
+      for (int64_t d = 0; d < D_; ++d) prefix_tokens_[r * D_ + d] += pos_[r * D_ + d];
   if (w.has("v.pre_ln.weight")) {
     pre_g_ = w.vec("v.pre_ln.weight", D_);
     pre_b_ = w.vec_opt("v.pre_ln.bias", D_);
@@ -309,138 +314,96 @@ const float* VitFamily::pos_table(int64_t gh, int64_t gw) const {
 
 std::unique_ptr<Graph> VitFamily::build(int64_t B, int64_t H, int64_t W) const {
   auto g = std::make_unique<Graph>();
-  TowerBuilder tb(*g);
-  const int64_t gh = H / patch_, gw = W / patch_, n_patches = gh * gw;
-  const int64_t T = n_prefix_ + n_patches, BT = B * T, K = C_ * patch_ * patch_;
-  const std::vector<int64_t> tok_shape = {B, T, D_};
+  GraphBuilder b(*g);
+  const int64_t p = patch_, gh = H / p, gw = W / p, n_patches = gh * gw;
+  const int64_t T = n_prefix_ + n_patches, Dh = D_ / heads_;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
 
-  int px = g->add_input("pixels", {B, C_, H, W}, B * C_ * H, W);
-  int patches = tb.tensor("patches", {B * n_patches, K}, B * n_patches, K);
-  {
-    Node n{OpType::Patchify, "patchify"};
-    n.out = patches;
-    n.in = {px};
-    n.B = B;
-    n.C = C_;
-    n.img_h = H;
-    n.img_w = W;
-    n.patch = patch_;
-    g->add_node(n);
+  // Patch embedding: the pixels' p x p patches as rows (c, ky, kx), the conv weight's order
+  // (pixels past the last whole patch are dropped, as the strided conv does), then a GEMM.
+  int px = b.input("pixels", {B, C_, H, W});
+  px = b.slice(b.slice(px, 2, 0, gh * p), 3, 0, gw * p);
+  int patches = b.permute(b.reshape(px, {B, C_, gh, p, gw, p}), {0, 2, 4, 1, 3, 5});
+  patches = b.reshape(b.contiguous(patches), {B, n_patches, C_ * p * p});
+  int x = b.linear("patch_embed", patches, patch_w_);
+  if (const float* pos = pos_table(gh, gw))
+    x = b.add("pos_embed", x, b.constant("pos_patches", {n_patches, D_}, pos + n_pos_prefix_ * D_));
+  if (n_prefix_ > 0) {
+    const int prefix = b.constant("prefix_tokens", {1, n_prefix_, D_}, prefix_tokens_.data());
+    x = b.concat("tokens", {b.broadcast(prefix, {B, n_prefix_, D_}), x}, 1);
   }
-  int pe = tb.linear("patch_embed", patches, patch_w_, B * n_patches, {B, n_patches, D_});
-  int x = tb.tensor("tokens", tok_shape, BT, D_);
-  {
-    Node n{OpType::EmbedPrefixed, "embed_tokens"};
-    n.out = x;
-    n.in = {pe};
-    n.B = B;
-    n.T = T;
-    n.n_prefix = n_prefix_;
-    n.n_pos_prefix = n_pos_prefix_;
-    n.prefix = prefix_tokens_.empty() ? nullptr : prefix_tokens_.data();
-    n.pos = pos_table(gh, gw);
-    g->add_node(n);
-  }
-  if (pre_g_) x = tb.layernorm("pre_ln", x, pre_g_, pre_b_, eps_);
-  g->set_output("hidden_states.0", x);
+  if (pre_g_) x = b.layernorm("pre_ln", x, pre_g_, pre_b_, eps_);
+  b.output("hidden_states.0", x);
+
+  // x + layer_scale * (h W^T + b), or the fused residual Linear when there is no layer scale.
+  auto residual_linear = [&](const std::string& name, int x, int h, const LinearWeight* w, const float* ls) {
+    if (!ls) return b.linear(name, h, w, Act::None, x);
+    const int t = b.linear(name + "_branch", h, w);
+    return b.add_mul(name, x, t, b.constant(name + ".scale", {D_}, ls));
+  };
   for (int64_t i = 0; i < L_; ++i) {
-    const VitBlock& b = blocks_[i];
-    const std::string p = "blk" + std::to_string(i) + ".";
-    int h = tb.layernorm(p + "ln1", x, b.ln1_g, b.ln1_b, eps_);
-    int qkv = tb.linear(p + "qkv", h, b.qkv, BT, {B, T, 3 * D_});
-    int att = tb.self_attention(p + "attn", qkv, B, T, heads_, D_ / heads_);
-    x = tb.residual_linear(p + "attn_out", x, att, b.out, b.ls1);
-    h = tb.layernorm(p + "ln2", x, b.ln2_g, b.ln2_b, eps_);
+    const VitBlock& blk = blocks_[i];
+    const std::string pf = "blk" + std::to_string(i) + ".";
+    int h = b.layernorm(pf + "ln1", x, blk.ln1_g, blk.ln1_b, eps_);
+    int qkv = b.linear(pf + "qkv", h, blk.qkv);
+    int att = b.self_attention(pf + "attn", qkv, heads_, scale);
+    x = residual_linear(pf + "attn_out", x, att, blk.out, blk.ls1);
+    h = b.layernorm(pf + "ln2", x, blk.ln2_g, blk.ln2_b, eps_);
     int u;
-    if (b.swiglu) {
-      int gu = tb.linear(p + "fc1", h, b.fc1, BT, {B, T, 2 * F_});
-      u = tb.tensor(p + "swiglu", {B, T, F_}, BT, F_);
-      Node n{OpType::SwiGLU, p + "swiglu"};
-      n.out = u;
-      n.in = {gu};
-      g->add_node(n);
+    if (blk.swiglu) {
+      int gu = b.linear(pf + "fc1", h, blk.fc1);
+      u = b.act_mul(pf + "swiglu", b.slice(gu, -1, 0, F_), b.slice(gu, -1, F_, 2 * F_), Act::Silu);
     } else {
-      u = tb.linear(p + "fc1", h, b.fc1, BT, {B, T, F_}, act_);
+      u = b.linear(pf + "fc1", h, blk.fc1, act_);
     }
-    x = tb.residual_linear(p + "fc2", x, u, b.fc2, b.ls2);
-    g->set_output("hidden_states." + std::to_string(i + 1), x);
+    x = residual_linear(pf + "fc2", x, u, blk.fc2, blk.ls2);
+    b.output("hidden_states." + std::to_string(i + 1), x);
   }
   const bool norm_tokens = post_g_ && post_norm_ == "tokens";
-  int last = norm_tokens ? tb.layernorm("post_ln", x, post_g_, post_b_, eps_) : x;
-  g->set_output("last_hidden_state", last);
-  {
-    int pt = tb.tensor("patch_tokens", {B, n_patches, D_}, B * n_patches, D_);
-    Node n{OpType::TokenSlice, "patch_tokens"};
-    n.out = pt;
-    n.in = {last};
-    n.B = B;
-    n.T = T;
-    n.tok0 = n_prefix_;
-    n.tok1 = T;
-    g->add_node(n);
-    g->set_output("patch_tokens", pt);
-    int fm = tb.tensor("feature_map", {B, D_, gh, gw}, B * D_, n_patches);
-    Node m{OpType::FeatureMap, "feature_map"};
-    m.out = fm;
-    m.in = {last};
-    m.B = B;
-    m.T = T;
-    m.tok0 = n_prefix_;
-    m.grid_h = gh;
-    m.grid_w = gw;
-    g->add_node(m);
-    g->set_output("feature_map", fm);
-    if (mm0_) {
-      int h = tb.linear("mm.0", pt, mm0_, B * n_patches, {B, n_patches, mm0_->N}, Act::GeluTanh);
-      g->set_output("mm_projection", tb.linear("mm.2", h, mm2_, B * n_patches, {B, n_patches, mm2_->N}));
-    }
+  const int last = norm_tokens ? b.layernorm("post_ln", x, post_g_, post_b_, eps_) : x;
+  b.output("last_hidden_state", last);
+  const int pt = b.slice(last, 1, n_prefix_, T);
+  b.output("patch_tokens", pt);
+  b.output("feature_map", b.permute(b.reshape(pt, {B, gh, gw, D_}), {0, 3, 1, 2}));
+  if (mm0_) {
+    const int h = b.linear("mm.0", pt, mm0_, Act::GeluTanh);
+    b.output("mm_projection", b.linear("mm.2", h, mm2_));
   }
 
-  int cls_tok = cls_ ? tb.pool("cls", last, B, T, PoolMode::Token, 0, 0) : -1;
-  if (cls_tok >= 0) g->set_output("cls", cls_tok);
+  const int cls_tok = cls_ ? b.select(last, 1, 0) : -1;
+  if (cls_tok >= 0) b.output("cls", cls_tok);
   int pre;
   if (pooling_ == "cls") {
     pre = cls_tok;
   } else if (pooling_ == "cls_dist_avg") {
-    pre = tb.pool("pool_cls_dist", last, B, T, PoolMode::MeanOfTwo, 0, 1);
+    pre = b.add("pool_cls_dist", b.select(last, 1, 0), b.select(last, 1, 1), 0.5f);
   } else if (pooling_ == "map") {
-    const int64_t Dh = D_ / heads_;
-    int kv = tb.linear("map.kv", last, map_->kv, BT, {B, T, 2 * D_});
-    int att = tb.tensor("map.attn", {B, D_}, B, D_);
-    Node n{OpType::QueryAttention, "map.attn"};
-    n.out = att;
-    n.in = {kv};
-    n.B = B;
-    n.T = T;
-    n.H = heads_;
-    n.Dh = Dh;
-    n.query = map_->q.data();
-    g->add_node(n);
-    int o = tb.linear("map.out", att, map_->out, B, {B, D_});
-    int h = tb.layernorm("map.ln", o, map_->ln_g, map_->ln_b, eps_);
-    int u = tb.linear("map.fc1", h, map_->fc1, B, {B, F_}, act_);
-    pre = tb.linear("map.fc2", u, map_->fc2, B, {B, D_}, Act::None, o);
+    // One learned probe (already projected, the same for every image) attends over the tokens.
+    const int kv = b.reshape(b.linear("map.kv", last, map_->kv), {B, T, 2, heads_, Dh});
+    const int q = b.constant("map.query", {1, 1, heads_, Dh}, map_->q.data());
+    const int att = b.reshape(b.attention("map.attn", q, b.select(kv, 2, 0), b.select(kv, 2, 1), scale), {B, D_});
+    const int o = b.linear("map.out", att, map_->out);
+    const int h = b.layernorm("map.ln", o, map_->ln_g, map_->ln_b, eps_);
+    const int u = b.linear("map.fc1", h, map_->fc1, act_);
+    pre = b.linear("map.fc2", u, map_->fc2, Act::None, o);
   } else {
-    pre = tb.pool("pool_avg", last, B, T, PoolMode::MeanRange, n_prefix_, T);
+    pre = b.mean("pool_avg", pt, 1);
   }
-  if (post_g_ && post_norm_ == "pooled") pre = tb.layernorm("post_ln_pooled", pre, post_g_, post_b_, eps_);
-  if (fcn_g_) pre = tb.layernorm("fc_norm", pre, fcn_g_, fcn_b_, eps_);
-  int pooled = pooler_ ? tb.linear("pooler", cls_tok, pooler_, B, {B, D_}, Act::Tanh) : pre;
-  g->set_output("pooled", pooled);
-  int emb = proj_ ? tb.linear("proj", pooled, proj_, B, {B, proj_->N}) : pooled;
-  g->set_output("embedding", emb);
+  if (post_g_ && post_norm_ == "pooled") pre = b.layernorm("post_ln_pooled", pre, post_g_, post_b_, eps_);
+  if (fcn_g_) pre = b.layernorm("fc_norm", pre, fcn_g_, fcn_b_, eps_);
+  const int pooled = pooler_ ? b.linear("pooler", cls_tok, pooler_, Act::Tanh) : pre;
+  b.output("pooled", pooled);
+  b.output("embedding", proj_ ? b.linear("proj", pooled, proj_) : pooled);
   if (head_) {
-    const std::vector<int64_t> lshape = {B, head_->N};
     int logits;
     if (head_dist_) {
-      int dist_tok = tb.pool("dist", last, B, T, PoolMode::Token, 1, 0);
-      int l1 = tb.linear("head", cls_tok, head_, B, lshape);
-      int l2 = tb.linear("head_dist", dist_tok, head_dist_, B, lshape);
-      logits = tb.add_scaled("logits", l1, l2, 0.5f);
+      const int l1 = b.linear("head", cls_tok, head_);
+      const int l2 = b.linear("head_dist", b.select(last, 1, 1), head_dist_);
+      logits = b.add("logits", l1, l2, 0.5f);
     } else {
-      logits = tb.linear("head", pre, head_, B, lshape);
+      logits = b.linear("head", pre, head_);
     }
-    g->set_output("logits", logits);
+    b.output("logits", logits);
   }
   return g;
 }

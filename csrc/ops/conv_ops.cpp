@@ -1,4 +1,5 @@
 #include "ops/conv_ops.h"
+#include "ops/executors.h"
 
 #include <algorithm>
 #include <cstring>
@@ -71,18 +72,6 @@ void im2col_nchw_row(const ConvGather& g, int64_t b, int64_t oy, int64_t K, floa
 
 }  // namespace
 
-ConvGather conv_geometry(const Node& n, const float* X) {
-  ConvGather g;
-  g.X = X;
-  g.B = n.B;
-  g.C = n.C;
-  g.c0 = n.c0;
-  g.cg = n.cg;
-  g.h = n.ch;
-  g.w = n.cw;
-  return g;
-}
-
 void im2col(const ConvGather& g, bool nchw, float* Y, int ith, int nth) {
   const ConvAxis &h = g.h, &w = g.w;
   const int64_t K = h.k * w.k * g.cg;
@@ -96,66 +85,38 @@ void im2col(const ConvGather& g, bool nchw, float* Y, int ith, int nth) {
   for (int64_t r = r0 * w.out; r < r1 * w.out; ++r) conv_gather_row(g, r, 0, K, Y + r * K);
 }
 
-void nhwc_to_nchw(const float* X, int64_t B, int64_t HW, int64_t C, float* Y, int ith, int nth) {
-  // Work items are (image, 8-channel strip): each reads whole NHWC rows' cache lines once.
-  const int64_t strips = (C + 7) / 8;
-  int64_t r0, r1;
-  split(B * strips, ith, nth, &r0, &r1);
-  for (int64_t r = r0; r < r1; ++r) {
-    const int64_t b = r / strips, c0 = (r % strips) * 8, c1 = c0 + 8 < C ? c0 + 8 : C;
-    const float* xb = X + b * HW * C;
-    float* yb = Y + b * C * HW;
-    for (int64_t p = 0; p < HW; ++p)
-      for (int64_t c = c0; c < c1; ++c) yb[c * HW + p] = xb[p * C + c];
-  }
+void exec_im2col(const OpCtx& c, int ith, int nth) {
+  const Im2colOp& p = c.n.as<Im2colOp>();
+  im2col(conv_gather(p.conv, c.x[0]), p.nchw, c.y, ith, nth);
 }
 
-void exec_cnn_op(const KernelTable& kt, const Node& n, const float* x, const TensorDesc& xd, float* y,
-                 const TensorDesc& yd, int ith, int nth) {
-  switch (n.op) {
-    case OpType::Im2col:
-      im2col(conv_geometry(n, x), n.nchw, y, ith, nth);
-      break;
-    case OpType::DwConv: {
-      DwConv2dArgs a;
-      a.B = n.B;
-      a.C = n.C;
-      a.h = n.ch;
-      a.w = n.cw;
-      a.X = x;
-      a.Wt = n.dw_w;
-      a.bias = n.dw_b;
-      a.act = n.act;
-      a.Y = y;
-      kt.dwconv2d(a, ith, nth);
-      break;
-    }
-    case OpType::Pool2d: {
-      Pool2dArgs a;
-      a.B = n.B;
-      a.C = n.C;
-      a.h = n.ch;
-      a.w = n.cw;
-      a.kind = n.pool_kind;
-      a.count_include_pad = n.count_include_pad;
-      a.X = x;
-      a.Y = y;
-      kt.pool2d(a, ith, nth);
-      break;
-    }
-    case OpType::GlobalAvgPool:
-      kt.global_avgpool(x, n.B, xd.rows / n.B, xd.cols, y, ith, nth);
-      break;
-    case OpType::Activation:
-      kt.activation(x, y, xd.rows * xd.cols, n.act, ith, nth);
-      break;
-    case OpType::ToNCHW:
-      nhwc_to_nchw(x, n.B, xd.rows / n.B, xd.cols, y, ith, nth);
-      break;
-    default:
-      throw std::logic_error("exec_cnn_op: not a CNN op");
-  }
-  (void)yd;
+void exec_dwconv(const OpCtx& c, int ith, int nth) {
+  const DwConvOp& p = c.n.as<DwConvOp>();
+  DwConv2dArgs a;
+  a.B = p.conv.B;
+  a.C = p.conv.C;
+  a.h = p.conv.h;
+  a.w = p.conv.w;
+  a.X = c.x[0];
+  a.Wt = p.taps;
+  a.bias = p.bias;
+  a.act = p.act;
+  a.Y = c.y;
+  c.kt.dwconv2d(a, ith, nth);
+}
+
+void exec_pool2d(const OpCtx& c, int ith, int nth) {
+  const Pool2dOp& p = c.n.as<Pool2dOp>();
+  Pool2dArgs a;
+  a.B = p.conv.B;
+  a.C = p.conv.C;
+  a.h = p.conv.h;
+  a.w = p.conv.w;
+  a.kind = p.kind;
+  a.count_include_pad = p.count_include_pad;
+  a.X = c.x[0];
+  a.Y = c.y;
+  c.kt.pool2d(a, ith, nth);
 }
 
 }  // namespace pyvitcpp

@@ -3,24 +3,14 @@
 #pragma once
 #include <cstdint>
 
-#include "core/graph.h"
 #include "kernels/conv.h"
 
 namespace pyvitcpp {
-
-// The conv geometry of a CNN node (B, C, channel slice, axes) over its input X.
-ConvGather conv_geometry(const Node& n, const float* X);
 
 // The im2col matrix of g (kernels.h, ConvGather), written out: Y [B*OH*OW, KH*KW*cg]. g.X is
 // NHWC, or NCHW (pixels) when nchw.
 void im2col(const ConvGather& g, bool nchw, float* Y, int ith, int nth);
 
-// [B*HW, C] -> [B, C, HW].
-void nhwc_to_nchw(const float* X, int64_t B, int64_t HW, int64_t C, float* Y, int ith, int nth);
-
-// Runs one of the CNN OpTypes (Im2col, DwConv, Pool2d, GlobalAvgPool, Activation, ToNCHW).
-void exec_cnn_op(const KernelTable& kt, const Node& n, const float* x, const TensorDesc& xd, float* y,
-                 const TensorDesc& yd, int ith, int nth);
 
 }  // namespace pyvitcpp
 

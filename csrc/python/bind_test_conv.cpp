@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/aligned.h"
 #include "core/cpu.h"
 #include "core/dtype.h"
 #include "kernels/conv.h"

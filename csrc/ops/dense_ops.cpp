@@ -1,0 +1,141 @@
+// Executors of the compute ops: Linear (GEMM + epilogue, or the quantized GEMM), LayerNorm and
+// the fused Attention. Each turns its node and resolved tensors into the kernel's arguments.
+#include <cmath>
+#include <stdexcept>
+
+#include "ops/executors.h"
+
+namespace pyvitcpp {
+
+namespace {
+bool block_quant(DType t) { return dtype_traits(t).block_size > 1; }
+}  // namespace
+
+void linear_mk(const Node& n, const TensorDesc& x, int64_t* M, int64_t* K) {
+  const LinearOp& p = n.as<LinearOp>();
+  if (p.gather) {
+    *M = p.conv.B * p.conv.h.out * p.conv.w.out;
+    *K = p.conv.h.k * p.conv.w.k * p.conv.cg;
+  } else {
+    int64_t ld;
+    x.as_matrix(M, K, &ld);
+  }
+}
+
+ConvGather conv_gather(const ConvGeom& c, const float* X) {
+  ConvGather g;
+  g.X = X;
+  g.B = c.B;
+  g.C = c.C;
+  g.c0 = c.c0;
+  g.cg = c.cg;
+  g.h = c.h;
+  g.w = c.w;
+  return g;
+}
+
+void exec_linear(const OpCtx& c, int ith, int nth) {
+  const LinearOp& p = c.n.as<LinearOp>();
+  GemmArgs a;
+  linear_mk(c.n, *c.xd[0], &a.M, &a.K);
+  a.N = p.w->N;
+  ConvGather g;
+  if (p.gather) {
+    g = conv_gather(p.conv, c.x[0]);
+    a.conv = &g;
+  } else {
+    int64_t r, k;
+    c.xd[0]->as_matrix(&r, &k, &a.ldx);
+    a.X = c.x[0];
+  }
+  a.W_raw = p.w->raw;
+  a.wtype = p.w->type;
+  a.W_packed = p.w->packed.empty() ? nullptr : p.w->packed.data();
+  a.bias = p.w->bias;
+  a.act = p.act;
+  if (c.n.in.size() > 1) {
+    int64_t r, k;
+    c.xd[1]->as_matrix(&r, &k, &a.ldr);
+    a.residual = c.x[1];
+  }
+  a.Y = c.y;
+  a.ldy = a.N;
+  if (block_quant(a.wtype)) c.kt.qgemm(a, ith, nth);
+  else c.kt.gemm(a, ith, nth);
+}
+
+double flops_linear(const Node& n, const TensorDesc* const* xd, const TensorDesc&) {
+  int64_t M, K;
+  linear_mk(n, *xd[0], &M, &K);
+  return 2.0 * static_cast<double>(M) * static_cast<double>(n.as<LinearOp>().w->N) * static_cast<double>(K);
+}
+
+// GEMMs big enough to amortise the repeated X packing get more shares than threads, so a
+// preempted thread holds back less work (PYVITCPP_GEMM_CHUNKS=k forces k per thread).
+int shares_linear(const Node& n, const TensorDesc* const* xd, const TensorDesc& yd, int nth) {
+  if (nth <= 1) return 1;
+  static const int forced = [] {
+    const char* e = std::getenv("PYVITCPP_GEMM_CHUNKS");
+    return e ? std::atoi(e) : 0;
+  }();
+  if (forced > 0) return nth * forced;
+  const double f = flops_linear(n, xd, yd);
+  return nth * (f >= 1.5e9 ? 4 : f >= 3e8 ? 2 : 1);
+}
+
+void exec_layernorm(const OpCtx& c, int ith, int nth) {
+  const LayerNormOp& p = c.n.as<LayerNormOp>();
+  LayerNormArgs a;
+  c.xd[0]->as_matrix(&a.rows, &a.D, &a.ldx);
+  a.X = c.x[0];
+  a.Y = c.y;
+  a.ldy = a.D;
+  a.gamma = p.gamma;
+  a.beta = p.beta;
+  a.eps = p.eps;
+  c.kt.layernorm(a, ith, nth);
+}
+
+namespace {
+AttentionArgs attention_args(const Node& n, const TensorDesc* const* xd) {
+  const TensorDesc &q = *xd[0], &k = *xd[1], &v = *xd[2];
+  AttentionArgs a;
+  a.B = q.shape[0];
+  a.Tq = q.shape[1];
+  a.H = q.shape[2];
+  a.Dh = q.shape[3];
+  a.Tk = k.shape[1];
+  a.q_sb = q.strides[0]; a.q_st = q.strides[1]; a.q_sh = q.strides[2];
+  a.k_sb = k.strides[0]; a.k_st = k.strides[1]; a.k_sh = k.strides[2];
+  a.v_sb = v.strides[0]; a.v_st = v.strides[1]; a.v_sh = v.strides[2];
+  a.o_sb = a.Tq * a.H * a.Dh;
+  a.o_st = a.H * a.Dh;
+  a.o_sh = a.Dh;
+  a.scale = n.as<AttentionOp>().scale;
+  return a;
+}
+}  // namespace
+
+void exec_attention(const OpCtx& c, int ith, int nth) {
+  AttentionArgs a = attention_args(c.n, c.xd);
+  a.Q = c.x[0];
+  a.K = c.x[1];
+  a.V = c.x[2];
+  a.O = c.y;
+  c.kt.attention(a, c.ws, ith, nth);
+}
+
+double flops_attention(const Node& n, const TensorDesc* const* xd, const TensorDesc&) {
+  const AttentionArgs a = attention_args(n, xd);
+  return 4.0 * a.B * a.H * static_cast<double>(a.Tq) * a.Tk * a.Dh;
+}
+
+int shares_attention(const Node&, const TensorDesc* const*, const TensorDesc&, int nth) {
+  return nth <= 1 ? 1 : nth * 2;
+}
+
+size_t workspace_attention(const Node& n, const TensorDesc* const* xd, const TensorDesc&, const KernelTable& kt) {
+  return kt.attention_workspace(attention_args(n, xd));
+}
+
+}  // namespace pyvitcpp
