@@ -11,4 +11,5 @@ void bind_test_towers(pybind11::module_& t);  // bind_test_towers.cpp: vision-to
 void bind_quant(pybind11::module_& m);       // bind_quant.cpp: quantize, dequantize, requantize
 void bind_test_quant(pybind11::module_& t);  // bind_quant.cpp: quantized GEMM hook (_core.testing)
 void bind_test_conv(pybind11::module_& t);  // bind_test_conv.cpp: conv / pooling hooks (_core.testing)
+void bind_test_graph(pybind11::module_& t);  // bind_test_graph.cpp: one-op graphs over numpy views (_core.testing)
 }  // namespace pyvitcpp

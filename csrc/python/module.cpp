@@ -13,4 +13,5 @@ PYBIND11_MODULE(_core, m) {
   pyvitcpp::bind_test_towers(t);
   pyvitcpp::bind_test_quant(t);
   pyvitcpp::bind_test_conv(t);
+  pyvitcpp::bind_test_graph(t);
 }

@@ -1,0 +1,108 @@
+// Graph-level test hook (pyvitcpp._core.testing.graph_op): builds a one-op graph through
+// GraphBuilder over numpy inputs AS THEY ARE (any strides, 0 for broadcast: the inputs become
+// views), runs it with a real thread pool at a chosen kernel level, and returns the output.
+// So one call tests an op's shape rule, its executor, the planner and the kernel. Not a public API.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/cpu.h"
+#include "core/threadpool.h"
+#include "graph/builder.h"
+#include "python/bindings.h"
+
+namespace py = pybind11;
+
+namespace pyvitcpp {
+namespace {
+
+[[noreturn]] void fail(const std::string& msg) { throw py::value_error(msg); }
+
+// A numpy float32 array (any strides, non-negative, whole elements) as a view over its data.
+int input_view(GraphBuilder& b, const py::array& a, int k) {
+  if (!py::isinstance<py::array_t<float>>(a) || a.dtype().kind() != 'f' || a.itemsize() != 4)
+    fail("graph_op inputs must be float32 arrays");
+  if (a.ndim() > kMaxDims) fail("rank above " + std::to_string(kMaxDims));
+  std::vector<int64_t> shape, strides;
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    if (a.strides(d) < 0 || a.strides(d) % 4 != 0) fail("graph_op inputs need non-negative whole-element strides");
+    shape.push_back(a.shape(d));
+    strides.push_back(a.strides(d) / 4);
+  }
+  const std::string name = "in" + std::to_string(k);
+  const int base = b.constant(name, {1}, static_cast<const float*>(a.data()));
+  return b.graph().add_view(name + ".v", base, shape, strides, 0);
+}
+
+template <class T>
+T kw(const py::kwargs& p, const char* key) {
+  if (!p.contains(key)) fail(std::string("graph_op needs ") + key + "=");
+  return p[key].cast<T>();
+}
+
+py::array_t<float> graph_op(const std::string& isa_s, const std::string& op, const std::vector<py::array>& inputs,
+                            int nth, const py::kwargs& p) {
+  Isa isa;
+  try {
+    isa = parse_isa(isa_s);
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
+  std::string why;
+  if (!isa_supported(isa, &why)) fail("kernel level " + isa_s + " needs " + why);
+  if (nth < 1 || nth > 64) fail("nth must be in [1, 64]");
+  if (inputs.empty()) fail("graph_op needs inputs");
+  Graph g;
+  GraphBuilder b(g);
+  std::vector<int> x;
+  for (size_t i = 0; i < inputs.size(); ++i) x.push_back(input_view(b, inputs[i], static_cast<int>(i)));
+  int y;
+  try {
+    if (op == "copy") y = b.contiguous(x[0]);
+    else if (op == "reshape") y = b.reshape(x[0], kw<std::vector<int64_t>>(p, "shape"));
+    else if (op == "permute") y = b.permute(x[0], kw<std::vector<int>>(p, "perm"));
+    else if (op == "pad") y = b.pad("y", x[0], kw<std::vector<int64_t>>(p, "lo"), kw<std::vector<int64_t>>(p, "hi"),
+                                     p.contains("value") ? p["value"].cast<float>() : 0.0f);
+    else if (op == "roll") y = b.roll("y", x[0], kw<std::vector<int64_t>>(p, "shifts"), kw<std::vector<int>>(p, "axes"));
+    else if (op == "concat") y = b.concat("y", x, kw<int>(p, "axis"));
+    else if (op == "add") y = b.add("y", x.at(0), x.at(1), p.contains("alpha") ? p["alpha"].cast<float>() : 1.0f);
+    else if (op == "mul") y = b.mul("y", x.at(0), x.at(1));
+    else if (op == "add_mul") y = b.add_mul("y", x.at(0), x.at(1), x.at(2));
+    else if (op == "act_mul") y = b.act_mul("y", x.at(0), x.at(1), static_cast<Act>(kw<int>(p, "act")));
+    else if (op == "activation") y = b.activation("y", x[0], static_cast<Act>(kw<int>(p, "act")));
+    else if (op == "mean") y = b.mean("y", x[0], kw<int>(p, "axis"));
+    else if (op == "upsample_nearest") y = b.upsample_nearest("y", x[0], kw<int64_t>(p, "factor"));
+    else if (op == "self_attention") y = b.self_attention("y", x[0], kw<int64_t>(p, "heads"), kw<float>(p, "scale"));
+    else fail("unknown graph_op '" + op + "'");
+    b.output("y", y);
+  } catch (const std::logic_error& e) {
+    fail(e.what());
+  }
+  const int out = g.output_tensor("y");
+  const std::vector<int64_t> shape = g.tensor(out).shape;
+  g.finalize({"y"}, kernel_table(isa), nth);
+  py::array_t<float> result(shape);
+  {
+    py::gil_scoped_release nogil;
+    ThreadPool pool(nth);
+    g.execute(pool, nth, nullptr, {{"y", result.mutable_data()}});
+  }
+  return result;
+}
+
+}  // namespace
+
+void bind_test_graph(py::module_& t) {
+  t.def("graph_op", &graph_op, py::arg("isa"), py::arg("op"), py::arg("inputs"), py::arg("nth") = 1,
+        "Build a one-op graph over the inputs (numpy views as they are), run it, return the output. "
+        "ops: copy, reshape(shape), permute(perm), pad(lo, hi, value), roll(shifts, axes), concat(axis), "
+        "add(alpha), mul, add_mul, act_mul(act), activation(act), mean(axis), upsample_nearest(factor), "
+        "self_attention(heads, scale)");
+}
+
+}  // namespace pyvitcpp
