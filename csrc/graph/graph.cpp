@@ -223,12 +223,14 @@ void Graph::plan() {
     ws = std::max(ws, per * static_cast<size_t>(node_shares(i, max_threads_)));
   }
   workspace_.resize(ws);
-  data_.assign(tensors_.size(), nullptr);
+  resolved_ = false;
+  shares_.clear();
 }
 
+// Every tensor's first element. Arena and constant addresses are fixed once planned (the
+// first run resolves them); later runs update only the input and its views.
 void Graph::resolve(const float* input) {
-  const int nt = static_cast<int>(tensors_.size());
-  for (int t = 0; t < nt; ++t) {
+  auto set = [&](int t) {
     const TensorDesc& d = tensors_[t];
     const TensorDesc& b = d.is_view() ? tensors_[d.base] : d;
     const float* p;
@@ -236,6 +238,17 @@ void Graph::resolve(const float* input) {
     else if (b.storage == Storage::Constant) p = b.data;
     else p = reinterpret_cast<const float*>(arena_.data() + b.offset);
     data_[t] = p + d.elem_offset;
+  };
+  if (!resolved_) {
+    data_.assign(tensors_.size(), nullptr);
+    input_tensors_.clear();
+    for (int t = 0; t < static_cast<int>(tensors_.size()); ++t) {
+      set(t);
+      if (tensors_[t].storage == Storage::Input) input_tensors_.push_back(t);
+    }
+    resolved_ = true;
+  } else {
+    for (int t : input_tensors_) set(t);
   }
 }
 
@@ -289,11 +302,14 @@ void Graph::run_nodes(ThreadPool& pool, int nth, double* node_secs) {
   }
   GraphCounter* next = sync_.get();
   GraphCounter* done = sync_.get() + nn;
-  std::vector<int> shares(nn);
+  std::vector<int>& shares = shares_[nth];  // per thread count, worked out on its first run
+  if (shares.size() != nn) {
+    shares.resize(nn);
+    for (size_t i = 0; i < nn; ++i) shares[i] = node_shares(i, nth);
+  }
   for (size_t i = 0; i < nn; ++i) {
     next[i].v.store(0, std::memory_order_relaxed);
     done[i].v.store(0, std::memory_order_relaxed);
-    shares[i] = node_shares(i, nth);
   }
   using clock = std::chrono::steady_clock;
   pool.run_optional(nth, [&](int ith) {

@@ -76,6 +76,9 @@ class Graph {
   AlignedBuffer arena_;
   AlignedBuffer workspace_;
   std::vector<const float*> data_;                  // per tensor, this run: first element
+  std::vector<int> input_tensors_;                  // tensors over the input (re-resolved per run)
+  bool resolved_ = false;
+  std::map<int, std::vector<int>> shares_;          // per thread count: each node's shares
   std::vector<std::vector<const TensorDesc*>> xd_;  // per node: its inputs' descriptors
   std::unique_ptr<GraphCounter[]> sync_;  // per node: next share to claim, shares done
   size_t sync_n_ = 0;
