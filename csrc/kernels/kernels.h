@@ -102,7 +102,7 @@ struct ConvGather {
   int64_t B = 0, C = 0, c0 = 0, cg = 0;
   ConvAxis h, w;
 };
-// Columns [k0, k0 + n) of row r of that matrix into dst (ISA-neutral, ops/conv_ops.cpp).
+// Columns [k0, k0 + n) of row r of that matrix into dst (ISA-neutral, kernels/conv_gather.cpp).
 void conv_gather_row(const ConvGather& g, int64_t r, int64_t k0, int64_t n, float* dst);
 
 // Depthwise conv (groups == C == output channels), NHWC in and out:
