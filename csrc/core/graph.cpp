@@ -15,7 +15,7 @@
 #include "ops/conv_ops.h"
 #include "ops/token_ops.h"
 #include "ops/tower_ops.h"
-#include "quant/blocks.h"
+#include "core/blocks.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <xmmintrin.h>

@@ -9,11 +9,9 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "core/isa.h"
 
 namespace pyvitcpp {
-
-enum class Isa : int { Ref = 0, Avx2 = 1, Avx512 = 2 };
-const char* isa_name(Isa isa);
 
 enum class Act : int32_t {
   None = 0,
