@@ -42,3 +42,13 @@ def test_check_fails_on_an_upward_include(tmp_path):
     assert "kernels/kernels.h:1" not in r.stdout
     assert "known" in r.stdout and "ops/conv_ops.h" in r.stdout
     assert '"quant/blocks.h", which is not under csrc/' in r.stdout
+
+
+def test_import_does_not_load_the_test_hooks():
+    """`import pyvitcpp` loads _core only; _testing is the test suite's, and pyvitcpp.perf is
+    the public home of the bench's measurement tools."""
+    code = ("import sys, pyvitcpp; assert 'pyvitcpp._testing' not in sys.modules, sorted(sys.modules); "
+            "assert callable(pyvitcpp.perf.fma_peak) and callable(pyvitcpp.perf.gemm_bench); "
+            "assert not hasattr(pyvitcpp._core, 'testing')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
