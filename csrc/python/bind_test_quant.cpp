@@ -7,6 +7,7 @@
 #include <limits>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "core/cpu.h"
 #include "core/dtype.h"
