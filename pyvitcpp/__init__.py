@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 from ._core import GGUFError, ModelError  # noqa: E402
 from .encoder import Encoder, load  # noqa: E402
+from . import perf  # noqa: E402  (measurement tools: pyvitcpp.perf.fma_peak, gemm_bench)
 # The function deliberately shadows its submodule's name: pyvitcpp.quantize(src, dst, "q8_0").
 from .quantize import quantize  # noqa: E402
 
@@ -29,4 +30,4 @@ def convert(src, out, **kwargs):
     return _convert(src, out, **kwargs)
 
 
-__all__ = ["Encoder", "load", "convert", "quantize", "cpu_info", "GGUFError", "ModelError", "__version__"]
+__all__ = ["Encoder", "load", "convert", "quantize", "cpu_info", "perf", "GGUFError", "ModelError", "__version__"]

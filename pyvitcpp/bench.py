@@ -185,13 +185,13 @@ def _cpu_brand() -> str:
 def measure_peaks(isa: str, threads: int, seconds: float) -> dict:
     """GFLOP/s of our GEMM at a ViT-B shape (M = 197*8, K = 768, N = 3072) and of a
     register-only FMA loop, both at `isa` on `threads` threads (best of 5 chunks)."""
-    from . import _core
+    from . import perf
 
     out = {"isa": isa}
     if isa == "ref":
         return out
-    out["fma"] = _core.testing.fma_peak(isa, threads=threads, min_seconds=seconds)
-    out["gemm"] = _core.testing.gemm_bench(isa, 197 * 8, 3072, 768, "f32", threads=threads, min_seconds=seconds)
+    out["fma"] = perf.fma_peak(isa, threads=threads, min_seconds=seconds)
+    out["gemm"] = perf.gemm_bench(isa, 197 * 8, 3072, 768, "f32", threads=threads, min_seconds=seconds)
     return out
 
 

@@ -9,9 +9,6 @@ import numpy as np
 from . import _core
 from .preprocess import Preprocessor
 
-OUTPUTS = ("last_hidden_state", "cls", "pooled", "logits", "embedding", "patch_tokens", "feature_map")
-# plus "hidden_states.{i}" for i = 0 .. block_count (docs/GGUF_SCHEMA.md)
-
 
 def _is_batch_of_images(images) -> bool:
     return isinstance(images, (list, tuple))

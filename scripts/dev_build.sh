@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Development build: compiles the C++ core into build/dev and copies _core into pyvitcpp/,
+# Development build: compiles the C++ core into build/dev and copies both modules (_core and
+# the test hooks, _testing) into pyvitcpp/,
 # so `python -m pytest` from the repo root tests the working tree without a pip install.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -5,7 +5,7 @@ those kernels would never run before reaching a machine that has it. Here the av
 (activations, layernorm, softmax, attention), GEMM and quantized-GEMM TUs are compiled against
 SIMDe's portable AVX-512 intrinsics (header-only, `apt install libsimde-dev`) through the shim in
 tests/avx512_emu/, linked into a small shared library with a C API that mirrors the
-pyvitcpp._core.testing hooks (tests/avx512_emu/emu_capi.cpp), and loaded with ctypes. Then the
+pyvitcpp._testing hooks (tests/avx512_emu/emu_capi.cpp), and loaded with ctypes. Then the
 existing avx512 test cases themselves run against it: each of those test functions is called
 with isa="avx512" while its module's `T` / `testing` is swapped for a wrapper that sends avx512
 calls to the emulated library and everything else (the ref level, the spec) to the real
@@ -31,8 +31,8 @@ import numpy as np
 import pytest
 
 from pyvitcpp import _core
+from pyvitcpp import _testing as T
 
-T = _core.testing
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "csrc")
 EMU = os.path.join(ROOT, "tests", "avx512_emu")
@@ -131,7 +131,7 @@ def _elem_strides(a):
 
 
 class EmulatedTesting:
-    """pyvitcpp._core.testing with the avx512 level served by the emulated library. The hooks'
+    """pyvitcpp._testing with the avx512 level served by the emulated library. The hooks'
     argument validation is not repeated: only the avx512 calls of kernel tests come here."""
 
     def __init__(self, lib):

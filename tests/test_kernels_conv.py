@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pyvitcpp._core import testing as T
+from pyvitcpp import _testing as T
 from conftest import isa_or_skip
 
 LEVELS = ["ref", "avx2", "avx512"]

@@ -18,9 +18,8 @@ import math
 import numpy as np
 import pytest
 
-from pyvitcpp import _core
-
-testing = _core.testing
+from pyvitcpp import _testing as testing
+from pyvitcpp import perf
 
 U = 2.0**-24
 LEVELS = ["ref", "avx2", "avx512"]
@@ -333,7 +332,7 @@ def test_invalid_arguments(level):
     with pytest.raises(ValueError):
         run(level, np.ones((0, 4), np.float32), W)
     with pytest.raises(ValueError):
-        testing.gemm_bench(level, 8, 8, 8, "q4", 1, 0.01)
+        perf.gemm_bench(level, 8, 8, 8, "q4", 1, 0.01)
     with pytest.raises(ValueError):
         testing.isa_supported("sse9")
 
@@ -341,22 +340,22 @@ def test_invalid_arguments(level):
 @pytest.mark.parametrize("isa", ["avx2", "avx512"])
 def test_measure_hooks(isa):
     level_or_skip(isa)
-    peak = testing.fma_peak(isa, 1, min_seconds=0.05)
+    peak = perf.fma_peak(isa, 1, min_seconds=0.05)
     assert peak > 1.0
     for wt in ["f32", "f16"]:
-        g = testing.gemm_bench(isa, 40, 70, 90, wt, 2, 0.02)
+        g = perf.gemm_bench(isa, 40, 70, 90, wt, 2, 0.02)
         assert 0.1 < g < 10 * peak * 2  # positive and physically possible for 2 threads
-    g = testing.gemm_bench(isa, 40, 70, 96, "q8_0", 1, 0.02)  # the quantized GEMM alone
+    g = perf.gemm_bench(isa, 40, 70, 96, "q8_0", 1, 0.02)  # the quantized GEMM alone
     assert 0.1 < g < 20 * peak  # int8 products may beat the FP32 FMA peak, not by 20x
     with pytest.raises(ValueError, match="multiple of 32"):
-        testing.gemm_bench(isa, 4, 4, 90, "q8_0", 1, 0.01)
+        perf.gemm_bench(isa, 4, 4, 90, "q8_0", 1, 0.01)
     try:
-        fpc = testing.gemm_bench(isa, 40, 70, 96, "f32", 1, 0.02, per_cycle=True)
+        fpc = perf.gemm_bench(isa, 40, 70, 96, "f32", 1, 0.02, per_cycle=True)
     except RuntimeError as e:  # perf_event_open refused (perf_event_paranoid, containers)
         assert "cycle counter" in str(e)
     else:
         assert 0.05 < fpc < 200  # flop per cycle of one core: positive, below any x86 core's peak
         # the register-only FMA loop: 2 FMA pipes x 8 or 16 lanes x 2 flop bound it from above
-        assert 1.0 < testing.fma_peak(isa, 1, min_seconds=0.05, per_cycle=True) <= 2 * 2 * 16 * 1.05
+        assert 1.0 < perf.fma_peak(isa, 1, min_seconds=0.05, per_cycle=True) <= 2 * 2 * 16 * 1.05
     with pytest.raises(RuntimeError, match="threads=1"):
-        testing.gemm_bench(isa, 40, 70, 96, "f32", 2, 0.02, per_cycle=True)
+        perf.gemm_bench(isa, 40, 70, 96, "f32", 2, 0.02, per_cycle=True)

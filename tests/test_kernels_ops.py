@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyvitcpp._core import testing as T
+from pyvitcpp import _testing as T
 
 U = 2.0**-24
 FMIN = float(np.finfo(np.float32).tiny)

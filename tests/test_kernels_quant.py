@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from pyvitcpp import _core
+from pyvitcpp import _testing as T
 from conftest import isa_or_skip
 
-T = _core.testing
 TYPES = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]
 LEVELS = ["avx2", "avx512"]
 U = 2.0 ** -24

@@ -11,9 +11,9 @@ import pytest
 from conftest import isa_or_skip
 
 torch = pytest.importorskip("torch")
-from pyvitcpp import _core  # noqa: E402
+from pyvitcpp import _core, _testing  # noqa: E402
 
-T = _core.testing
+T = _testing
 LEVELS = ["ref", "avx2", "avx512"]
 THREADS = [1, 2, 3, 7]
 ACT_SILU, ACT_GELU, ACT_RELU = 7, 1, 5

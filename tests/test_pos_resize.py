@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pyvitcpp import _core
+from pyvitcpp import _testing
 
 GRIDS = [((4, 4), (4, 4)), ((4, 4), (7, 5)), ((14, 14), (37, 37)), ((16, 16), (9, 13)),
          ((5, 5), (2, 11)), ((3, 3), (1, 1)), ((16, 16), (24, 16)), ((7, 7), (3, 3))]
@@ -26,7 +26,7 @@ def test_matches_torch(mode, grids):
     (gh0, gw0), (gh, gw) = grids
     rng = np.random.default_rng(gh0 * 100 + gh * 10 + gw)
     src = rng.standard_normal((gh0, gw0, 19)).astype(np.float32)
-    ours = _core.testing.resize_pos_table(src, gh, gw, mode)
+    ours = _testing.resize_pos_table(src, gh, gw, mode)
     ref = _torch(src, gh, gw, mode == "bicubic_antialias")
     assert ours.shape == ref.shape
     # a few float roundings of O(1) values over <= 4 * scale taps per axis
@@ -36,11 +36,11 @@ def test_matches_torch(mode, grids):
 def test_identity_and_none():
     src = np.random.default_rng(0).standard_normal((6, 6, 5)).astype(np.float32)
     for mode in ("bicubic", "bicubic_antialias", "none"):
-        np.testing.assert_array_equal(_core.testing.resize_pos_table(src, 6, 6, mode), src)
+        np.testing.assert_array_equal(_testing.resize_pos_table(src, 6, 6, mode), src)
     with pytest.raises(ValueError, match="only runs"):
-        _core.testing.resize_pos_table(src, 7, 6, "none")
+        _testing.resize_pos_table(src, 7, 6, "none")
     with pytest.raises(ValueError, match="unknown"):
-        _core.testing.resize_pos_table(src, 7, 6, "bilinear")
+        _testing.resize_pos_table(src, 7, 6, "bilinear")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import transformers
 from conftest import cosine, image_batch, isa_or_skip, randomize_
 
 import pyvitcpp
-from pyvitcpp import _core
+from pyvitcpp import _testing
 from pyvitcpp.convert import convert
 
 import gguf
@@ -104,7 +104,7 @@ def test_timm_vit_tiny_pooled_cosine(timm_vit, real_images, qtype):
           f"(PyTorch with the dequantized weights: {c_fmt:.6f}); ours vs that: {c_eng:.6f}")
     # the engine's own error is the activation rounding, step amax / qmax per block: 1 - cosine
     # grows with (127 / qmax)^2 where a level quantizes activations more coarsely (avx2 Q8_0)
-    qmax = _core.testing.qgemm_act_qmax(_default_level(), qtype)
+    qmax = _testing.qgemm_act_qmax(_default_level(), qtype)
     assert 1 - c_eng <= 1e-5 * (127 / qmax) ** 2, f"{qtype}: engine vs dequantized-weight reference cosine {c_eng:.6f}"
     if qtype == "q8_0":
         assert c >= MIN_COS[qtype]

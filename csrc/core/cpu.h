@@ -2,7 +2,7 @@
 #pragma once
 #include <string>
 
-#include "kernels/kernels.h"
+#include "core/isa.h"
 
 namespace pyvitcpp {
 

@@ -9,11 +9,9 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "core/isa.h"
 
 namespace pyvitcpp {
-
-enum class Isa : int { Ref = 0, Avx2 = 1, Avx512 = 2 };
-const char* isa_name(Isa isa);
 
 enum class Act : int32_t {
   None = 0,
@@ -166,7 +164,7 @@ struct ConvGather {
   int64_t B = 0, C = 0, c0 = 0, cg = 0;
   ConvAxis h, w;
 };
-// Columns [k0, k0 + n) of row r of that matrix into dst (ISA-neutral, ops/conv_ops.cpp).
+// Columns [k0, k0 + n) of row r of that matrix into dst (ISA-neutral, kernels/conv_gather.cpp).
 void conv_gather_row(const ConvGather& g, int64_t r, int64_t k0, int64_t n, float* dst);
 
 // Depthwise conv (groups == C == output channels), NHWC in and out:

@@ -1,5 +1,5 @@
 // Block-quantized Linear: Y[M,N] = act(X[M,K] . W[N,K]^T + bias) + residual, W in Q8_0, Q4_0,
-// Q4_1, Q5_0 or Q5_1 (ggml rows of K, see quant/blocks.h). Every level computes the same
+// Q4_1, Q5_0 or Q5_1 (ggml rows of K, see core/blocks.h). Every level computes the same
 // integer math (the ref twin in kernels/ref/quant_ref.cpp is the specification):
 //
 //   Activations are quantized on the fly, per row and block of 32: dx = amax / Q, q = rint(x / dx)

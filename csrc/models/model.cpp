@@ -7,7 +7,7 @@
 #include "core/cpu.h"
 #include "core/fp16.h"
 #include "kernels/quant_gemm.h"
-#include "quant/blocks.h"
+#include "core/blocks.h"
 #include "quant/quantize.h"
 
 #if defined(__unix__) || defined(__APPLE__)

@@ -1,4 +1,4 @@
-// Test hooks for the conv and pooling kernels (pyvitcpp._core.testing). Not a public API.
+// Test hooks for the conv and pooling kernels (pyvitcpp._testing). Not a public API.
 //
 // Each hook validates its arrays and raises ValueError instead of crashing, then runs the named
 // level's kernel for ith = 0..nth-1 one after another on this thread (the kernels never

@@ -1,4 +1,4 @@
-// Test hooks for the non-GEMM kernels (pyvitcpp._core.testing). Not a public API.
+// Test hooks for the non-GEMM kernels (pyvitcpp._testing). Not a public API.
 //
 // Every hook validates its arrays (float32, shape, layout) and raises ValueError instead of
 // crashing, then runs the kernel of the named level for ith = 0..nth-1 one after another on

@@ -1,4 +1,4 @@
-// Test hooks for the vision-tower ops (pyvitcpp._core.testing). Not a public API.
+// Test hooks for the vision-tower ops (pyvitcpp._testing). Not a public API.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 

@@ -1,9 +1,9 @@
 // Repacks ggml block rows into the column-panel layout of kernels/quant_gemm.h.
 #include <cstring>
 
+#include "core/blocks.h"
 #include "core/fp16.h"
 #include "kernels/quant_gemm.h"
-#include "quant/blocks.h"
 
 namespace pyvitcpp {
 

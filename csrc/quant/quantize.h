@@ -1,4 +1,4 @@
-// Reference quantizers and dequantizers for the block types of quant/blocks.h.
+// Reference quantizers and dequantizers for the block types of core/blocks.h.
 //
 // quantize_row produces exactly the bytes of gguf-py's gguf.quants.quantize (which for Q8_0 is
 // bit-exact with ggml's quantize_row_q8_0_ref; for the 4/5-bit types gguf-py and ggml share the
@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <string>
 
+#include "core/blocks.h"
 #include "core/dtype.h"
-#include "quant/blocks.h"
 
 namespace pyvitcpp {
 

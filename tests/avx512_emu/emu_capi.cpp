@@ -1,6 +1,6 @@
 // Test-only C API over the avx512 kernels built against SIMDe (tests/avx512_emu/immintrin.h),
 // loaded with ctypes by tests/test_avx512_emulated.py. Each entry mirrors one hook of
-// pyvitcpp._core.testing for the avx512 level (same argument structs, every ith in 0..nth-1 run
+// pyvitcpp._testing for the avx512 level (same argument structs, every ith in 0..nth-1 run
 // in turn), so the Python side compares it with the real ref level under the existing error
 // models. No validation: the Python wrapper passes well-formed arrays.
 #include <cstdint>

@@ -4,11 +4,11 @@
 #include <cmath>
 #include <vector>
 
+#include "core/blocks.h"
 #include "core/fp16.h"
 #include "kernels/kernels.h"
 #include "kernels/quant_gemm.h"
 #include "kernels/ref/act_ref.h"
-#include "quant/blocks.h"
 
 namespace pyvitcpp {
 namespace ref {
