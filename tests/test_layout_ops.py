@@ -215,3 +215,29 @@ def test_levels_agree_and_bad_requests():
         run("ref", "nope", [rnd(2)], 1)
     with pytest.raises(ValueError, match="strides"):
         run("ref", "copy", [rnd(5, 4)[::-1]], 1)
+
+
+from op_cases import CASES  # noqa: E402  (the cases scripts/bench_ops.py times at model sizes)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("isa", LEVELS)
+@pytest.mark.parametrize("nth", [1, 3])
+def test_op_case(case, isa, nth):
+    isa_or_skip(isa)
+    inputs = case.make(np.random.default_rng(0), case.test)
+    params = case.params(case.test)
+    got = run(isa, case.op, inputs, nth, **params)
+    want = case.ref([torch.from_numpy(np.ascontiguousarray(x)) for x in inputs], params).numpy()
+    assert got.shape == want.shape
+    if case.exact:
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_op_case_perf_mode_runs():
+    case = CASES[0]
+    inputs = case.make(np.random.default_rng(0), case.test)
+    secs = T.graph_op_bench("ref", case.op, inputs, 2, 3, **case.params(case.test))
+    assert 0 < secs < 10

@@ -5,7 +5,7 @@
 //                                                             gemm_{avx2,avx512}.cpp, quant_*.cpp
 //   LayerNorm  layernorm                    exec_layernorm    ops_ref.cpp / ops_{avx2,avx512}.cpp     test_kernels_ops.py
 //   Attention  attention                    exec_attention    ops_ref.cpp / attention_{avx2,avx512}.h test_kernels_ops.py                       attention_bench
-//   Copy       contiguous (views: reshape,  exec_copy         layout_body.h compiled per level         test_layout_ops.py                        layout_bench
+//   Copy       contiguous (views: reshape,  exec_copy         layout_body.h compiled per level         test_layout_ops.py (+ op_cases.py)        scripts/bench_ops.py
 //              permute, slice, broadcast)
 //   Pad        pad                          exec_pad          layout_body.h                            test_layout_ops.py
 //   Roll       roll                         exec_roll         layout_body.h                            test_layout_ops.py
@@ -17,7 +17,8 @@
 //   DwConv     dwconv2d                     exec_dwconv       conv_ref.cpp / conv_{avx2,avx512}.cpp   test_kernels_conv.py
 //   Pool2d     pool2d                       exec_pool2d       conv_ref.cpp / conv_{avx2,avx512}.cpp   test_kernels_conv.py
 //
-// Every row's kernels are compared level against level at tile-edge sizes and against PyTorch
+// The layout rows' cases (tests/op_cases.py) run in test mode in test_layout_ops.py and in perf
+// mode in scripts/bench_ops.py. Every row's kernels are compared level against level at tile-edge sizes and against PyTorch
 // by the tests named; tests/test_avx512_emulated.py runs the avx512 ones under SIMDe where the
 // CPU lacks AVX-512.
 #include "ops/registry.h"

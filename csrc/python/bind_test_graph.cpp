@@ -6,6 +6,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <chrono>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -45,8 +48,9 @@ T kw(const py::kwargs& p, const char* key) {
   return p[key].cast<T>();
 }
 
-py::array_t<float> graph_op(const std::string& isa_s, const std::string& op, const std::vector<py::array>& inputs,
-                            int nth, const py::kwargs& p) {
+// Builds and runs the one-op graph; reps > 0 also times `reps` more runs (median seconds).
+py::array_t<float> run_graph_op(const std::string& isa_s, const std::string& op, const std::vector<py::array>& inputs,
+                                int nth, const py::kwargs& p, int reps, double* secs) {
   Isa isa;
   try {
     isa = parse_isa(isa_s);
@@ -90,9 +94,33 @@ py::array_t<float> graph_op(const std::string& isa_s, const std::string& op, con
   {
     py::gil_scoped_release nogil;
     ThreadPool pool(nth);
-    g.execute(pool, nth, nullptr, {{"y", result.mutable_data()}});
+    const std::map<std::string, float*> outs = {{"y", result.mutable_data()}};
+    g.execute(pool, nth, nullptr, outs);
+    std::vector<double> t;
+    for (int r = 0; r < reps; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      g.execute(pool, nth, nullptr, outs);
+      t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    if (reps > 0) {
+      std::sort(t.begin(), t.end());
+      *secs = t[t.size() / 2];
+    }
   }
   return result;
+}
+
+py::array_t<float> graph_op(const std::string& isa_s, const std::string& op, const std::vector<py::array>& inputs,
+                            int nth, const py::kwargs& p) {
+  return run_graph_op(isa_s, op, inputs, nth, p, 0, nullptr);
+}
+
+double graph_op_bench(const std::string& isa_s, const std::string& op, const std::vector<py::array>& inputs, int nth,
+                      int reps, const py::kwargs& p) {
+  if (reps < 1 || reps > 100000) fail("reps must be in [1, 100000]");
+  double secs = 0;
+  run_graph_op(isa_s, op, inputs, nth, p, reps, &secs);
+  return secs;
 }
 
 }  // namespace
@@ -103,6 +131,9 @@ void bind_test_graph(py::module_& t) {
         "ops: copy, reshape(shape), permute(perm), pad(lo, hi, value), roll(shifts, axes), concat(axis), "
         "add(alpha), mul, add_mul, act_mul(act), activation(act), mean(axis), upsample_nearest(factor), "
         "self_attention(heads, scale)");
+  t.def("graph_op_bench", &graph_op_bench, py::arg("isa"), py::arg("op"), py::arg("inputs"), py::arg("nth") = 1,
+        py::arg("reps") = 20,
+        "graph_op's perf mode: median seconds of one run of the built graph (the output copy included)");
 }
 
 }  // namespace pyvitcpp
