@@ -185,7 +185,7 @@ int GraphBuilder::layernorm(const std::string& name, int x, const float* gamma, 
   return node(OpType::LayerNorm, name, {x}, shape(x), p);
 }
 
-int GraphBuilder::attention(const std::string& name, int q, int k, int v, float scale) {
+int GraphBuilder::attention(const std::string& name, int q, int k, int v, float scale, const AttentionTerms& terms) {
   for (int* t : {&q, &k, &v}) {
     if (desc(*t).nd() != 4) fail(name + ": attention inputs are [B, T, H, Dh]");
     if (desc(*t).strides[3] != 1 && desc(*t).shape[3] != 1) *t = contiguous(*t);
@@ -194,9 +194,42 @@ int GraphBuilder::attention(const std::string& name, int q, int k, int v, float 
   if (ks != vs || (qs[0] != ks[0] && qs[0] != 1) || qs[2] != ks[2] || qs[3] != ks[3])
     fail(name + ": q " + shape_str(qs) + ", k " + shape_str(ks) + ", v " + shape_str(vs));
   if (qs[0] != ks[0]) q = broadcast(q, {ks[0], qs[1], qs[2], qs[3]});
+  const int64_t H = qs[2], Tq = qs[1], Tk = ks[1], Dh = qs[3];
   AttentionOp p;
   p.scale = scale;
-  return node(OpType::Attention, name, {q, k, v}, {ks[0], qs[1], qs[2] * qs[3]}, p);
+  std::vector<int> in = {q, k, v};
+  // A [n, Tq, Tk] term with the keys contiguous (copied when they are not).
+  auto score_term = [&](int t, const char* what, bool per_head) {
+    const std::vector<int64_t> s = shape(t);
+    if (s.size() != 3 || s[1] != Tq || s[2] != Tk || (per_head && s[0] != 1 && s[0] != H) || s[0] < 1)
+      fail(name + ": " + what + " " + shape_str(s) + " for " + std::to_string(H) + " heads, Tq " +
+           std::to_string(Tq) + ", Tk " + std::to_string(Tk));
+    if (desc(t).strides[2] != 1) t = contiguous(t);
+    in.push_back(t);
+    return static_cast<int>(in.size()) - 1;
+  };
+  if (terms.bias >= 0) p.bias = score_term(terms.bias, "bias", true);
+  if (terms.mask >= 0) {
+    p.mask = score_term(terms.mask, "mask", false);
+    if (ks[0] % shape(terms.mask)[0] != 0)
+      fail(name + ": batch " + std::to_string(ks[0]) + " is not a multiple of the mask's " +
+           std::to_string(shape(terms.mask)[0]) + " windows");
+  }
+  if (terms.rel_h >= 0 || terms.rel_w >= 0) {
+    const int64_t gh = terms.grid_h, gw = terms.grid_w;
+    if (terms.rel_h < 0 || terms.rel_w < 0 || gh < 1 || gw < 1 || gh * gw != Tq || Tq != Tk)
+      fail(name + ": rel-pos needs rel_h, rel_w and a grid of Tq = Tk tokens");
+    const int rh = contiguous(terms.rel_h), rw = contiguous(terms.rel_w);
+    if (shape(rh) != std::vector<int64_t>{2 * gh - 1, Dh} || shape(rw) != std::vector<int64_t>{2 * gw - 1, Dh})
+      fail(name + ": rel_h " + shape_str(shape(rh)) + " / rel_w " + shape_str(shape(rw)) + " for a " +
+           std::to_string(gh) + "x" + std::to_string(gw) + " grid, head dim " + std::to_string(Dh));
+    in.push_back(rh);
+    in.push_back(rw);
+    p.rel = static_cast<int>(in.size()) - 2;
+    p.grid_h = gh;
+    p.grid_w = gw;
+  }
+  return node(OpType::Attention, name, in, {ks[0], Tq, H * Dh}, p);
 }
 
 int GraphBuilder::self_attention(const std::string& name, int qkv, int64_t heads, float scale) {

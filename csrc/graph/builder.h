@@ -41,8 +41,18 @@ class GraphBuilder {
   // act(x W^T + b) (+ residual): x [.., K] -> [.., N]; x any row-strided view.
   int linear(const std::string& name, int x, const LinearWeight* w, Act act = Act::None, int residual = -1);
   int layernorm(const std::string& name, int x, const float* gamma, const float* beta, float eps);
+  // Optional additive terms on the scaled scores (AttentionOp): tensor ids, -1 for absent.
+  struct AttentionTerms {
+    int bias = -1;               // [Hb, Tq, Tk], Hb = 1 or H (Swin's relative position bias)
+    int mask = -1;               // [nW, Tq, Tk]; batch b uses window b % nW (Swin's shift mask)
+    int rel_h = -1, rel_w = -1;  // [2 gh - 1, Dh], [2 gw - 1, Dh]: SAM's decomposed rel-pos
+    int64_t grid_h = 0, grid_w = 0;  // the token grid of rel_h / rel_w (Tq = Tk = gh * gw)
+  };
   // q [B, Tq, H, Dh], k and v [B, Tk, H, Dh] (views; Dh contiguous) -> [B, Tq, H*Dh].
-  int attention(const std::string& name, int q, int k, int v, float scale);
+  int attention(const std::string& name, int q, int k, int v, float scale, const AttentionTerms& terms);
+  int attention(const std::string& name, int q, int k, int v, float scale) {
+    return attention(name, q, k, v, scale, AttentionTerms{});
+  }
   // Self-attention over a fused qkv [B, T, 3*H*Dh] (q, k, v blocks of H heads) -> [B, T, H*Dh].
   int self_attention(const std::string& name, int qkv, int64_t heads, float scale);
   int pad(const std::string& name, int x, const std::vector<int64_t>& lo, const std::vector<int64_t>& hi,

@@ -111,7 +111,23 @@ AttentionArgs attention_args(const Node& n, const TensorDesc* const* xd) {
   a.o_sb = a.Tq * a.H * a.Dh;
   a.o_st = a.H * a.Dh;
   a.o_sh = a.Dh;
-  a.scale = n.as<AttentionOp>().scale;
+  const AttentionOp& p = n.as<AttentionOp>();
+  a.scale = p.scale;
+  if (p.bias >= 0) {
+    const TensorDesc& t = *xd[p.bias];
+    a.bias_sh = t.shape[0] == 1 ? 0 : t.strides[0];
+    a.bias_st = t.strides[1];
+  }
+  if (p.mask >= 0) {
+    const TensorDesc& t = *xd[p.mask];
+    a.mask_nw = t.shape[0];
+    a.mask_sw = t.strides[0];
+    a.mask_st = t.strides[1];
+  }
+  if (p.rel >= 0) {
+    a.rel_gh = p.grid_h;
+    a.rel_gw = p.grid_w;
+  }
   return a;
 }
 }  // namespace
@@ -121,6 +137,13 @@ void exec_attention(const OpCtx& c, int ith, int nth) {
   a.Q = c.x[0];
   a.K = c.x[1];
   a.V = c.x[2];
+  const AttentionOp& p = c.n.as<AttentionOp>();
+  if (p.bias >= 0) a.bias = c.x[p.bias];
+  if (p.mask >= 0) a.mask = c.x[p.mask];
+  if (p.rel >= 0) {
+    a.rel_h = c.x[p.rel];
+    a.rel_w = c.x[p.rel + 1];
+  }
   a.O = c.y;
   c.kt.attention(a, c.ws, ith, nth);
 }
@@ -134,8 +157,16 @@ int shares_attention(const Node&, const TensorDesc* const*, const TensorDesc&, i
   return nth <= 1 ? 1 : nth * 2;
 }
 
+// The scratch size depends on which terms are present, not on their data (unknown at plan
+// time): stand-in pointers mark them present.
 size_t workspace_attention(const Node& n, const TensorDesc* const* xd, const TensorDesc&, const KernelTable& kt) {
-  return kt.attention_workspace(attention_args(n, xd));
+  static const float present = 0.0f;
+  AttentionArgs a = attention_args(n, xd);
+  const AttentionOp& p = n.as<AttentionOp>();
+  if (p.bias >= 0) a.bias = &present;
+  if (p.mask >= 0) a.mask = &present;
+  if (p.rel >= 0) a.rel_h = a.rel_w = &present;
+  return kt.attention_workspace(a);
 }
 
 }  // namespace pyvitcpp

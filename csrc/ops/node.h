@@ -34,7 +34,8 @@ struct ConvGeom {
 enum class OpType : int {
   Linear,     // in: X [.., K] (row-strided), residual [.., N] optional. act(X W^T + b) + residual
   LayerNorm,  // in: X [.., D] (row-strided). Over the last dim
-  Attention,  // in: Q [B, Tq, H, Dh], K, V [B, Tk, H, Dh] (views, Dh contiguous). out [B, Tq, H*Dh]
+  Attention,  // in: Q [B, Tq, H, Dh], K, V [B, Tk, H, Dh] (views, Dh contiguous), optional terms
+              // (AttentionOp). out [B, Tq, H*Dh]
   Copy,       // in: any view. out: the same shape, contiguous
   Pad,        // in: any view. out: padded with a constant on any axes
   Roll,       // in: any view. out: cyclic shift on any axes (torch.roll)
@@ -60,8 +61,14 @@ struct LayerNormOp {
   const float* beta = nullptr;
   float eps = 1e-5f;
 };
+// Optional additive score terms are further inputs, at the indices below (-1: absent):
+// bias [Hb, Tq, Tk] (Hb = 1 or H), mask [nW, Tq, Tk] (batch b uses window b % nW), and SAM's
+// decomposed relative position: rel_h [2 gh - 1, Dh] at index rel, rel_w [2 gw - 1, Dh] at
+// rel + 1, over a gh x gw token grid (kernels.h, AttentionArgs).
 struct AttentionOp {
   float scale = 1.0f;
+  int bias = -1, mask = -1, rel = -1;
+  int64_t grid_h = 0, grid_w = 0;
 };
 struct CopyOp {};
 struct PadOp {

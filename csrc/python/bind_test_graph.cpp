@@ -82,6 +82,22 @@ py::array_t<float> run_graph_op(const std::string& isa_s, const std::string& op,
     else if (op == "mean") y = b.mean("y", x[0], kw<int>(p, "axis"));
     else if (op == "upsample_nearest") y = b.upsample_nearest("y", x[0], kw<int64_t>(p, "factor"));
     else if (op == "self_attention") y = b.self_attention("y", x[0], kw<int64_t>(p, "heads"), kw<float>(p, "scale"));
+    else if (op == "attention") {
+      // inputs: q, k, v, then the terms named by the flags, in the order bias, mask, rel_h, rel_w
+      GraphBuilder::AttentionTerms terms;
+      size_t i = 3;
+      if (p.contains("bias") && p["bias"].cast<bool>()) terms.bias = x.at(i++);
+      if (p.contains("mask") && p["mask"].cast<bool>()) terms.mask = x.at(i++);
+      if (p.contains("grid")) {
+        const auto grid = p["grid"].cast<std::vector<int64_t>>();
+        if (grid.size() != 2) fail("grid=(gh, gw)");
+        terms.rel_h = x.at(i++);
+        terms.rel_w = x.at(i++);
+        terms.grid_h = grid[0];
+        terms.grid_w = grid[1];
+      }
+      y = b.attention("y", x.at(0), x.at(1), x.at(2), kw<float>(p, "scale"), terms);
+    }
     else fail("unknown graph_op '" + op + "'");
     b.output("y", y);
   } catch (const std::logic_error& e) {
@@ -130,7 +146,8 @@ void bind_test_graph(py::module_& t) {
         "Build a one-op graph over the inputs (numpy views as they are), run it, return the output. "
         "ops: copy, reshape(shape), permute(perm), pad(lo, hi, value), roll(shifts, axes), concat(axis), "
         "add(alpha), mul, add_mul, act_mul(act), activation(act), mean(axis), upsample_nearest(factor), "
-        "self_attention(heads, scale)");
+        "self_attention(heads, scale), attention(scale, bias=bool, mask=bool, grid=(gh, gw)) over q, k, v "
+        "[B, T, H, Dh] then the named terms");
   t.def("graph_op_bench", &graph_op_bench, py::arg("isa"), py::arg("op"), py::arg("inputs"), py::arg("nth") = 1,
         py::arg("reps") = 20,
         "graph_op's perf mode: median seconds of one run of the built graph (the output copy included)");
