@@ -51,6 +51,27 @@ constexpr int DV = 3;             // head-dim vectors per P.V register block
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// Vector traits of this level for the shared additive-term code (kernels/attention_terms.h).
+struct VT {
+  using V = __m256;
+  static constexpr int W = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V set1(float x) { return _mm256_set1_ps(x); }
+  static V loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void storeu(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static __m256i first(int n) {  // lanes [0, n) set, 0 <= n <= 8
+    alignas(32) static const int32_t src[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 8 - n));
+  }
+  static V load_n(const float* p, int n) { return _mm256_maskload_ps(p, first(n)); }
+  static void store_n(float* p, V v, int n) { _mm256_maskstore_ps(p, first(n), v); }
+  static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+};
+
+#include "kernels/attention_terms.h"
+
 // Keys up to which a work unit keeps its whole score rows (QB*MR x npanels*PW floats, 132 KiB
 // at the limit, L2-resident) and computes the softmax in two passes instead of online: at 1370
 // keys (DINOv2 at 518) even to +7%, at 2000 about even (scripts/probes/attention_probe.cpp).
@@ -60,7 +81,7 @@ struct Layout {
   int64_t npanels, dhp;
   bool two_pass;
   int64_t lds;  // row stride of the scores
-  int64_t off_kt, off_v, off_s, off_o, off_ml, floats;
+  int64_t off_kt, off_v, off_s, off_o, off_ml, off_rt, off_rel, floats;
 };
 
 inline Layout layout(const AttentionArgs& a) {
@@ -80,13 +101,16 @@ inline Layout layout(const AttentionArgs& a) {
   L.off_s = take(L.two_pass ? int64_t{QB} * MR * L.lds : int64_t{MR} * NKT);
   L.off_o = take(int64_t{QB} * MR * L.dhp);
   L.off_ml = take(3 * QB * MR);
+  L.off_rt = take(rel_tables_floats(a));           // packed rel_h / rel_w (0 without rel-pos)
+  L.off_rel = take(int64_t{QB} * MR * rel_row_ld(a));  // the block's rows of rel dot products
   L.floats = off;
   return L;
 }
 
 // Bytes per thread: 4 * (P*Dh + Tk*roundup(Dh,8) + S + 16*roundup(Dh,8) + 48), P = ceil(Tk/24)*24,
 // S = 16*P with two passes (P <= 2064), else 4*48,
-// plus 64 for alignment (each region rounded up to 16 floats).
+// plus 64 for alignment (each region rounded up to 16 floats); with the relative-position term
+// also Dh*(ld(gh) + ld(gw)) + 16*(roundup(gh,8) + roundup(gw,8)), ld(g) = roundup(2g-1,8) + 8.
 static size_t attention_workspace(const AttentionArgs& a) {
   return static_cast<size_t>(layout(a).floats) * sizeof(float) + 64;
 }
@@ -237,7 +261,9 @@ inline void softmax_step(float* S, int64_t lds, int64_t nkp, float* m, float* l,
     const float mnew = tmax > m[r] ? tmax : m[r];
     alpha[r] = mnew == m[r] ? 1.0f : std::exp2(m[r] - mnew);  // 0 on the first tile (m = -inf)
     m[r] = mnew;
-    const __m256 mv = _mm256_set1_ps(mnew);
+    // A row whose keys so far are all masked (-inf) has m = -inf: subtracting 0 instead keeps
+    // -inf - -inf = NaN out of P (its P are ~0, and alpha = 0 drops them at the first finite key).
+    const __m256 mv = _mm256_set1_ps(mnew == -std::numeric_limits<float>::infinity() ? 0.0f : mnew);
     __m256 s0 = _mm256_setzero_ps(), s1 = s0;
     for (j = 0; j + 16 <= nkp; j += 16) {
       __m256 p0 = vm::exp2_neg(_mm256_sub_ps(_mm256_load_ps(s + j), mv));
@@ -292,6 +318,10 @@ static void attention(const AttentionArgs& a, void* workspace, int ith, int nth)
   float* m = ws + L.off_ml;
   float* l = m + QB * MR;
   float* alpha = l + QB * MR;
+  float* RT = ws + L.off_rt;
+  float* relr = ws + L.off_rel;
+  const bool terms = attn_has_terms(a), rel = attn_has_rel(a);
+  const int64_t rld = rel_row_ld(a);
 
   const int64_t Dh = a.Dh, Tk = a.Tk, dhp = L.dhp;
   const int64_t QBR = int64_t{QB} * MR;
@@ -303,6 +333,7 @@ static void attention(const AttentionArgs& a, void* workspace, int ith, int nth)
   alignas(32) static const int32_t mask_src[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
   const __m256i otail = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mask_src + 8 - (Dh - Dv)));
 
+  if (rel && u0 < u1) rel_pack(a, RT);
   int64_t cur_bh = -1;
   for (int64_t u = u0; u < u1; ++u) {
     const int64_t bh = u / bph, i0 = (u % bph) * QBR;
@@ -318,6 +349,8 @@ static void attention(const AttentionArgs& a, void* workspace, int ith, int nth)
       m[r] = -std::numeric_limits<float>::infinity();
       l[r] = 0.0f;
     }
+    if (rel)
+      for (int64_t r = 0; r < nrb; ++r) rel_row(a, q0 + r * a.q_st, RT, i0 + r, relr + r * rld);
     auto scores = [&](int64_t k0, int64_t nk, int64_t sb, float* Sb, int64_t lds) {
       const float* qr[MR];
       for (int r = 0; r < MR; ++r) {  // rows past the end repeat the last one (computed, not stored)
@@ -333,6 +366,11 @@ static void attention(const AttentionArgs& a, void* workspace, int ith, int nth)
         else if (nv == 2) qk_block<2>(qr, kt, Dh, &cs, Sb + j, lds);
         else qk_block<1>(qr, kt, Dh, &cs, Sb + j, lds);
       }
+      if (terms)
+        for (int r = 0; r < MR; ++r) {
+          const int64_t ri = sb * MR + r < nrb ? sb * MR + r : nrb - 1;
+          add_terms_row(a, b, h, i0 + ri, k0, nk, rel ? relr + ri * rld : nullptr, Sb + r * lds);
+        }
       if (nkp > nk)
         for (int r = 0; r < MR; ++r)
           for (int64_t j = nk; j < nkp; ++j) Sb[r * lds + j] = -std::numeric_limits<float>::infinity();

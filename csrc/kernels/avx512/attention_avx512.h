@@ -35,9 +35,27 @@ constexpr int DV = 4;             // head-dim vectors per P.V register block (Dh
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// Vector traits of this level for the shared additive-term code (kernels/attention_terms.h).
+struct VT {
+  using V = __m512;
+  static constexpr int W = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V set1(float x) { return _mm512_set1_ps(x); }
+  static V loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static void storeu(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static __mmask16 first(int n) { return static_cast<__mmask16>((1u << n) - 1u); }  // 0 <= n < 16
+  static V load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(first(n), p); }
+  static void store_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, first(n), v); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+};
+
+#include "kernels/attention_terms.h"
+
 struct Layout {
   int64_t npanels, dhp;
-  int64_t off_kt, off_v, off_s, off_o, off_ml, floats;
+  int64_t off_kt, off_v, off_s, off_o, off_ml, off_rt, off_rel, floats;
 };
 
 inline Layout layout(const AttentionArgs& a) {
@@ -55,12 +73,15 @@ inline Layout layout(const AttentionArgs& a) {
   L.off_s = take(int64_t{MR} * NKT);
   L.off_o = take(int64_t{MR} * L.dhp);
   L.off_ml = take(3 * MR);
+  L.off_rt = take(rel_tables_floats(a));       // packed rel_h / rel_w (0 without rel-pos)
+  L.off_rel = take(int64_t{MR} * rel_row_ld(a));  // the tile's rows of rel dot products
   L.floats = off;
   return L;
 }
 
 // Bytes per thread: 4 * (ceil(Tk/64)*64*Dh + Tk*roundup(Dh,16) + 6*256 + 6*roundup(Dh,16) + 32)
-// plus 64 for alignment (each region rounded up to 16 floats).
+// plus 64 for alignment (each region rounded up to 16 floats); with the relative-position term
+// also Dh*(ld(gh) + ld(gw)) + 6*(roundup(gh,16) + roundup(gw,16)), ld(g) = roundup(2g-1,16) + 16.
 static size_t attention_workspace(const AttentionArgs& a) {
   return static_cast<size_t>(layout(a).floats) * sizeof(float) + 64;
 }
@@ -178,6 +199,10 @@ static void attention(const AttentionArgs& a, void* workspace, int ith, int nth)
   float* m = ws + L.off_ml;
   float* l = m + MR;
   float* alpha = l + MR;
+  float* RT = ws + L.off_rt;
+  float* relr = ws + L.off_rel;
+  const bool terms = attn_has_terms(a), rel = attn_has_rel(a);
+  const int64_t rld = rel_row_ld(a);
 
   const int64_t Dh = a.Dh, Tk = a.Tk, dhp = L.dhp;
   const int64_t tph = (a.Tq + MR - 1) / MR;  // query tiles per head
@@ -188,6 +213,7 @@ static void attention(const AttentionArgs& a, void* workspace, int ith, int nth)
   const int64_t Dv = Dh & ~int64_t{15};
   const __mmask16 otail = static_cast<__mmask16>((1u << (Dh - Dv)) - 1u);
 
+  if (rel && u0 < u1) rel_pack(a, RT);
   int64_t cur_bh = -1;
   for (int64_t u = u0; u < u1; ++u) {
     const int64_t bh = u / tph, i0 = (u % tph) * MR;
@@ -204,6 +230,8 @@ static void attention(const AttentionArgs& a, void* workspace, int ith, int nth)
       m[r] = -std::numeric_limits<float>::infinity();
       l[r] = 0.0f;
     }
+    if (rel)
+      for (int64_t r = 0; r < nr; ++r) rel_row(a, qr[r], RT, i0 + r, relr + r * rld);
 
     for (int64_t k0 = 0; k0 < Tk; k0 += NKT) {
       const int64_t nk = Tk - k0 < NKT ? Tk - k0 : NKT;
@@ -217,6 +245,11 @@ static void attention(const AttentionArgs& a, void* workspace, int ith, int nth)
         else if (nv == 2) qk_block<2>(qr, kt, Dh, c, S + j, NKT);
         else qk_block<1>(qr, kt, Dh, c, S + j, NKT);
       }
+      if (terms)
+        for (int r = 0; r < MR; ++r) {
+          const int64_t ri = r < nr ? r : nr - 1;
+          add_terms_row(a, b, h, i0 + ri, k0, nk, rel ? relr + ri * rld : nullptr, S + r * NKT);
+        }
       for (int r = 0; r < MR; ++r) {
         float* s = S + r * NKT;
         for (int64_t j = nk; j < nkp; ++j) s[j] = -std::numeric_limits<float>::infinity();
@@ -231,7 +264,8 @@ static void attention(const AttentionArgs& a, void* workspace, int ith, int nth)
         const float mnew = tmax > m[r] ? tmax : m[r];
         alpha[r] = mnew == m[r] ? 1.0f : std::exp2(m[r] - mnew);  // 0 on the first tile (m = -inf)
         m[r] = mnew;
-        const __m512 mv = _mm512_set1_ps(mnew);
+        // All keys so far masked (-inf): subtract 0, not -inf (-inf - -inf = NaN); see avx2.
+        const __m512 mv = _mm512_set1_ps(mnew == -std::numeric_limits<float>::infinity() ? 0.0f : mnew);
         __m512 s0 = _mm512_setzero_ps(), s1 = s0;
         for (j = 0; j + 32 <= nkp; j += 32) {
           __m512 p0 = vm::exp2_neg(_mm512_sub_ps(_mm512_load_ps(s + j), mv));
