@@ -216,8 +216,17 @@ void attention_terms(AttentionArgs& a, const py::object& bias_o, const py::objec
   if (rh.shape(0) % 2 == 0 || rw.shape(0) % 2 == 0) fail("rel_h and rel_w must have 2g - 1 rows");
   const int64_t gh = (rh.shape(0) + 1) / 2, gw = (rw.shape(0) + 1) / 2;
   if (!grid_o.is_none()) {
-    auto g = grid_o.cast<std::vector<int64_t>>();
-    if (g.size() != 2 || g[0] != gh || g[1] != gw) fail("grid must be (gh, gw) matching rel_h [2gh-1, Dh], rel_w [2gw-1, Dh]");
+    const char* msg = "grid must be (gh, gw) matching rel_h [2gh-1, Dh], rel_w [2gw-1, Dh]";
+    if (!py::isinstance<py::sequence>(grid_o) || py::len(grid_o) != 2) fail(msg);
+    const py::sequence g = py::reinterpret_borrow<py::sequence>(grid_o);
+    int64_t g0 = -1, g1 = -1;
+    try {
+      g0 = g[0].cast<int64_t>();
+      g1 = g[1].cast<int64_t>();
+    } catch (const py::cast_error&) {
+      fail(msg);
+    }
+    if (g0 != gh || g1 != gw) fail(msg);
   }
   if (a.Tq != a.Tk || gh * gw != a.Tq) fail("relative position needs Tq == Tk == gh * gw");
   a.rel_h = static_cast<const float*>(rh.data());
