@@ -15,8 +15,10 @@
 // The tables are packed once per call, transposed and with their rows reversed:
 //   RT[d][c] = R[2g - 2 - c][d]   =>   r_i[j'] = sum_d q_i[d] RT[d][g - 1 - i' + j'],
 // so a query row's g dot products are a vector FMA over d of contiguous RT segments (no
-// horizontal sums, r_i[0..g) ascending). Then each key tile row gets, per run of keys on one
-// grid row jh, a vector add of rw_i[jw..] plus the broadcast scalar rh_i[jh] (no per-key gather).
+// horizontal sums, r_i[0..g) ascending). Then for each key tile row the term is laid out as a
+// contiguous row, per run of keys on one grid row jh a vector add of rw_i[0..gw) plus the
+// broadcast scalar rh_i[jh] (no per-key gather), and added to the scores in the same pass as the
+// bias and the mask.
 #pragma once
 
 namespace {
@@ -80,43 +82,70 @@ inline void rel_row(const AttentionArgs& a, const float* q, const float* RT, int
   rel_dots(q, a.Dh, RT + a.Dh * rel_table_ld(gh), gw, i % gw, out + (gh + VT::W - 1) / VT::W * VT::W);
 }
 
-// s[0..n) += c * x[0..n) (x unaligned, s unaligned).
-inline void axpy_row(float* s, const float* x, int64_t n, typename VT::V c) {
-  int64_t j = 0;
-  for (; j + VT::W <= n; j += VT::W) VT::storeu(s + j, VT::fmadd(VT::loadu(x + j), c, VT::loadu(s + j)));
-  if (j < n) {
-    const int t = static_cast<int>(n - j);
-    VT::store_n(s + j, VT::fmadd(VT::load_n(x + j, t), c, VT::load_n(s + j, t)), t);
+// Floats of the per-thread buffer rel_expand writes (tiles of up to nkt keys).
+inline int64_t rel_expand_floats(const AttentionArgs& a, int64_t nkt) {
+  return attn_has_rel(a) ? nkt + 2 * a.rel_gw + 2 * VT::W : 0;
+}
+
+// The rel-pos term of keys k0..k0+nk-1 of one query row (its rel_row output rel) as a
+// contiguous row: returns E with E[j] = rh[jh] + rw[jw] for key k0 + j. Each grid row jh the
+// tile touches is one run of full-vector stores of rw[0..gw) + rh[jh] into buf; a run's last
+// vector spills into the next run's start, which that run then overwrites (runs are written in
+// increasing order), so no masked store is needed (AVX2's vmaskmovps store is slow). buf holds
+// rel_expand_floats(a, nk) floats.
+inline const float* rel_expand(const AttentionArgs& a, const float* rel, int64_t k0, int64_t nk, float* buf) {
+  const int64_t gw = a.rel_gw;
+  const float* rh = rel;
+  const float* rw = rel + (a.rel_gh + VT::W - 1) / VT::W * VT::W;
+  const int64_t jh0 = k0 / gw, jh1 = (k0 + nk - 1) / gw;
+  for (int64_t jh = jh0; jh <= jh1; ++jh) {
+    float* dst = buf + (jh - jh0) * gw;
+    const typename VT::V hv = VT::set1(rh[jh]);
+    for (int64_t t = 0; t < gw; t += VT::W) VT::storeu(dst + t, VT::add(VT::loadu(rw + t), hv));
   }
+  return buf + (k0 - jh0 * gw);
+}
+
+// s[0..nk) += log2e * (bias + mask)[0..nk) + E[0..nk), each term present or not: one pass,
+// full vectors and one masked tail.
+template <bool kB, bool kM, bool kR>
+inline void add_terms_pass(float* s, const float* bp, const float* mp, const float* ep, int64_t nk) {
+  using V = typename VT::V;
+  const V l2e = VT::set1(kLog2e);
+  auto step = [&](int64_t j, int n) {  // n == W: full vector
+    auto ld = [&](const float* p) { return n == VT::W ? VT::loadu(p + j) : VT::load_n(p + j, n); };
+    V x = ld(s);
+    if (kB || kM) {
+      V t = kB ? ld(bp) : ld(mp);
+      if (kB && kM) t = VT::add(t, ld(mp));
+      x = VT::fmadd(t, l2e, x);
+    }
+    if (kR) x = VT::add(x, ld(ep));
+    if (n == VT::W) VT::storeu(s + j, x);
+    else VT::store_n(s + j, x, n);
+  };
+  int64_t j = 0;
+  for (; j + VT::W <= nk; j += VT::W) step(j, VT::W);
+  if (j < nk) step(j, static_cast<int>(nk - j));
 }
 
 // Adds the terms to one row of a score tile: s[0..nk) holds keys k0..k0+nk-1 of query row i of
-// (b, h); rel: that row's rel_row output (null without the term).
+// (b, h); rel: that row's rel_row output (null without the term); buf: rel_expand's buffer.
 inline void add_terms_row(const AttentionArgs& a, int64_t b, int64_t h, int64_t i, int64_t k0, int64_t nk,
-                          const float* rel, float* s) {
-  const typename VT::V l2e = VT::set1(kLog2e);
-  if (a.bias) axpy_row(s, a.bias + h * a.bias_sh + i * a.bias_st + k0, nk, l2e);
-  if (a.mask) axpy_row(s, a.mask + (b % a.mask_nw) * a.mask_sw + i * a.mask_st + k0, nk, l2e);
-  if (rel) {
-    const int64_t gw = a.rel_gw;
-    const float* rh = rel;
-    const float* rw = rel + (a.rel_gh + VT::W - 1) / VT::W * VT::W;
-    int64_t jh = k0 / gw, jw = k0 % gw;
-    for (int64_t j = 0; j < nk;) {
-      const int64_t seg = gw - jw < nk - j ? gw - jw : nk - j;  // keys left on grid row jh
-      const typename VT::V hv = VT::set1(rh[jh]);
-      float* sj = s + j;
-      const float* wj = rw + jw;
-      int64_t t = 0;
-      for (; t + VT::W <= seg; t += VT::W) VT::storeu(sj + t, VT::add(VT::loadu(sj + t), VT::add(VT::loadu(wj + t), hv)));
-      if (t < seg) {
-        const int n = static_cast<int>(seg - t);
-        VT::store_n(sj + t, VT::add(VT::load_n(sj + t, n), VT::add(VT::load_n(wj + t, n), hv)), n);
-      }
-      j += seg;
-      ++jh;
-      jw = 0;
-    }
+                          const float* rel, float* buf, float* s) {
+  const float* bp = a.bias ? a.bias + h * a.bias_sh + i * a.bias_st + k0 : nullptr;
+  const float* mp = a.mask ? a.mask + (b % a.mask_nw) * a.mask_sw + i * a.mask_st + k0 : nullptr;
+  const float* ep = rel ? rel_expand(a, rel, k0, nk, buf) : nullptr;
+  const int sel = (bp ? 4 : 0) | (mp ? 2 : 0) | (ep ? 1 : 0);
+  switch (sel) {
+    case 1: add_terms_pass<false, false, true>(s, bp, mp, ep, nk); break;
+    case 2: add_terms_pass<false, true, false>(s, bp, mp, ep, nk); break;
+    case 3: add_terms_pass<false, true, true>(s, bp, mp, ep, nk); break;
+    case 4: add_terms_pass<true, false, false>(s, bp, mp, ep, nk); break;
+    case 5: add_terms_pass<true, false, true>(s, bp, mp, ep, nk); break;
+    case 6: add_terms_pass<true, true, false>(s, bp, mp, ep, nk); break;
+    case 7: add_terms_pass<true, true, true>(s, bp, mp, ep, nk); break;
+    default: break;
   }
 }
 
