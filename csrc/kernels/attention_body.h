@@ -167,11 +167,16 @@ static void attention(const AttentionArgs& a, void* workspace, int ith, int nth)
         const int64_t nv = (nkp - j) / VT::W;
         qk_panel(qr, ktile + (j / PW) * Dh * PW, Dh, nv < PW / VT::W ? nv : PW / VT::W, &cs, Sb + j, lds);
       }
-      if (terms)
+      if (terms) {
+        int64_t rows[MR];
+        const float* rr[MR];
         for (int r = 0; r < MR; ++r) {
           const int64_t ri = sb * MR + r < nrb ? sb * MR + r : nrb - 1;
-          add_terms_row(a, b, h, i0 + ri, k0, nk, rel ? relr + ri * rld : nullptr, ex, Sb + r * lds);
+          rows[r] = i0 + ri;
+          rr[r] = rel ? relr + ri * rld : nullptr;
         }
+        add_terms_tile(a, b, h, rows, rr, MR, k0, nk, ex, Sb, lds);
+      }
       if (nkp > nk)
         for (int r = 0; r < MR; ++r)
           for (int64_t j = nk; j < nkp; ++j) Sb[r * lds + j] = -std::numeric_limits<float>::infinity();

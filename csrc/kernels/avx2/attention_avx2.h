@@ -59,6 +59,8 @@ struct VT {
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  // lanes [0, n) from a, the rest from b
+  static V blend_first(V a, V b, int n) { return _mm256_blendv_ps(b, a, _mm256_castsi256_ps(first(n))); }
   static V max(V a, V b) { return _mm256_max_ps(a, b); }
   static V load(const float* p) { return _mm256_load_ps(p); }
   static void store(float* p, V v) { _mm256_store_ps(p, v); }

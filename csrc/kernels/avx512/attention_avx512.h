@@ -55,6 +55,8 @@ struct VT {
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  // lanes [0, n) from a, the rest from b
+  static V blend_first(V a, V b, int n) { return _mm512_mask_blend_ps(first(n), b, a); }
   static V max(V a, V b) { return _mm512_max_ps(a, b); }
   static V load(const float* p) { return _mm512_load_ps(p); }
   static void store(float* p, V v) { _mm512_store_ps(p, v); }
