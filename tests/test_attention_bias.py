@@ -199,8 +199,9 @@ def want_and_tol(Q, K, V, scale, terms):
     return sdpa64(Q, K, V, scale, M), terms_tol(Q, K, V, scale, **terms)
 
 
-# Tile edges: avx2 MR = 4 rows, 16-row blocks, 24-key panels, 48-key tiles, whole score rows
-# (two-pass) up to 2064 keys; avx512 MR = 6 rows, 64-key panels, 256-key tiles.
+# Tile edges: avx2 MR = 4 rows, 16-row blocks, 24-key panels, 48-key tiles, softmax chunks of
+# 2064 keys; avx512 MR = 6 rows, 64-key panels, 256-key tiles, chunks of 2048 keys. The rel-pos
+# add has a direct path (gw >= vector width: 8 avx2, 16 avx512) and one for narrower grids.
 # (B, H, Tq, Tk, Dh, Hb, nW, grid)
 CASES = [
     (1, 1, 1, 1, 1, 1, None, (1, 1)),
@@ -221,9 +222,11 @@ CASES = [
     (1, 3, 256, 256, 7, 3, None, (16, 16)),
     (1, 1, 257, 257, 33, 1, None, (1, 257)),
     (1, 1, 17, 17, 16, None, None, (17, 1)),
-    (1, 1, 2064, 2064, 16, None, None, (43, 48)),   # avx2's last two-pass size
-    (2, 1, 2065, 2065, 7, 1, 1, (35, 59)),          # first online size
+    (1, 1, 2064, 2064, 16, None, None, (43, 48)),   # avx2: one chunk; avx512: 2048 + 16
+    (2, 1, 2065, 2065, 7, 1, 1, (35, 59)),          # avx2: 2064 + 1
     (1, 3, 5, 2065, 33, 3, None, None),
+    (1, 2, 5, 2048, 16, 2, None, None),             # avx512: one whole chunk
+    (2, 1, 7, 2049, 33, 1, 1, None),                # avx512: 2048 + 1
 ]
 
 
@@ -332,10 +335,10 @@ def test_each_term_is_needed(isa):
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_masked_leading_keys(isa):
-    """-inf on all keys of the first key tiles of some rows (avx512: 256-key tiles; avx2 online
-    above 2064 keys: 48-key tiles): the online softmax must not make NaN from -inf - -inf."""
+    """-inf on all keys of the first key tiles, or of the whole first softmax chunk (avx2 2064
+    keys, avx512 2048), of some rows: the chunked softmax must not make NaN from -inf - -inf."""
     need(isa)
-    for Tk, lead in ((300, 260), (2100, 100)):
+    for Tk, lead in ((300, 260), (2100, 100), (2200, 2070)):
         Q, K, V, _ = make_case(1, 2, 9, Tk, 16, seed=Tk)
         mask = np.zeros((1, 9, Tk), np.float32)
         mask[0, ::2, :lead] = -np.inf
