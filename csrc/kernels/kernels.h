@@ -68,9 +68,16 @@ struct LayerNormArgs {
   float eps = 1e-5f;
 };
 
-// O[b,i,h,:] = sum_j softmax_j(scale * Q[b,i,h,:] . K[b,j,h,:]) V[b,j,h,:]
-// Strides are in elements; the head dimension (Dh) is contiguous in Q, K, V and O.
-// No Tq x Tk matrix is materialised beyond a tile per thread.
+// O[b,i,h,:] = sum_j softmax_j(S[b,h,i,j]) V[b,j,h,:],  S[b,h,i,j] = scale * Q[b,i,h,:] . K[b,j,h,:]
+//   + bias[h * bias_sh + i * bias_st + j]                      (when bias is set)
+//   + mask[(b % mask_nw) * mask_sw + i * mask_st + j]          (when mask is set)
+//   + Q[b,i,h,:] . rel_h[(ih - jh + gh - 1) * Dh + :]          (when rel_h and rel_w are set;
+//   + Q[b,i,h,:] . rel_w[(iw - jw + gw - 1) * Dh + :]           i = ih * gw + iw, j = jh * gw + jw)
+// Strides are in elements; the head dimension (Dh) is contiguous in Q, K, V and O, the key index
+// j is contiguous in bias and mask. Any -inf in the additive terms is allowed as long as every
+// query row keeps at least one finite score (else that row is undefined, as in PyTorch).
+// No Tq x Tk matrix is materialised beyond a tile per thread: the relative-position term is made
+// inside the kernel from q and the two small tables (gh + gw dot products per query row).
 struct AttentionArgs {
   int64_t B = 0, H = 0, Tq = 0, Tk = 0, Dh = 0;
   const float* Q = nullptr;
@@ -82,6 +89,20 @@ struct AttentionArgs {
   float* O = nullptr;
   int64_t o_sb = 0, o_st = 0, o_sh = 0;
   float scale = 1.0f;
+  // Additive bias [Hb, Tq, Tk], Hb = 1 (bias_sh = 0) or H, the same for every batch index
+  // (Swin's relative position bias).
+  const float* bias = nullptr;
+  int64_t bias_sh = 0, bias_st = 0;
+  // Additive mask [mask_nw, Tq, Tk]: batch index b uses window b % mask_nw (Swin's
+  // shifted-window mask, batch = images x windows with the window index fastest).
+  const float* mask = nullptr;
+  int64_t mask_nw = 0, mask_sw = 0, mask_st = 0;
+  // Decomposed relative position (Segment Anything's add_decomposed_rel_pos): Tq == Tk ==
+  // rel_gh * rel_gw; rel_h [2 gh - 1, Dh] and rel_w [2 gw - 1, Dh], rows contiguous, shared by
+  // all heads and batch entries; dotted with the unscaled query row. Both set or both null.
+  const float* rel_h = nullptr;
+  const float* rel_w = nullptr;
+  int64_t rel_gh = 0, rel_gw = 0;
 };
 
 // ---- layout and elementwise ops over N-D strided tensors (kernels/layout_body.h) ----

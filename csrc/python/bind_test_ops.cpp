@@ -170,8 +170,74 @@ void run_attention(const KernelTable& t, const AttentionArgs& a, int nth) {
   for (int i = 0; i < nth; ++i) t.attention(a, ws.data() + 1, i, nth);
 }
 
+// An optional float32 array argument (None -> false).
+bool opt_array(const py::object& o, const char* what, py::array* out) {
+  if (o.is_none()) return false;
+  if (!py::isinstance<py::array>(o)) fail(std::string(what) + " must be a numpy array or None");
+  *out = py::reinterpret_borrow<py::array>(o);
+  return true;
+}
+
+// Validates the optional additive terms against the attention's shape and points a at them.
+// bias [Hb, Tq, Tk] (Hb 1 or H), mask [nW, Tq, Tk] (B a multiple of nW), rel_h [2gh-1, Dh] and
+// rel_w [2gw-1, Dh] (C-contiguous, both or neither, gh * gw == Tq == Tk; grid (gh, gw) when
+// given must agree). The arrays must outlive the call (the caller keeps them).
+void attention_terms(AttentionArgs& a, const py::object& bias_o, const py::object& mask_o, const py::object& rh_o,
+                     const py::object& rw_o, const py::object& grid_o) {
+  py::array bias, mask, rh, rw;
+  if (opt_array(bias_o, "bias", &bias)) {
+    auto st = check_f32(bias, 3, "bias", false);
+    const int64_t Hb = bias.shape(0);
+    if ((Hb != 1 && Hb != a.H) || bias.shape(1) != a.Tq || bias.shape(2) != a.Tk)
+      fail("bias must be [1 or H, Tq, Tk]");
+    a.bias = static_cast<const float*>(bias.data());
+    a.bias_sh = Hb == 1 ? 0 : st[0];
+    a.bias_st = st[1];
+  }
+  if (opt_array(mask_o, "mask", &mask)) {
+    auto st = check_f32(mask, 3, "mask", false);
+    const int64_t nW = mask.shape(0);
+    if (nW < 1 || mask.shape(1) != a.Tq || mask.shape(2) != a.Tk) fail("mask must be [nW, Tq, Tk] with nW >= 1");
+    if (a.B % nW != 0) fail("mask: B must be a multiple of nW (batch = images x windows)");
+    a.mask = static_cast<const float*>(mask.data());
+    a.mask_nw = nW;
+    a.mask_sw = st[0];
+    a.mask_st = st[1];
+  }
+  const bool has_h = opt_array(rh_o, "rel_h", &rh), has_w = opt_array(rw_o, "rel_w", &rw);
+  if (has_h != has_w) fail("rel_h and rel_w go together");
+  if (!has_h) {
+    if (!grid_o.is_none()) fail("grid needs rel_h and rel_w");
+    return;
+  }
+  check_f32(rh, 2, "rel_h", true);
+  check_f32(rw, 2, "rel_w", true);
+  if (rh.shape(1) != a.Dh || rw.shape(1) != a.Dh) fail("rel_h and rel_w must have Dh columns");
+  if (rh.shape(0) % 2 == 0 || rw.shape(0) % 2 == 0) fail("rel_h and rel_w must have 2g - 1 rows");
+  const int64_t gh = (rh.shape(0) + 1) / 2, gw = (rw.shape(0) + 1) / 2;
+  if (!grid_o.is_none()) {
+    const char* msg = "grid must be (gh, gw) matching rel_h [2gh-1, Dh], rel_w [2gw-1, Dh]";
+    if (!py::isinstance<py::sequence>(grid_o) || py::len(grid_o) != 2) fail(msg);
+    const py::sequence g = py::reinterpret_borrow<py::sequence>(grid_o);
+    int64_t g0 = -1, g1 = -1;
+    try {
+      g0 = g[0].cast<int64_t>();
+      g1 = g[1].cast<int64_t>();
+    } catch (const py::cast_error&) {
+      fail(msg);
+    }
+    if (g0 != gh || g1 != gw) fail(msg);
+  }
+  if (a.Tq != a.Tk || gh * gw != a.Tq) fail("relative position needs Tq == Tk == gh * gw");
+  a.rel_h = static_cast<const float*>(rh.data());
+  a.rel_w = static_cast<const float*>(rw.data());
+  a.rel_gh = gh;
+  a.rel_gw = gw;
+}
+
 farray attention_hook(const std::string& isa_s, const py::array& Q, const py::array& K, const py::array& V, float scale,
-                      int nth) {
+                      int nth, const py::object& bias, const py::object& mask, const py::object& rel_h,
+                      const py::object& rel_w, const py::object& grid) {
   const KernelTable& t = kernel_table(isa_arg(isa_s));
   nth_arg(nth);
   auto qs = check_f32(Q, 4, "Q", false);
@@ -191,6 +257,7 @@ farray attention_hook(const std::string& isa_s, const py::array& Q, const py::ar
   a.V = static_cast<const float*>(V.data()); a.v_sb = vs[0]; a.v_st = vs[1]; a.v_sh = vs[2];
   a.O = O.mutable_data(); a.o_sb = Tq * H * Dh; a.o_st = H * Dh; a.o_sh = Dh;
   a.scale = scale;
+  attention_terms(a, bias, mask, rel_h, rel_w, grid);
   run_attention(t, a, nth);
   return O;
 }
@@ -223,16 +290,39 @@ farray attention_fused_hook(const std::string& isa_s, const py::array& qkv, floa
 
 // Seconds per call (median over calls run for at least min_seconds after one warm-up call) of
 // the attention over a fused qkv [B, T, 3, H, Dh] with nth real threads (spawned per call).
+// Optional terms: rel_gh > 0: decomposed relative position on a rel_gh x (T / rel_gh) grid;
+// bias: a per-head [H, T, T] bias; mask_nw > 0: a [mask_nw, T, T] window mask (0 / -100).
 double attention_bench_hook(const std::string& isa_s, int64_t B, int64_t H, int64_t T, int64_t Dh, int nth,
-                            double min_seconds) {
+                            double min_seconds, int64_t rel_gh, bool with_bias, int64_t mask_nw) {
   const KernelTable& t = kernel_table(isa_arg(isa_s));
   nth_arg(nth);
   if (B < 1 || H < 1 || T < 1 || Dh < 1) fail("all dimensions must be >= 1");
+  if (rel_gh < 0 || (rel_gh > 0 && T % rel_gh != 0)) fail("rel_gh must divide T");
+  if (mask_nw < 0 || (mask_nw > 0 && B % mask_nw != 0)) fail("B must be a multiple of mask_nw");
   std::vector<float> qkv(static_cast<size_t>(B * T * 3 * H * Dh)), O(static_cast<size_t>(B * T * H * Dh));
   std::mt19937 rng(1234);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   for (auto& v : qkv) v = nd(rng);
   AttentionArgs a = fused_args(qkv.data(), O.data(), B, T, H, Dh, 1.0f / std::sqrt(static_cast<float>(Dh)));
+  std::vector<float> rel_h, rel_w, bias, mask;
+  if (rel_gh > 0) {
+    const int64_t gw = T / rel_gh;
+    rel_h.resize(static_cast<size_t>((2 * rel_gh - 1) * Dh));
+    rel_w.resize(static_cast<size_t>((2 * gw - 1) * Dh));
+    for (auto& v : rel_h) v = 0.1f * nd(rng);
+    for (auto& v : rel_w) v = 0.1f * nd(rng);
+    a.rel_h = rel_h.data(); a.rel_w = rel_w.data(); a.rel_gh = rel_gh; a.rel_gw = gw;
+  }
+  if (with_bias) {
+    bias.resize(static_cast<size_t>(H * T * T));
+    for (auto& v : bias) v = nd(rng);
+    a.bias = bias.data(); a.bias_sh = T * T; a.bias_st = T;
+  }
+  if (mask_nw > 0) {
+    mask.resize(static_cast<size_t>(mask_nw * T * T));
+    for (size_t i = 0; i < mask.size(); ++i) mask[i] = (i * 2654435761u >> 7) % 4 == 0 ? -100.0f : 0.0f;
+    a.mask = mask.data(); a.mask_nw = mask_nw; a.mask_sw = T * T; a.mask_st = T;
+  }
   const size_t per = t.attention_workspace(a);
   std::vector<unsigned char> ws(per * static_cast<size_t>(nth) + 64);
   py::gil_scoped_release nogil;
@@ -281,14 +371,20 @@ void bind_test_ops(py::module_& t) {
   t.def("act_inplace", &act_inplace_hook, py::arg("isa"), py::arg("X"), py::arg("act"),
         "Y = act(X) through <isa>::act_inplace (the GEMM epilogue) on a copy of X");
   t.def("attention", &attention_hook, py::arg("isa"), py::arg("Q"), py::arg("K"), py::arg("V"), py::arg("scale"),
-        py::arg("nth"),
-        "O[B,Tq,H,Dh] = softmax(scale Q K^T) V per (b, h); Q, K, V are [B,T,H,Dh] float32 views whose last "
-        "dimension is contiguous (any other strides)");
+        py::arg("nth"), py::arg("bias") = py::none(), py::arg("mask") = py::none(), py::arg("rel_h") = py::none(),
+        py::arg("rel_w") = py::none(), py::arg("grid") = py::none(),
+        "O[B,Tq,H,Dh] = softmax(scale Q K^T + terms) V per (b, h); Q, K, V are [B,T,H,Dh] float32 views whose "
+        "last dimension is contiguous (any other strides). Optional additive terms (AttentionArgs): bias "
+        "[1 or H, Tq, Tk], mask [nW, Tq, Tk] (batch b uses window b % nW), decomposed relative position "
+        "rel_h [2gh-1, Dh] and rel_w [2gw-1, Dh] (Tq == Tk == gh*gw; grid=(gh, gw) optional check)");
   t.def("attention_fused_qkv", &attention_fused_hook, py::arg("isa"), py::arg("qkv"), py::arg("scale"),
         py::arg("nth"), "O[B,T,H*Dh] from a fused qkv [B,T,3,H,Dh] float32 C-contiguous array");
   t.def("attention_bench", &attention_bench_hook, py::arg("isa"), py::arg("B"), py::arg("H"), py::arg("T"),
-        py::arg("Dh"), py::arg("threads"), py::arg("min_seconds"),
-        "median seconds per fused-qkv attention call with `threads` std::threads");
+        py::arg("Dh"), py::arg("threads"), py::arg("min_seconds"), py::arg("rel_gh") = 0, py::arg("bias") = false,
+        py::arg("mask_nw") = 0,
+        "median seconds per fused-qkv attention call with `threads` std::threads; rel_gh > 0 adds the "
+        "decomposed relative position on a rel_gh x T/rel_gh grid, bias a [H,T,T] bias, mask_nw > 0 a "
+        "[mask_nw,T,T] window mask");
 }
 
 }  // namespace pyvitcpp

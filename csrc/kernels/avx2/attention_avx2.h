@@ -1,25 +1,15 @@
-// Fused multi-head attention for the AVX2+FMA level (flash-attention order, fp32).
-// Included only by ops_avx2.cpp; every function has internal linkage.
+// Fused multi-head attention for the AVX2+FMA level (flash-attention order, fp32): this level's
+// tile sizes, vector traits and microkernels (K/V packing, the MR x PW score block, the P.V
+// block); the driver (work split, blocked two-pass softmax, additive terms) is the ISA-neutral
+// kernels/attention_body.h, instantiated here. Included only by ops_avx2.cpp; internal linkage.
 //
-// Work unit: (batch b, head h, block of QB*MR query rows). Thread ith takes a contiguous range
-// of units, so it meets each head it touches in one run, and it packs that head's K and V once
-// into its workspace:
-//   Kt  K transposed into panels of PW keys: panel p holds Kt[p][d][0..PW) = K[p*PW + c][d],
-//       so a score block is vectorised over keys (FMA of a broadcast q[r][d] with a K row).
-//   Vp  V rows copied with the head dim zero-padded to a multiple of 8 (no tails in P.V).
-// For a block, the keys are visited in tiles of NKT keys (K and V of one tile: 2*NKT*Dh floats,
-// L1-resident while all QB row tiles of the block use them; streaming whole heads through L2
-// for every 4 query rows was the bottleneck).
-// Up to kTwoPassMaxKeys keys (every ViT at 224..518) a block keeps its whole score rows and
-// runs in two passes over the key tiles: S = (scale*log2e) Q.K^T for all keys, then per row
-// m = max S, P = 2^(S - m), l = sum P, then Oacc = P.V, O = Oacc / l. Above that, per MR-row
-// tile and key tile, the online softmax:
-//   S = (scale*log2e) Q.K^T (MR x NKT, in the workspace), m' = max(m, rowmax S),
-//   alpha = 2^(m - m'), P = 2^(S - m'), l = alpha l + rowsum P, Oacc = alpha Oacc + P.V,
-// and at the end O = Oacc / l. Nothing of size Tq x Tk exists. The two-pass order saves the
-// per-tile row reductions, the scalar 2^(m - m') and the rescaling of Oacc: at 12 x 197 x 64
-// (ViT-B) about 21 -> 23 flop per cycle on one shared Zen 3 core, +5-10% (FMA peak 32;
-// scripts/probes/attention_probe.cpp, best of 200 calls; runs scatter by +-10% there).
+// Tiles: 4 query rows x 24 keys per score block (12 ymm accumulators), key tiles of 48 keys
+// (K and V of one tile: 2*NKT*Dh floats, L1-resident while all QB row tiles of the block use
+// them; streaming whole heads through L2 for every 4 query rows was the bottleneck), blocks of
+// QB = 4 row tiles (16 query rows). Whole score rows up to kChunkKeys keys: the two-pass order
+// saves the per-tile row reductions, the scalar 2^(m - m') and the rescaling of Oacc: at
+// 12 x 197 x 64 (ViT-B) about 21 -> 23 flop per cycle on one shared Zen 3 core, +5-10% (FMA
+// peak 32; scripts/probes/attention_probe.cpp, best of 200 calls; runs scatter by +-10% there).
 #pragma once
 #include <immintrin.h>
 
@@ -51,47 +41,52 @@ constexpr int DV = 3;             // head-dim vectors per P.V register block
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// Keys up to which a work unit keeps its whole score rows (QB*MR x npanels*PW floats, 132 KiB
-// at the limit, L2-resident) and computes the softmax in two passes instead of online: at 1370
-// keys (DINOv2 at 518) even to +7%, at 2000 about even (scripts/probes/attention_probe.cpp).
-constexpr int64_t kTwoPassMaxKeys = 2064;
-
-struct Layout {
-  int64_t npanels, dhp;
-  bool two_pass;
-  int64_t lds;  // row stride of the scores
-  int64_t off_kt, off_v, off_s, off_o, off_ml, floats;
+// Vector traits of this level for the shared code (kernels/attention_terms.h, attention_body.h).
+struct VT {
+  using V = __m256;
+  static constexpr int W = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V set1(float x) { return _mm256_set1_ps(x); }
+  static V loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void storeu(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static __m256i first(int n) {  // lanes [0, n) set, 0 <= n <= 8
+    alignas(32) static const int32_t src[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 8 - n));
+  }
+  static V load_n(const float* p, int n) { return _mm256_maskload_ps(p, first(n)); }
+  static void store_n(float* p, V v, int n) { _mm256_maskstore_ps(p, first(n), v); }
+  static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  // lanes [0, n) from a, the rest from b
+  static V blend_first(V a, V b, int n) { return _mm256_blendv_ps(b, a, _mm256_castsi256_ps(first(n))); }
+  static V max(V a, V b) { return _mm256_max_ps(a, b); }
+  static V load(const float* p) { return _mm256_load_ps(p); }
+  static void store(float* p, V v) { _mm256_store_ps(p, v); }
+  static V exp2_neg(V x) { return vm::exp2_neg(x); }
+  static float reduce_max(V v) {
+    __m128 h4 = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h4 = _mm_max_ps(h4, _mm_movehl_ps(h4, h4));
+    return _mm_cvtss_f32(_mm_max_ss(h4, _mm_movehdup_ps(h4)));
+  }
+  static float reduce_add(V v) {
+    __m128 q4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    q4 = _mm_add_ps(q4, _mm_movehl_ps(q4, q4));
+    return _mm_cvtss_f32(_mm_add_ss(q4, _mm_movehdup_ps(q4)));
+  }
 };
 
-inline Layout layout(const AttentionArgs& a) {
-  Layout L;
-  L.npanels = (a.Tk + PW - 1) / PW;
-  L.dhp = round_up(a.Dh, 8);
-  L.two_pass = L.npanels * PW <= kTwoPassMaxKeys;
-  L.lds = L.two_pass ? L.npanels * PW : NKT;
-  int64_t off = 0;
-  auto take = [&](int64_t n) {
-    int64_t o = off;
-    off += round_up(n, 16);  // keep every region 64-byte aligned
-    return o;
-  };
-  L.off_kt = take(L.npanels * a.Dh * PW);
-  L.off_v = take(a.Tk * L.dhp);
-  L.off_s = take(L.two_pass ? int64_t{QB} * MR * L.lds : int64_t{MR} * NKT);
-  L.off_o = take(int64_t{QB} * MR * L.dhp);
-  L.off_ml = take(3 * QB * MR);
-  L.floats = off;
-  return L;
-}
+#include "kernels/attention_terms.h"
 
-// Bytes per thread: 4 * (P*Dh + Tk*roundup(Dh,8) + S + 16*roundup(Dh,8) + 48), P = ceil(Tk/24)*24,
-// S = 16*P with two passes (P <= 2064), else 4*48,
-// plus 64 for alignment (each region rounded up to 16 floats).
-static size_t attention_workspace(const AttentionArgs& a) {
-  return static_cast<size_t>(layout(a).floats) * sizeof(float) + 64;
-}
+// Keys per softmax chunk (attention_body.h): a block keeps QB*MR x kChunkKeys scores (132 KiB,
+// L2-resident). Whole-row two-pass up to here measured on Zen 3: at 1370 keys (DINOv2 at 518)
+// even to +7% over the per-tile online softmax, at 2000 about even
+// (scripts/probes/attention_probe.cpp). A multiple of NKT.
+constexpr int64_t kChunkKeys = 2064;
+static_assert(kChunkKeys % NKT == 0, "chunks are whole key tiles");
 
-inline void pack_head(const AttentionArgs& a, const Layout& L, int64_t b, int64_t h, float* Kt, float* Vp) {
+inline void pack_head(const AttentionArgs& a, int64_t npanels, int64_t dhp, int64_t b, int64_t h, float* Kt, float* Vp) {
   const int64_t Dh = a.Dh, Tk = a.Tk;
   const float* K = a.K + b * a.k_sb + h * a.k_sh;
   const float* V = a.V + b * a.v_sb + h * a.v_sh;
@@ -134,18 +129,18 @@ inline void pack_head(const AttentionArgs& a, const Layout& L, int64_t b, int64_
   }
   // Zero the unused key columns of the last panel (their scores are masked, but 0 * garbage
   // could still raise NaN/overflow noise in the dot products).
-  for (; j < L.npanels * PW; ++j) {
+  for (; j < npanels * PW; ++j) {
     float* dst = Kt + (j / PW) * Dh * PW + (j % PW);
     for (int64_t d = 0; d < Dh; ++d) dst[d * PW] = 0.0f;
   }
   const int64_t Dv = Dh & ~int64_t{7};
   for (j = 0; j < Tk; ++j) {
-    float* dst = Vp + j * L.dhp;
+    float* dst = Vp + j * dhp;
     const float* src = V + j * a.v_st;
     int64_t d = 0;
     for (; d < Dv; d += 8) _mm256_store_ps(dst + d, _mm256_loadu_ps(src + d));
     for (; d < Dh; ++d) dst[d] = src[d];
-    for (; d < L.dhp; ++d) dst[d] = 0.0f;
+    for (; d < dhp; ++d) dst[d] = 0.0f;
   }
 }
 
@@ -217,49 +212,6 @@ inline void pv_block(const float* P, int64_t lds, const float* vp, int64_t ldv, 
     for (int k = 0; k < ND; ++k) _mm256_store_ps(o + r * ldo + 8 * k, acc[r][k]);
 }
 
-// Online-softmax step for MR rows of S (nkp columns, those >= nk already -inf): S := P.
-inline void softmax_step(float* S, int64_t lds, int64_t nkp, float* m, float* l, float* alpha) {
-  const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-  for (int r = 0; r < MR; ++r) {
-    float* s = S + r * lds;
-    __m256 mx0 = ninf, mx1 = ninf;
-    int64_t j = 0;
-    for (; j + 16 <= nkp; j += 16) {
-      mx0 = _mm256_max_ps(mx0, _mm256_load_ps(s + j));
-      mx1 = _mm256_max_ps(mx1, _mm256_load_ps(s + j + 8));
-    }
-    if (j < nkp) mx0 = _mm256_max_ps(mx0, _mm256_load_ps(s + j));
-    __m256 mx = _mm256_max_ps(mx0, mx1);
-    __m128 h4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-    h4 = _mm_max_ps(h4, _mm_movehl_ps(h4, h4));
-    h4 = _mm_max_ss(h4, _mm_movehdup_ps(h4));
-    const float tmax = _mm_cvtss_f32(h4);
-    const float mnew = tmax > m[r] ? tmax : m[r];
-    alpha[r] = mnew == m[r] ? 1.0f : std::exp2(m[r] - mnew);  // 0 on the first tile (m = -inf)
-    m[r] = mnew;
-    const __m256 mv = _mm256_set1_ps(mnew);
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
-    for (j = 0; j + 16 <= nkp; j += 16) {
-      __m256 p0 = vm::exp2_neg(_mm256_sub_ps(_mm256_load_ps(s + j), mv));
-      __m256 p1 = vm::exp2_neg(_mm256_sub_ps(_mm256_load_ps(s + j + 8), mv));
-      _mm256_store_ps(s + j, p0);
-      _mm256_store_ps(s + j + 8, p1);
-      s0 = _mm256_add_ps(s0, p0);
-      s1 = _mm256_add_ps(s1, p1);
-    }
-    if (j < nkp) {
-      __m256 p0 = vm::exp2_neg(_mm256_sub_ps(_mm256_load_ps(s + j), mv));
-      _mm256_store_ps(s + j, p0);
-      s0 = _mm256_add_ps(s0, p0);
-    }
-    __m256 sv = _mm256_add_ps(s0, s1);
-    __m128 q4 = _mm_add_ps(_mm256_castps256_ps128(sv), _mm256_extractf128_ps(sv, 1));
-    q4 = _mm_add_ps(q4, _mm_movehl_ps(q4, q4));
-    q4 = _mm_add_ss(q4, _mm_movehdup_ps(q4));
-    l[r] = l[r] * alpha[r] + _mm_cvtss_f32(q4);
-  }
-}
-
 template <bool kFirst>
 inline void pv_tile(const float* S, int64_t lds, const float* vt, int64_t dhp, int64_t nk, float* Oacc,
                     const float* alpha) {
@@ -280,105 +232,15 @@ inline void pv_tile(const float* S, int64_t lds, const float* vt, int64_t dhp, i
   }
 }
 
-static void attention(const AttentionArgs& a, void* workspace, int ith, int nth) {
-  if (a.B <= 0 || a.H <= 0 || a.Tq <= 0 || a.Tk <= 0 || a.Dh <= 0) return;
-  const Layout L = layout(a);
-  char* base = static_cast<char*>(workspace) + static_cast<size_t>(ith) * attention_workspace(a);
-  float* ws = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(base) + 63) & ~uintptr_t{63});
-  float* Kt = ws + L.off_kt;
-  float* Vp = ws + L.off_v;
-  float* S = ws + L.off_s;
-  float* Oacc = ws + L.off_o;
-  float* m = ws + L.off_ml;
-  float* l = m + QB * MR;
-  float* alpha = l + QB * MR;
-
-  const int64_t Dh = a.Dh, Tk = a.Tk, dhp = L.dhp;
-  const int64_t QBR = int64_t{QB} * MR;
-  const int64_t bph = (a.Tq + QBR - 1) / QBR;  // query blocks per head
-  const int64_t units = a.B * a.H * bph;
-  const int64_t u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
-  const float cs = a.scale * 1.44269504088896341f;
-  const int64_t Dv = Dh & ~int64_t{7};
-  alignas(32) static const int32_t mask_src[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-  const __m256i otail = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mask_src + 8 - (Dh - Dv)));
-
-  int64_t cur_bh = -1;
-  for (int64_t u = u0; u < u1; ++u) {
-    const int64_t bh = u / bph, i0 = (u % bph) * QBR;
-    const int64_t b = bh / a.H, h = bh % a.H;
-    if (bh != cur_bh) {
-      pack_head(a, L, b, h, Kt, Vp);
-      cur_bh = bh;
-    }
-    const int64_t nrb = a.Tq - i0 < QBR ? a.Tq - i0 : QBR;  // rows in this block
-    const int64_t nsub = (nrb + MR - 1) / MR;
-    const float* q0 = a.Q + b * a.q_sb + i0 * a.q_st + h * a.q_sh;
-    for (int64_t r = 0; r < nsub * MR; ++r) {
-      m[r] = -std::numeric_limits<float>::infinity();
-      l[r] = 0.0f;
-    }
-    auto scores = [&](int64_t k0, int64_t nk, int64_t sb, float* Sb, int64_t lds) {
-      const float* qr[MR];
-      for (int r = 0; r < MR; ++r) {  // rows past the end repeat the last one (computed, not stored)
-        const int64_t i = sb * MR + r < nrb ? sb * MR + r : nrb - 1;
-        qr[r] = q0 + i * a.q_st;
-      }
-      const int64_t nkp = round_up(nk, 8);
-      const float* ktile = Kt + (k0 / PW) * Dh * PW;
-      for (int64_t j = 0; j < nkp; j += PW) {
-        const int64_t nv = (nkp - j) / 8;
-        const float* kt = ktile + (j / PW) * Dh * PW;
-        if (nv >= 3) qk_block<3>(qr, kt, Dh, &cs, Sb + j, lds);
-        else if (nv == 2) qk_block<2>(qr, kt, Dh, &cs, Sb + j, lds);
-        else qk_block<1>(qr, kt, Dh, &cs, Sb + j, lds);
-      }
-      if (nkp > nk)
-        for (int r = 0; r < MR; ++r)
-          for (int64_t j = nk; j < nkp; ++j) Sb[r * lds + j] = -std::numeric_limits<float>::infinity();
-    };
-    if (L.two_pass) {
-      // Whole score rows: one max, one exp pass and one sum per row, no rescaling of Oacc.
-      const int64_t lds = L.lds;
-      for (int64_t k0 = 0; k0 < Tk; k0 += NKT) {
-        const int64_t nk = Tk - k0 < NKT ? Tk - k0 : NKT;
-        for (int64_t sb = 0; sb < nsub; ++sb) scores(k0, nk, sb, S + sb * MR * lds + k0, lds);
-      }
-      for (int64_t sb = 0; sb < nsub; ++sb)
-        softmax_step(S + sb * MR * lds, lds, round_up(Tk, 8), m + sb * MR, l + sb * MR, alpha + sb * MR);
-      for (int64_t k0 = 0; k0 < Tk; k0 += NKT) {
-        const int64_t nk = Tk - k0 < NKT ? Tk - k0 : NKT;
-        const float* vt = Vp + k0 * dhp;
-        for (int64_t sb = 0; sb < nsub; ++sb) {
-          const float* P = S + sb * MR * lds + k0;
-          float* oa = Oacc + sb * MR * dhp;
-          if (k0 == 0) pv_tile<true>(P, lds, vt, dhp, nk, oa, nullptr);
-          else pv_tile<false>(P, lds, vt, dhp, nk, oa, nullptr);
-        }
-      }
-    } else {
-      for (int64_t k0 = 0; k0 < Tk; k0 += NKT) {
-        const int64_t nk = Tk - k0 < NKT ? Tk - k0 : NKT;
-        const float* vt = Vp + k0 * dhp;
-        for (int64_t sb = 0; sb < nsub; ++sb) {
-          scores(k0, nk, sb, S, NKT);
-          softmax_step(S, NKT, round_up(nk, 8), m + sb * MR, l + sb * MR, alpha + sb * MR);
-          float* oa = Oacc + sb * MR * dhp;
-          if (k0 == 0) pv_tile<true>(S, NKT, vt, dhp, nk, oa, alpha + sb * MR);
-          else pv_tile<false>(S, NKT, vt, dhp, nk, oa, alpha + sb * MR);
-        }
-      }
-    }
-    for (int64_t r = 0; r < nrb; ++r) {
-      float* o = a.O + b * a.o_sb + (i0 + r) * a.o_st + h * a.o_sh;
-      const float* oa = Oacc + r * dhp;
-      const __m256 inv = _mm256_set1_ps(1.0f / l[r]);
-      int64_t d = 0;
-      for (; d < Dv; d += 8) _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_load_ps(oa + d), inv));
-      if (d < Dh) _mm256_maskstore_ps(o + d, otail, _mm256_mul_ps(_mm256_load_ps(oa + d), inv));
-    }
-  }
+// The score block for one K panel of nv vectors (1..3) of 8 keys.
+inline void qk_panel(const float* const* qr, const float* kt, int64_t Dh, int64_t nv, const float* cp, float* s,
+                     int64_t lds) {
+  if (nv >= 3) qk_block<3>(qr, kt, Dh, cp, s, lds);
+  else if (nv == 2) qk_block<2>(qr, kt, Dh, cp, s, lds);
+  else qk_block<1>(qr, kt, Dh, cp, s, lds);
 }
+
+#include "kernels/attention_body.h"
 
 }  // namespace attn
 }  // namespace avx2

@@ -66,23 +66,54 @@ void activation(const float* X, float* Y, int64_t n, Act act, int ith, int nth) 
   for (int64_t i = b; i < e; ++i) Y[i] = act_scalar(X[i], act);
 }
 
-size_t attention_workspace(const AttentionArgs& a) { return static_cast<size_t>(a.Tk) * sizeof(float); }
+bool has_rel(const AttentionArgs& a) { return a.rel_h && a.rel_w; }
+
+// A score row, plus the query row's gh + gw relative-position dot products when that term is on.
+size_t attention_workspace(const AttentionArgs& a) {
+  return static_cast<size_t>(a.Tk + (has_rel(a) ? a.rel_gh + a.rel_gw : 0)) * sizeof(float);
+}
 
 // One query row at a time: scores for all keys (one row of Tk floats, never Tq x Tk),
-// softmax, then the weighted sum of values.
+// softmax, then the weighted sum of values. The additive terms are summed in the order
+// scale * q.k + bias + mask + rel_h + rel_w (SAM adds rel_h and rel_w to the scaled scores).
 void attention(const AttentionArgs& a, void* workspace, int ith, int nth) {
-  float* s = static_cast<float*>(workspace) + static_cast<size_t>(ith) * a.Tk;
+  const bool rel = has_rel(a);
+  const int64_t gh = a.rel_gh, gw = a.rel_gw;
+  float* s = static_cast<float*>(workspace) + static_cast<size_t>(ith) * (attention_workspace(a) / sizeof(float));
+  float* rh = s + a.Tk;  // rh[jh] = q . rel_h[ih - jh + gh - 1]
+  float* rw = rh + gh;   // rw[jw] = q . rel_w[iw - jw + gw - 1]
   int64_t r0, r1;
   split(a.B * a.H * a.Tq, ith, nth, &r0, &r1);
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t i = r % a.Tq, h = (r / a.Tq) % a.H, b = r / (a.Tq * a.H);
     const float* q = a.Q + b * a.q_sb + i * a.q_st + h * a.q_sh;
+    if (rel) {
+      const int64_t ih = i / gw, iw = i % gw;
+      for (int64_t jh = 0; jh < gh; ++jh) {
+        const float* t = a.rel_h + (ih - jh + gh - 1) * a.Dh;
+        float dot = 0.0f;
+        for (int64_t d = 0; d < a.Dh; ++d) dot += q[d] * t[d];
+        rh[jh] = dot;
+      }
+      for (int64_t jw = 0; jw < gw; ++jw) {
+        const float* t = a.rel_w + (iw - jw + gw - 1) * a.Dh;
+        float dot = 0.0f;
+        for (int64_t d = 0; d < a.Dh; ++d) dot += q[d] * t[d];
+        rw[jw] = dot;
+      }
+    }
+    const float* bias = a.bias ? a.bias + h * a.bias_sh + i * a.bias_st : nullptr;
+    const float* mask = a.mask ? a.mask + (b % a.mask_nw) * a.mask_sw + i * a.mask_st : nullptr;
     float mx = -std::numeric_limits<float>::infinity();
     for (int64_t j = 0; j < a.Tk; ++j) {
       const float* k = a.K + b * a.k_sb + j * a.k_st + h * a.k_sh;
       float dot = 0.0f;
       for (int64_t d = 0; d < a.Dh; ++d) dot += q[d] * k[d];
-      s[j] = dot * a.scale;
+      float sj = dot * a.scale;
+      if (bias) sj += bias[j];
+      if (mask) sj += mask[j];
+      if (rel) sj += rh[j / gw] + rw[j % gw];
+      s[j] = sj;
       mx = s[j] > mx ? s[j] : mx;
     }
     float sum = 0.0f;
