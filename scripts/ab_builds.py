@@ -6,7 +6,7 @@ scripts/dev_build.sh leaves). The models are pyvitcpp.bench's seeded-random refe
 converted once (by the first tree's converter) and run by both builds. Every round runs each
 (model, type, batch) once per build, alternating which build goes first, each in a fresh
 process (warmup, then `--reps` timed forwards; the round's figure is their median). The report
-gives, per row, the median time of each build and the new/old ratio's median and range over the
+gives, per row, the median time (wall, or process CPU time with --cpu-time) of each build and the new/old ratio's median and range over the
 rounds: read a range that straddles 1 as a tie.
 
     python scripts/ab_builds.py --old /path/old --new /path/new --models all --batch 1 8 \
@@ -29,17 +29,19 @@ enc = pyvitcpp.Encoder(path, threads=threads)
 px = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
 for _ in range(warmup):
     enc.forward(px, [out])
-ts = []
+ts, cs = [], []
 for _ in range(reps):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     enc.forward(px, [out])
     ts.append(time.perf_counter() - t0)
+    cs.append(time.process_time() - c0)
 ts.sort()
-print(json.dumps({"p50": ts[len(ts) // 2], "file": pyvitcpp.__file__}))
+cs.sort()
+print(json.dumps({"p50": ts[len(ts) // 2], "cpu50": cs[len(cs) // 2], "file": pyvitcpp.__file__}))
 """
 
 
-def run_child(tree, path, out, batch, size, threads, warmup, reps):
+def run_child(tree, path, out, batch, size, threads, warmup, reps, metric):
     env = dict(os.environ, PYTHONPATH=tree)
     r = subprocess.run([sys.executable, "-c", CHILD, path, out, str(batch), str(size), str(threads), str(warmup),
                         str(reps)], capture_output=True, text=True, env=env, timeout=1800, cwd=tempfile.gettempdir())
@@ -48,7 +50,7 @@ def run_child(tree, path, out, batch, size, threads, warmup, reps):
     res = json.loads(r.stdout.strip().splitlines()[-1])
     if not res["file"].startswith(os.path.abspath(tree)):
         raise RuntimeError(f"{tree}: imported {res['file']} instead")
-    return res["p50"]
+    return res[metric]
 
 
 def main():
@@ -62,6 +64,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="compare process CPU time per forward instead of wall time (steadier on a busy "
+                         "machine; with --threads 1 it is the work itself, spin-waiting aside)")
     args = ap.parse_args()
     sys.path.insert(0, os.path.abspath(args.new))
     from pyvitcpp import bench, convert
@@ -88,9 +93,11 @@ def main():
         for name, t, b, path, out, size in rows:
             for k in order:
                 times[(name, t, b)][k].append(
-                    run_child(trees[k], path, out, b, size, args.threads, args.warmup, args.reps))
+                    run_child(trees[k], path, out, b, size, args.threads, args.warmup, args.reps,
+                              "cpu50" if args.cpu_time else "p50"))
         print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr, flush=True)
-    print(f"| model | type | batch | old p50 | new p50 | new/old (median, range over {args.rounds} rounds) |")
+    what = "CPU s" if args.cpu_time else "p50"
+    print(f"| model | type | batch | old {what} | new {what} | new/old (median, range over {args.rounds} rounds) |")
     print("|---|---|---:|---:|---:|---|")
     for name, t, b, *_ in rows:
         o, n = times[(name, t, b)]["old"], times[(name, t, b)]["new"]
