@@ -352,37 +352,37 @@ int GraphBuilder::conv2d(const std::string& name, int x, const LinearWeight* w, 
   return reshape(linear(name, cols, w, act, residual), os);
 }
 
+// The geometry of a depthwise conv or pooling over the NHWC map x (made contiguous).
+ConvGeom GraphBuilder::nhwc_geom(const std::string& name, int* x, const ConvAxis& h, const ConvAxis& wd) {
+  *x = contiguous(*x);
+  const auto s = shape(*x);
+  if (s.size() != 4 || s[1] != h.in || s[2] != wd.in) fail(name + ": NHWC input " + shape_str(s));
+  ConvGeom g;
+  g.B = s[0];
+  g.C = s[3];
+  g.cg = s[3];
+  g.h = h;
+  g.w = wd;
+  return g;
+}
+
 int GraphBuilder::dwconv2d(const std::string& name, int x, const float* taps, const float* bias, const ConvAxis& h,
                            const ConvAxis& wd, Act act) {
-  x = contiguous(x);
-  const auto s = shape(x);
-  if (s.size() != 4 || s[1] != h.in || s[2] != wd.in) fail(name + ": dwconv input " + shape_str(s));
   DwConvOp p;
-  p.conv.B = s[0];
-  p.conv.C = s[3];
-  p.conv.cg = s[3];
-  p.conv.h = h;
-  p.conv.w = wd;
+  p.conv = nhwc_geom(name, &x, h, wd);
   p.taps = taps;
   p.bias = bias;
   p.act = act;
-  return node(OpType::DwConv, name, {x}, {s[0], h.out, wd.out, s[3]}, p);
+  return node(OpType::DwConv, name, {x}, {p.conv.B, h.out, wd.out, p.conv.C}, p);
 }
 
 int GraphBuilder::pool2d(const std::string& name, int x, PoolKind kind, const ConvAxis& h, const ConvAxis& wd,
                          bool count_include_pad) {
-  x = contiguous(x);
-  const auto s = shape(x);
-  if (s.size() != 4 || s[1] != h.in || s[2] != wd.in) fail(name + ": pool input " + shape_str(s));
   Pool2dOp p;
-  p.conv.B = s[0];
-  p.conv.C = s[3];
-  p.conv.cg = s[3];
-  p.conv.h = h;
-  p.conv.w = wd;
+  p.conv = nhwc_geom(name, &x, h, wd);
   p.kind = kind;
   p.count_include_pad = count_include_pad;
-  return node(OpType::Pool2d, name, {x}, {s[0], h.out, wd.out, s[3]}, p);
+  return node(OpType::Pool2d, name, {x}, {p.conv.B, h.out, wd.out, p.conv.C}, p);
 }
 
 }  // namespace pyvitcpp

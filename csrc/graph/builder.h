@@ -85,6 +85,7 @@ class GraphBuilder {
   int node(OpType op, const std::string& name, std::vector<int> in, std::vector<int64_t> out_shape, OpParams p);
   int eltwise(const std::string& name, std::vector<int> in, EltKind kind, Act act, float alpha);
   int axis_of(int x, int axis) const;  // negative axes count from the end
+  ConvGeom nhwc_geom(const std::string& name, int* x, const ConvAxis& h, const ConvAxis& wd);
   Graph& g_;
 };
 
