@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""A/B timing of the non-GEMM kernel hooks (layernorm, activation, dwconv2d, pool2d) between two
+"""A/B timing of kernel hooks (layernorm, activation, dwconv2d, pool2d, qgemm) between two
 builds of pyvitcpp._testing, loaded side by side in one process and called interleaved (the
 order alternates per round), so machine noise hits both alike. Each sample is the best of
 `--reps` calls; the report gives, per case and level, the median and the spread (min..max) of
@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import statistics
 import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this tree's pyvitcpp
 
 
 def load(path: str, tag: str):
@@ -42,6 +45,10 @@ def cases():
     x_dw5 = g.standard_normal((1, 14, 14, 1000)).astype(np.float32)
     w5 = (g.standard_normal((25, 1000)) / 5).astype(np.float32)
     x_pool = g.standard_normal((1, 112, 112, 64)).astype(np.float32)
+    from pyvitcpp import _core  # the quantizer only (the same in both builds)
+    x_q = g.standard_normal((197, 768)).astype(np.float32)
+    w8 = _core.quantize((g.standard_normal((768, 768)) * 0.05).astype(np.float32), "q8_0")
+    w4 = _core.quantize((g.standard_normal((1024, 768)) * 0.05).astype(np.float32), "q4_1")
     return {
         "layernorm 788x768": lambda T, isa: T.layernorm(isa, x_ln, gam, bet, 1e-6, 1, False),
         "layernorm 256x1000 nogamma": lambda T, isa: T.layernorm(isa, x_ln_odd, None, None, 1e-6, 1, False),
@@ -54,6 +61,9 @@ def cases():
         "maxpool 3x3 s2 112x112x64": lambda T, isa: T.pool2d(isa, x_pool, 3, 2, pad=1),
         "avgpool 3x3 s1 112x112x64": lambda T, isa: T.pool2d(isa, x_pool, 3, 1, pad=1, is_max=False,
                                                              count_include_pad=False),
+        "qgemm q8_0 197x768x768": lambda T, isa: T.qgemm(isa, x_q, w8, "q8_0"),
+        "qgemm q4_1 197x1024x768 gelu": lambda T, isa: T.qgemm(isa, x_q, w4, "q4_1", None, 1),
+        "qgemm q8_0 1x768x768": lambda T, isa: T.qgemm(isa, x_q[:1], w8, "q8_0"),
     }
 
 

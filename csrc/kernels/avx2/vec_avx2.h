@@ -70,16 +70,8 @@ struct VT {
     return _mm_cvtss_f32(s);
   }
 
-  // This level's vector math (vecmath_avx2.h: accuracy and NaN/inf behaviour documented there).
-  static V exp(V x) { return vm::exp(x); }
-  static V exp2_neg(V x) { return vm::exp2_neg(x); }
-  static V tanh(V x) { return vm::tanh(x); }
-  static V sigmoid(V x) { return vm::sigmoid(x); }
-  static V gelu_erf(V x) { return vm::gelu_erf(x); }
-  static V gelu_tanh(V x) { return vm::gelu_tanh(x); }
-  static V quick_gelu(V x) { return vm::quick_gelu(x); }
-  static V silu(V x) { return vm::silu(x); }
-  static V hard_swish(V x) { return vm::hard_swish(x); }
+  // exp, exp2_neg, tanh, sigmoid and the activations: this level's vecmath_avx2.h.
+#include "kernels/vecmath_traits.h"
 };
 
 }  // namespace

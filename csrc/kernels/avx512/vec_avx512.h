@@ -49,15 +49,8 @@ struct VT {
   static float reduce_add(V v) { return _mm512_reduce_add_ps(v); }
   static float reduce_max(V v) { return _mm512_reduce_max_ps(v); }
 
-  static V exp(V x) { return vm::exp(x); }
-  static V exp2_neg(V x) { return vm::exp2_neg(x); }
-  static V tanh(V x) { return vm::tanh(x); }
-  static V sigmoid(V x) { return vm::sigmoid(x); }
-  static V gelu_erf(V x) { return vm::gelu_erf(x); }
-  static V gelu_tanh(V x) { return vm::gelu_tanh(x); }
-  static V quick_gelu(V x) { return vm::quick_gelu(x); }
-  static V silu(V x) { return vm::silu(x); }
-  static V hard_swish(V x) { return vm::hard_swish(x); }
+  // exp, exp2_neg, tanh, sigmoid and the activations: this level's vecmath_avx512.h.
+#include "kernels/vecmath_traits.h"
 };
 
 }  // namespace
