@@ -2,7 +2,7 @@
 
 Where the CPU lacks AVX-512 the avx512 tests of test_kernels_{conv,ops,gemm,quant}.py skip, so
 those kernels would never run before reaching a machine that has it. Here the avx512 conv, ops
-(activations, layernorm, softmax, attention), GEMM and quantized-GEMM TUs are compiled against
+(activations, layernorm, attention), GEMM and quantized-GEMM TUs are compiled against
 SIMDe's portable AVX-512 intrinsics (header-only, `apt install libsimde-dev`) through the shim in
 tests/avx512_emu/, linked into a small shared library with a C API that mirrors the
 pyvitcpp._testing hooks (tests/avx512_emu/emu_capi.cpp), and loaded with ctypes. Then the
@@ -99,9 +99,7 @@ def load(path):
         "emu_axis": [I64, I64, I64, I64, I64, I, P],
         "emu_dwconv2d": [P, P, P, I64, I64, I64, I64, I64, I64, I64, I64, I, I, P, I],
         "emu_pool2d": [P, I64, I64, I64, I64, I64, I64, I64, I, I, I, P, I],
-        "emu_global_avgpool": [P, I64, I64, I64, P, I],
         "emu_layernorm": [P, I64, P, I64, I64, I64, P, P, F, I],
-        "emu_softmax_rows": [P, I64, I64, I64, I],
         "emu_activation": [P, P, I64, I, I],
         "emu_act_inplace": [P, I64, I],
         "emu_attention": [I64, I64, I64, I64, I64, P, P, P, P, P, F, I],
@@ -204,15 +202,6 @@ class EmulatedTesting:
                             _ptr(y), nth)
         return y
 
-    def global_avgpool(self, isa, x, nth=1):
-        if isa != "avx512":
-            return T.global_avgpool(isa, x, nth=nth)
-        x = _f32(x)
-        B, HW, C = x.shape
-        y = np.full((B, C), np.nan, np.float32)
-        self.lib.emu_global_avgpool(_ptr(x), B, HW, C, _ptr(y), nth)
-        return y
-
     # ---- ops
     def layernorm(self, isa, X, gamma, beta, eps, nth, inplace):
         if isa != "avx512":
@@ -229,16 +218,6 @@ class EmulatedTesting:
         else:
             self.lib.emu_layernorm(_ptr(X), X.strides[0] // 4, _ptr(Y), D, rows, D, _ptr(g), _ptr(b), eps, nth)
         return Y
-
-    def softmax_rows(self, isa, X, nth):
-        if isa != "avx512":
-            return T.softmax_rows(isa, X, nth)
-        rows, n = X.shape
-        buf = np.zeros(rows * (n + 3) + 1, np.float32)  # row stride n + 3, like the hook
-        view = buf[: rows * (n + 3)].reshape(rows, n + 3)
-        view[:, :n] = X
-        self.lib.emu_softmax_rows(_ptr(buf), rows, n, n + 3, nth)
-        return view[:, :n].copy()
 
     def activation(self, isa, X, act, nth):
         if isa != "avx512":
@@ -421,9 +400,9 @@ def test_harness_covers_every_family():
     """The grid above really holds the avx512 cases of each kernel family (a renamed parameter in
     the source tests must not silently empty it)."""
     names = {c.values[1] for c in CASES}
-    for must in ("test_dwconv_vs_torch_and_ref", "test_pool2d_vs_torch", "test_global_avgpool",
+    for must in ("test_dwconv_vs_torch_and_ref", "test_pool2d_vs_torch",
                  "test_new_activations_vs_torch", "test_activation_vs_ref", "test_layernorm_vs_ref",
-                 "test_softmax_vs_ref", "test_attention_vs_ref", "test_attention_fused_qkv", "test_tile_edges",
+                 "test_attention_vs_ref", "test_attention_fused_qkv", "test_tile_edges",
                  "test_epilogue", "test_k_sizes", "test_special_values", "test_maxpool_nan_propagates",
                  "test_dwconv_special_values", "test_level_vs_ref", "test_epilogue_activation_and_inplace_residual"):
         assert must in names, must
@@ -436,8 +415,8 @@ def test_avx512_emulated(emulated, module, name, kwargs):
 
 # ------------------------------------------------------------------------------ beyond those grids
 # Cases the shared tests do not hold, in their error models: one query against many keys (the
-# class-token / pooling-head shape), every activation fused into the depthwise conv, pooling with
-# TF SAME (asymmetric) padding, and softmax rows far below zero.
+# class-token / pooling-head shape), every activation fused into the depthwise conv, and pooling
+# with TF SAME (asymmetric) padding.
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 7, 2, 16), (2, 1, 197, 3, 64), (1, 1, 300, 1, 65), (1, 1, 33, 2, 17),
@@ -484,27 +463,20 @@ def test_pool_same_padding_vs_ref(emulated, case):
             np.testing.assert_array_equal(got, ref)  # same additions in the same order, true division
 
 
-@pytest.mark.parametrize("n", [1, 7, 16, 17, 33, 100])
-def test_softmax_far_negative_rows(emulated, n):
-    """Rows whose every value is far below 0 (exp(x) alone underflows): the row maximum must come
-    from the row only, tail lanes included (a masked tail read as 0 instead of -inf gives 0/0)."""
-    g = np.random.default_rng(n)
-    X = (-1000.0 + g.standard_normal((3, n))).astype(np.float32)
-    X[1] -= 1e6
-    want = ops_tests.sm_truth(X)[0]
-    ops_tests.assert_within(emulated.softmax_rows("avx512", X, 2), want, ops_tests.sm_tol(X), f"avx512 n={n}")
-
-
 def test_emulation_can_fail(emulated_lib, tmp_path):
     """A one-line bug in a copy of the avx512 conv TU (average pooling ignoring
-    count_include_pad) makes the pooling cases above fail: the harness really runs that code."""
+    count_include_pad, in the shared body it includes) makes the pooling cases above fail: the
+    harness really runs that code."""
     cxx = _toolchain_or_skip()
     rel = "kernels/avx512/conv_avx512.cpp"
     src = open(os.path.join(SRC, rel)).read()
+    body = open(os.path.join(SRC, "kernels", "conv_body.h")).read()
+    include = '#include "kernels/conv_body.h"'
     old = "const int64_t div = a.count_include_pad ? a.h.k * a.w.k : count;"
-    assert src.count(old) == 1, "the mutated line moved: update this test"
+    assert src.count(include) == 1 and body.count(old) == 1, "the mutated line moved: update this test"
     mutant = tmp_path / "conv_avx512.cpp"
-    mutant.write_text(src.replace(old, "const int64_t div = count;"))
+    # The TU with the body pasted in place of its #include, that line changed.
+    mutant.write_text(src.replace(include, body.replace(old, "const int64_t div = count;")))
     good_dir = os.path.dirname(emulated_lib._name)
     bad = EmulatedTesting(build_library(cxx, str(tmp_path), replace={rel: str(mutant)}, reuse=good_dir))
     x = np.random.default_rng(3).standard_normal((1, 8, 8, 7)).astype(np.float32)

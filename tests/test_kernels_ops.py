@@ -1,4 +1,4 @@
-"""Non-GEMM kernels (layer norm, softmax rows, activations, fused attention) at every ISA level.
+"""Non-GEMM kernels (layer norm, activations, fused attention) at every ISA level.
 
 Two kinds of checks:
 * the reference kernels (the spec) against float64 numpy/torch, an independent check of the spec;
@@ -152,19 +152,6 @@ def test_gelu_erf_both_paths(isa):
 
 
 @pytest.mark.parametrize("isa", SIMD)
-def test_exp_accuracy_via_softmax(isa):
-    """softmax([0, t]) = [1, e^t] / (1 + e^t): checks the kernels' exp over its whole range."""
-    need(isa)
-    t = np.concatenate([np.linspace(-104, 0, 40001), -np.geomspace(1e-30, 1, 2000)]).astype(np.float32)
-    X = np.stack([np.zeros_like(t), t], 1)
-    Y = T.softmax_rows(isa, X, 2)
-    e = np.exp(t.astype(np.float64))
-    want = np.stack([1 / (1 + e), e / (1 + e)], 1)
-    # exp within 3 ulps, then a sum of 2 terms, a reciprocal and a product.
-    assert_within(Y, want, 8 * U * want + 4 * FMIN, f"{isa} exp")
-
-
-@pytest.mark.parametrize("isa", SIMD)
 @pytest.mark.parametrize("act", list(ACTS))
 @pytest.mark.parametrize("nth", NTH)
 def test_activation_vs_ref(isa, act, nth):
@@ -295,70 +282,6 @@ def test_layernorm_special_rows(isa):
 
 
 # ----------------------------------------------------------------------------------------------
-# Softmax rows
-
-
-def sm_truth(X):
-    Xd = X.astype(np.float64)
-    m = Xd.max(1, keepdims=True)
-    e = np.exp(Xd - m)
-    return e / e.sum(1, keepdims=True), Xd - m
-
-
-def sm_tol(X):
-    """One kernel's bound: x - max rounds (|x - max| u in the exponent), exp within 3 ulps, the
-    sum of n terms (n u) feeds every element through 1/sum (weighted argument errors too)."""
-    y, d = sm_truth(X)
-    n = X.shape[1]
-    w = np.where(y > 0, y * np.abs(d), 0.0).sum(1, keepdims=True)
-    return 2 * U * y * (n + 8 + np.abs(d) + w) + 4 * FMIN
-
-
-def test_ref_softmax_matches_float64():
-    for n in SIZES:
-        X = (rng(n).standard_normal((6, n)) * 5).astype(np.float32)
-        want, _ = sm_truth(X)
-        assert_within(T.softmax_rows("ref", X, 1), want, sm_tol(X), f"ref n={n}")
-
-
-@pytest.mark.parametrize("isa", SIMD)
-@pytest.mark.parametrize("nth", NTH)
-def test_softmax_vs_ref(isa, nth):
-    need(isa)
-    for n in SIZES:
-        X = (rng(n + 1).standard_normal((7, n)) * 6).astype(np.float32)
-        assert_within(T.softmax_rows(isa, X, nth), T.softmax_rows("ref", X, 1), 2 * sm_tol(X), f"{isa} n={n}")
-
-
-@pytest.mark.parametrize("isa", ISAS)
-def test_softmax_special_rows(isa):
-    need(isa)
-    for n in (1, 7, 16, 33, 100):
-        X = np.zeros((5, n), np.float32)
-        X[1] = 7.25  # constant: exactly 1/n each
-        X[2, n // 2] = 1e4  # one huge logit: exactly one-hot
-        X[3] = -1e30
-        X[3, n - 1] = 0.0  # everything else underflows to exactly 0
-        X[4] = np.linspace(-50, 50, n)
-        if n > 1:
-            X[4, 0] = -np.inf  # masked entries are exactly 0
-        Y = T.softmax_rows(isa, X, 2)
-        assert np.array_equal(Y[0], np.full(n, np.float32(1) / np.float32(n)))
-        assert np.array_equal(Y[1], np.full(n, np.float32(1) / np.float32(n)))
-        onehot = np.zeros(n, np.float32)
-        onehot[n // 2] = 1
-        assert np.array_equal(Y[2], onehot)
-        onehot[:] = 0
-        onehot[n - 1] = 1
-        assert np.array_equal(Y[3], onehot)
-        fin = X[4:5].copy()
-        want, _ = sm_truth(fin)
-        assert_within(Y[4:5], want, sm_tol(np.where(np.isinf(fin), -1e3, fin).astype(np.float32)), f"{isa} n={n}")
-        if n > 1:
-            assert Y[4, 0] == 0.0
-
-
-# ----------------------------------------------------------------------------------------------
 # Attention
 
 
@@ -482,7 +405,7 @@ def test_attention_tolerance_can_fail(isa):
     assert (np.abs(O - sdpa64(Q, K, V2, scale)) > tol).any()
 
 
-def test_layernorm_softmax_tolerance_can_fail():
+def test_layernorm_tolerance_can_fail():
     X, g, b = ln_case(4, 64, 5, offset=1e3)
     Xd = X.astype(np.float64)
     # One-pass variance in fp32 (E[x^2] - mean^2), the cancellation the two-pass form avoids.
@@ -492,10 +415,6 @@ def test_layernorm_softmax_tolerance_can_fail():
     one_pass = ((Xf - mean) / np.sqrt(var + np.float32(1e-5))) * g + b
     want, _, _ = ln_truth(X, g, b, 1e-5)
     assert (np.abs(one_pass - want) > ln_tol(X, g, b, 1e-5)).any()
-    # Softmax missing its last element.
-    S = (rng(2).standard_normal((3, 100)) * 3).astype(np.float32)
-    bad = np.concatenate([sm_truth(S[:, :-1])[0], np.zeros((3, 1))], 1)
-    assert (np.abs(bad - sm_truth(S)[0]) > sm_tol(S)).any()
     del Xd
 
 
@@ -513,10 +432,6 @@ def test_hooks_validate():
         T.layernorm("ref", X[:, ::2], None, None, 1e-5, 1, False)
     with pytest.raises(ValueError):
         T.layernorm("nope", X, None, None, 1e-5, 1, False)
-    with pytest.raises(ValueError):
-        T.softmax_rows("ref", X, 0)
-    with pytest.raises(ValueError):
-        T.softmax_rows("ref", X[0], 1)
     with pytest.raises(ValueError):
         T.activation("ref", X[0], 99, 1)
     with pytest.raises(ValueError):

@@ -225,8 +225,6 @@ struct KernelTable {
   int gemm_pack_nr = 0;
 
   void (*layernorm)(const LayerNormArgs& a, int ith, int nth) = nullptr;
-  // In place, rows of n elements, row stride ld.
-  void (*softmax_rows)(float* X, int64_t rows, int64_t n, int64_t ld, int ith, int nth) = nullptr;
   // Elementwise Y = act(X) over n elements; Y may equal X.
   void (*activation)(const float* X, float* Y, int64_t n, Act act, int ith, int nth) = nullptr;
   // Bytes of scratch each thread needs; the caller passes nth * that, thread ith uses its slice.
@@ -245,7 +243,6 @@ struct KernelTable {
   // Activations are NHWC: an image's pixels are rows of C contiguous channels (see conv.h).
   void (*dwconv2d)(const DwConv2dArgs& a, int ith, int nth) = nullptr;
   void (*pool2d)(const Pool2dArgs& a, int ith, int nth) = nullptr;
-  void (*global_avgpool)(const float* X, int64_t B, int64_t HW, int64_t C, float* Y, int ith, int nth) = nullptr;
 
   // ---- block-quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1): registered by register_quant_<isa> ----
   // GEMM with a block-quantized W (GemmArgs.wtype Q8_0/Q4_0/Q4_1/Q5_0/Q5_1, K a multiple of 32);

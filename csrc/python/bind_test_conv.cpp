@@ -119,21 +119,6 @@ farray pool_hook(const std::string& isa, const py::object& xo, int64_t k, int64_
   return y;
 }
 
-// x: [B, HW, C] -> [B, C]
-farray gap_hook(const std::string& isa, const py::object& xo, int nth) {
-  const KernelTable& t = table(isa);
-  if (nth < 1 || nth > 1024) fail("nth must be in [1, 1024]");
-  farray x = f32(xo, "x", 3);
-  const int64_t B = x.shape(0), HW = x.shape(1), C = x.shape(2);
-  if (B < 1 || HW < 1 || C < 1) fail("x must be non-empty");
-  farray y({B, C});
-  float* yp = y.mutable_data();
-  const float* xp = x.data();
-  py::gil_scoped_release nogil;
-  for (int i = 0; i < nth; ++i) t.global_avgpool(xp, B, HW, C, yp, i, nth);
-  return y;
-}
-
 // General conv. isa "direct": the scalar specification (ref::conv2d_direct); otherwise what the
 // CNN graphs run: per group, that level's GEMM with the weight permuted to (ky, kx, c) columns
 // and packed, over the group's im2col matrix, which the GEMM gathers from the NHWC map as it
@@ -233,7 +218,6 @@ void bind_test_conv(py::module_& t) {
         py::arg("act") = 0, py::arg("nth") = 1);
   t.def("pool2d", &pool_hook, py::arg("isa"), py::arg("x"), py::arg("k"), py::arg("stride"), py::arg("pad") = 0,
         py::arg("same") = false, py::arg("is_max") = true, py::arg("count_include_pad") = true, py::arg("nth") = 1);
-  t.def("global_avgpool", &gap_hook, py::arg("isa"), py::arg("x"), py::arg("nth") = 1);
   t.def("conv2d", &conv_hook, py::arg("isa"), py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("stride") = 1,
         py::arg("dilation") = 1, py::arg("pad") = 0, py::arg("same") = false, py::arg("groups") = 1,
         py::arg("act") = 0, py::arg("residual") = py::none(), py::arg("nchw") = false, py::arg("gather") = true,

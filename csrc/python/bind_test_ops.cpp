@@ -112,26 +112,6 @@ farray layernorm_hook(const std::string& isa_s, const py::array& X, py::object g
   return Y;
 }
 
-// The rows are processed in a buffer with ld = n + 3 to exercise a row stride != n.
-farray softmax_hook(const std::string& isa_s, const py::array& X, int nth) {
-  const KernelTable& t = kernel_table(isa_arg(isa_s));
-  nth_arg(nth);
-  auto xs = check_f32(X, 2, "X", false);
-  const int64_t rows = X.shape(0), n = X.shape(1);
-  if (n < 1) fail("n must be >= 1");
-  const int64_t ld = n + 3;
-  std::vector<float> buf(static_cast<size_t>(rows * ld + 1), 0.0f);
-  const float* x = static_cast<const float*>(X.data());
-  for (int64_t r = 0; r < rows; ++r) std::memcpy(buf.data() + r * ld, x + r * xs[0], sizeof(float) * n);
-  {
-    py::gil_scoped_release nogil;
-    for (int i = 0; i < nth; ++i) t.softmax_rows(buf.data(), rows, n, ld, i, nth);
-  }
-  farray Y({rows, n});
-  for (int64_t r = 0; r < rows; ++r) std::memcpy(Y.mutable_data() + r * n, buf.data() + r * ld, sizeof(float) * n);
-  return Y;
-}
-
 farray activation_hook(const std::string& isa_s, const py::array& X, int act, int nth) {
   const KernelTable& t = kernel_table(isa_arg(isa_s));
   nth_arg(nth);
@@ -364,8 +344,6 @@ void bind_test_ops(py::module_& t) {
   t.def("layernorm", &layernorm_hook, py::arg("isa"), py::arg("X"), py::arg("gamma"), py::arg("beta"),
         py::arg("eps"), py::arg("nth"), py::arg("inplace"),
         "Y = layer norm of the rows of X [rows, D] (row stride may exceed D); inplace runs with Y == X");
-  t.def("softmax_rows", &softmax_hook, py::arg("isa"), py::arg("X"), py::arg("nth"),
-        "Y = softmax over each row of X [rows, n]");
   t.def("activation", &activation_hook, py::arg("isa"), py::arg("X"), py::arg("act"), py::arg("nth"),
         "Y = act(X) for X float32[n] through the table's activation kernel");
   t.def("act_inplace", &act_inplace_hook, py::arg("isa"), py::arg("X"), py::arg("act"),

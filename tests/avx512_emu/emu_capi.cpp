@@ -68,19 +68,11 @@ void emu_pool2d(const float* X, int64_t B, int64_t H, int64_t W, int64_t C, int6
   for (int i = 0; i < nth; ++i) emu_table().pool2d(a, i, nth);
 }
 
-void emu_global_avgpool(const float* X, int64_t B, int64_t HW, int64_t C, float* Y, int nth) {
-  for (int i = 0; i < nth; ++i) emu_table().global_avgpool(X, B, HW, C, Y, i, nth);
-}
-
 void emu_layernorm(const float* X, int64_t ldx, float* Y, int64_t ldy, int64_t rows, int64_t D, const float* gamma,
                    const float* beta, float eps, int nth) {
   LayerNormArgs a;
   a.rows = rows; a.D = D; a.X = X; a.ldx = ldx; a.Y = Y; a.ldy = ldy; a.gamma = gamma; a.beta = beta; a.eps = eps;
   for (int i = 0; i < nth; ++i) emu_table().layernorm(a, i, nth);
-}
-
-void emu_softmax_rows(float* X, int64_t rows, int64_t n, int64_t ld, int nth) {
-  for (int i = 0; i < nth; ++i) emu_table().softmax_rows(X, rows, n, ld, i, nth);
 }
 
 void emu_activation(const float* X, float* Y, int64_t n, int act, int nth) {

@@ -7,9 +7,16 @@
 // drops its vpsignb / vpabsb, which compete with vpmaddubsw / vpmaddwd for the same two
 // Zen 3 pipes: 1.3-1.5x the flop per cycle (kernels/quant_gemm.h has the figures).
 // Microkernel: R <= 2 rows x 16 columns (one panel, two ymm halves).
+//
+// The work split, chunking and tile loop are the shared kernels/quant_driver.h; this file keeps
+// its own activation quantizer, microkernels and epilogue because they are a different
+// instruction algorithm from the avx512 level's (7-bit Q8_0 activations through vpmaddubsw +
+// vpmaddwd with int16 partial sums, against VNNI vpdpbusd in int32), not the same loop at
+// another width: one body over vector traits would have to hide that difference.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -22,17 +29,9 @@ namespace pyvitcpp {
 namespace avx2 {
 namespace {
 
+#include "kernels/quant_driver.h"  // ActScratch, Kind, qgemm_run
+
 constexpr int kMR = 2;
-constexpr int64_t kChunkBytes = 1 << 17;
-
-enum Kind { kQ8 = 0, kU8 = 1, kNib = 2 };
-
-struct ActScratch {
-  std::vector<int8_t> q;
-  std::vector<float> d, ds;
-  std::vector<int32_t> zs;
-};
-thread_local ActScratch t_scratch;
 
 static inline int32_t hsum_epi32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -192,6 +191,12 @@ Ukernel pick_for(DType t, int R) {
   }
 }
 
+// One panel per tile (P == 1).
+void run_tile(DType t, int R, int P, int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const int32_t* xzs,
+              const float* xds, int64_t ldb, const uint8_t* w, int64_t PB, int64_t BB, float* tile) {
+  pick_for(t, R)(nb, xq, ldq, xd, xzs, xds, ldb, w, BB, tile);
+}
+
 void finish_tile(const GemmArgs& a, const float* tile, int R, int64_t row0, int64_t col0, int64_t nc) {
   alignas(32) float t[kMR * 16];  // rows of nc, contiguous: one activation call per tile
   for (int r = 0; r < R; ++r) {
@@ -226,45 +231,7 @@ void finish_tile(const GemmArgs& a, const float* tile, int R, int64_t row0, int6
 int act_qmax(DType t) { return t == DType::Q8_0 ? 64 : 127; }
 
 void qgemm(const GemmArgs& a, int ith, int nth) {
-  const DType t = a.wtype;
-  const int64_t nb = a.K / 32;
-  const int64_t panels = (a.N + kQPanel - 1) / kQPanel;
-  const int64_t BB = qpack_block_bytes(t), PB = qpack_panel_bytes(t, a.K);
-  const int z = qpack_zero_point(t);
-  const float qmax = static_cast<float>(act_qmax(t));
-  const int64_t tiles = (a.M + kMR - 1) / kMR;
-  int64_t r0, r1, p0, p1;
-  if (tiles >= nth) {
-    r0 = std::min(a.M, tiles * ith / nth * kMR);
-    r1 = std::min(a.M, tiles * (ith + 1) / nth * kMR);
-    p0 = 0;
-    p1 = panels;
-  } else {
-    r0 = 0;
-    r1 = a.M;
-    p0 = panels * ith / nth;
-    p1 = panels * (ith + 1) / nth;
-  }
-  if (r0 >= r1 || p0 >= p1) return;
-  const uint8_t* W = static_cast<const uint8_t*>(a.W_packed);
-  ActScratch& s = t_scratch;
-  const int64_t chunk = std::max<int64_t>(kMR, kChunkBytes / a.K / kMR * kMR);
-  alignas(32) float tile[kMR * 16];
-  for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
-    const int64_t c1 = std::min(r1, c0 + chunk);
-    quantize_rows(a.X, a.ldx, c0, c1, a.K, z, qmax, s);
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t col0 = p * kQPanel;
-      const int64_t nc = std::min<int64_t>(a.N - col0, kQPanel);
-      for (int64_t r = c0; r < c1; r += kMR) {
-        const int R = static_cast<int>(std::min<int64_t>(kMR, c1 - r));
-        const int64_t lr = r - c0;
-        pick_for(t, R)(nb, s.q.data() + lr * a.K, a.K, s.d.data() + lr * nb, s.zs.data() + lr * nb,
-                       s.ds.data() + lr * nb, nb, W + p * PB, BB, tile);
-        finish_tile(a, tile, R, r, col0, nc);
-      }
-    }
-  }
+  qgemm_run<kMR, 1, quantize_rows, run_tile, finish_tile>(a, act_qmax(a.wtype), ith, nth);
 }
 
 }  // namespace

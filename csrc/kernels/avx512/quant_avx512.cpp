@@ -7,10 +7,15 @@
 // Microkernel: R <= 4 rows x 32 columns (two panels), int32 block sums in 8 zmm, f32 sums in 8
 // zmm; per block: 8 (4 for nibbles) steps of one 64-byte weight load per panel and one 4-byte
 // broadcast per row. Threads split the rows (or the columns when there are fewer row tiles than
-// threads); each thread quantizes the rows it owns into its own scratch, chunk by chunk.
+// threads); each thread quantizes the rows it owns into its own scratch, chunk by chunk: that
+// scaffolding is the shared kernels/quant_driver.h. The activation quantizer, microkernels and
+// epilogue stay in this file because they are a different instruction algorithm from the avx2
+// level's (VNNI vpdpbusd with 8-bit activations in int32, against vpmaddubsw + vpmaddwd with
+// 7-bit Q8_0 activations and int16 partial sums), not the same loop at another width.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -23,20 +28,13 @@ namespace pyvitcpp {
 namespace avx512 {
 namespace {
 
+#include "kernels/quant_driver.h"  // ActScratch, Kind, qgemm_run
+
 constexpr int kMR = 4;
-constexpr int64_t kChunkBytes = 1 << 17;  // quantized activation rows per chunk (L2 resident)
-
-enum Kind { kQ8 = 0, kU8 = 1, kNib = 2 };
-
-struct ActScratch {
-  std::vector<int8_t> q;
-  std::vector<float> d, ds;
-  std::vector<int32_t> zs;
-};
-thread_local ActScratch t_scratch;
 
 // Rows [r0, r1) of X -> codes, scales, z * S and dx * S per block (the spec's rounding: rint).
-void quantize_rows(const float* X, int64_t ldx, int64_t r0, int64_t r1, int64_t K, int z, ActScratch& s) {
+void quantize_rows(const float* X, int64_t ldx, int64_t r0, int64_t r1, int64_t K, int z, float qmax,
+                   ActScratch& s) {
   const int64_t nb = K / 32, rows = r1 - r0;
   s.q.resize(static_cast<size_t>(rows * K));
   s.d.resize(static_cast<size_t>(rows * nb));
@@ -52,7 +50,7 @@ void quantize_rows(const float* X, int64_t ldx, int64_t r0, int64_t r1, int64_t 
       // Not finite (an Inf, or a NaN that max may drop): scale NaN, codes 0, as the ref does.
       const bool finite = amax <= 3.4028235e38f &&
                           (_mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v1, v0, _CMP_UNORD_Q)) == 0;
-      const float d = finite ? amax / 127.0f : std::numeric_limits<float>::quiet_NaN();
+      const float d = finite ? amax / qmax : std::numeric_limits<float>::quiet_NaN();
       const float id = finite && d != 0.0f ? 1.0f / d : 0.0f;
       const __m512 vid = _mm512_set1_ps(id);
       __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid));
@@ -166,6 +164,12 @@ Ukernel pick_for(DType t, int R, int P) {
   }
 }
 
+// R rows x P (1 or 2) panels, the second PB bytes after the first.
+void run_tile(DType t, int R, int P, int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const int32_t* xzs,
+              const float* xds, int64_t ldb, const uint8_t* w, int64_t PB, int64_t BB, float* tile) {
+  pick_for(t, R, P)(nb, xq, ldq, xd, xzs, xds, ldb, w, P == 2 ? w + PB : w, BB, tile);
+}
+
 // Tile epilogue: y = act(sum + bias) + residual for R rows x nc columns (residual may alias Y).
 void finish_tile(const GemmArgs& a, const float* tile, int R, int64_t row0, int64_t col0, int64_t nc) {
   alignas(64) float t[32];
@@ -190,48 +194,7 @@ void finish_tile(const GemmArgs& a, const float* tile, int R, int64_t row0, int6
 }
 
 void qgemm(const GemmArgs& a, int ith, int nth) {
-  const DType t = a.wtype;
-  const int64_t nb = a.K / 32;
-  const int64_t panels = (a.N + kQPanel - 1) / kQPanel;
-  const int64_t BB = qpack_block_bytes(t), PB = qpack_panel_bytes(t, a.K);
-  const int z = qpack_zero_point(t);
-  const int64_t tiles = (a.M + kMR - 1) / kMR;
-  int64_t r0, r1, p0, p1;
-  if (tiles >= nth) {
-    r0 = std::min(a.M, tiles * ith / nth * kMR);
-    r1 = std::min(a.M, tiles * (ith + 1) / nth * kMR);
-    p0 = 0;
-    p1 = panels;
-  } else {  // few rows: split the column panels (in pairs) instead
-    const int64_t pairs = (panels + 1) / 2;
-    r0 = 0;
-    r1 = a.M;
-    p0 = std::min(panels, pairs * ith / nth * 2);
-    p1 = std::min(panels, pairs * (ith + 1) / nth * 2);
-  }
-  if (r0 >= r1 || p0 >= p1) return;
-  const uint8_t* W = static_cast<const uint8_t*>(a.W_packed);
-  ActScratch& s = t_scratch;
-  const int64_t chunk = std::max<int64_t>(kMR, kChunkBytes / a.K / kMR * kMR);
-  alignas(64) float tile[kMR * 32];
-  for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
-    const int64_t c1 = std::min(r1, c0 + chunk);
-    quantize_rows(a.X, a.ldx, c0, c1, a.K, z, s);
-    for (int64_t p = p0; p < p1; p += 2) {
-      const int P = p + 1 < p1 ? 2 : 1;
-      const uint8_t* w0 = W + p * PB;
-      const uint8_t* w1 = P == 2 ? w0 + PB : w0;
-      const int64_t col0 = p * kQPanel;
-      const int64_t nc = std::min<int64_t>(a.N - col0, 16 * P);
-      for (int64_t r = c0; r < c1; r += kMR) {
-        const int R = static_cast<int>(std::min<int64_t>(kMR, c1 - r));
-        const int64_t lr = r - c0;
-        pick_for(t, R, P)(nb, s.q.data() + lr * a.K, a.K, s.d.data() + lr * nb, s.zs.data() + lr * nb,
-                          s.ds.data() + lr * nb, nb, w0, w1, BB, tile);
-        finish_tile(a, tile, R, r, col0, nc);
-      }
-    }
-  }
+  qgemm_run<kMR, 2, quantize_rows, run_tile, finish_tile>(a, qgemm_act_qmax_full(a.wtype), ith, nth);
 }
 
 }  // namespace

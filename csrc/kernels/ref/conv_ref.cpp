@@ -72,19 +72,6 @@ void pool2d(const Pool2dArgs& a, int ith, int nth) {
   }
 }
 
-// Y[b, c] = mean over the HW pixels of image b.
-void global_avgpool(const float* X, int64_t B, int64_t HW, int64_t C, float* Y, int ith, int nth) {
-  int64_t r0, r1;
-  split(B * C, ith, nth, &r0, &r1);
-  const float inv = 1.0f / static_cast<float>(HW);
-  for (int64_t r = r0; r < r1; ++r) {
-    const int64_t b = r / C, c = r % C;
-    float s = 0.0f;
-    for (int64_t p = 0; p < HW; ++p) s += X[(b * HW + p) * C + c];
-    Y[b * C + c] = s * inv;
-  }
-}
-
 }  // namespace
 
 void conv2d_direct(const Conv2dRefArgs& a, int ith, int nth) {
@@ -126,7 +113,6 @@ void conv2d_direct(const Conv2dRefArgs& a, int ith, int nth) {
 void register_conv_ref(KernelTable& t) {
   t.dwconv2d = ref::dwconv2d;
   t.pool2d = ref::pool2d;
-  t.global_avgpool = ref::global_avgpool;
 }
 
 }  // namespace pyvitcpp

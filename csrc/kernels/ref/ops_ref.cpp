@@ -43,23 +43,6 @@ void layernorm(const LayerNormArgs& a, int ith, int nth) {
   }
 }
 
-void softmax_rows(float* X, int64_t rows, int64_t n, int64_t ld, int ith, int nth) {
-  int64_t r0, r1;
-  split(rows, ith, nth, &r0, &r1);
-  for (int64_t r = r0; r < r1; ++r) {
-    float* x = X + r * ld;
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int64_t i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n; ++i) {
-      x[i] = std::exp(x[i] - mx);
-      sum += x[i];
-    }
-    const float inv = 1.0f / sum;
-    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
-  }
-}
-
 void activation(const float* X, float* Y, int64_t n, Act act, int ith, int nth) {
   int64_t b, e;
   split(n, ith, nth, &b, &e);
@@ -137,7 +120,6 @@ void attention(const AttentionArgs& a, void* workspace, int ith, int nth) {
 
 void register_ops_ref(KernelTable& t) {
   t.layernorm = ref::layernorm;
-  t.softmax_rows = ref::softmax_rows;
   t.activation = ref::activation;
   t.attention_workspace = ref::attention_workspace;
   t.attention = ref::attention;

@@ -1,0 +1,79 @@
+// The block-quantized GEMM's ISA-neutral scaffolding, shared by the avx2 and avx512 levels: the
+// per-thread activation scratch, the work split (row tiles, or column panels when there are
+// fewer row tiles than threads), the chunking of rows whose quantized activations stay in L2,
+// and the loop over panels and row tiles. The math and the packed layout are kernels/quant_gemm.h.
+//
+// What stays per level (kernels/<isa>/quant_<isa>.cpp), because the instructions differ and not
+// just the vector width: quantizing a chunk of activation rows, the integer microkernels (avx2:
+// vpmaddubsw + vpmaddwd with 7-bit Q8_0 activations; avx512: VNNI vpdpbusd) and the tile
+// epilogue; the level hands those to qgemm_run as template arguments (direct calls, no
+// pointers at run time):
+//   MR, PP                   rows, and panels of kQPanel columns, per microkernel tile
+//   quantize_rows(X, ldx, r0, r1, K, z, qmax, ActScratch&)
+//                            rows [r0, r1) of X -> codes, dx, z * S and dx * S per block of 32
+//   run_tile(DType, R, P, nb, q, ldq, d, zs, ds, ldb, w, PB, BB, tile)
+//                            the f32 sums of R <= MR rows x P <= PP panels (the panels at w,
+//                            PB bytes apart) into tile, row stride PP * kQPanel
+//   finish_tile(a, tile, R, row0, col0, nc)
+//                            y = act(sum + bias) + residual for R rows x nc columns
+// Included INSIDE the level's (per-ISA, anonymous) namespace, like kernels/gemm_driver.h: each
+// ISA's TU has its own copy with internal linkage, compiled with its own flags. The includer
+// provides <algorithm>, <cstdint>, <vector>, kernels.h and quant_gemm.h.
+
+// Quantized activations of the rows a thread is working on (grown on demand, never shrunk).
+struct ActScratch {
+  std::vector<int8_t> q;
+  std::vector<float> d, ds;
+  std::vector<int32_t> zs;
+};
+thread_local ActScratch t_scratch;
+
+// Weight code families of the packed layout (quant_gemm.h): Q8_0 bytes, 5-bit bytes, nibbles.
+enum Kind { kQ8 = 0, kU8 = 1, kNib = 2 };
+
+constexpr int64_t kChunkBytes = 1 << 17;  // quantized activation rows per chunk (L2 resident)
+
+template <int MR, int PP, auto quantize_rows, auto run_tile, auto finish_tile>
+void qgemm_run(const GemmArgs& a, int act_qmax, int ith, int nth) {
+  const DType t = a.wtype;
+  const int64_t nb = a.K / 32;
+  const int64_t panels = (a.N + kQPanel - 1) / kQPanel;
+  const int64_t BB = qpack_block_bytes(t), PB = qpack_panel_bytes(t, a.K);
+  const int z = qpack_zero_point(t);
+  const float qmax = static_cast<float>(act_qmax);
+  const int64_t tiles = (a.M + MR - 1) / MR;
+  int64_t r0, r1, p0, p1;
+  if (tiles >= nth) {
+    r0 = std::min(a.M, tiles * ith / nth * MR);
+    r1 = std::min(a.M, tiles * (ith + 1) / nth * MR);
+    p0 = 0;
+    p1 = panels;
+  } else {  // few rows: split the column panels (in groups of PP) instead
+    const int64_t groups = (panels + PP - 1) / PP;
+    r0 = 0;
+    r1 = a.M;
+    p0 = std::min(panels, groups * ith / nth * PP);
+    p1 = std::min(panels, groups * (ith + 1) / nth * PP);
+  }
+  if (r0 >= r1 || p0 >= p1) return;
+  const uint8_t* W = static_cast<const uint8_t*>(a.W_packed);
+  ActScratch& s = t_scratch;
+  const int64_t chunk = std::max<int64_t>(MR, kChunkBytes / a.K / MR * MR);
+  alignas(64) float tile[MR * PP * kQPanel];
+  for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
+    const int64_t c1 = std::min(r1, c0 + chunk);
+    quantize_rows(a.X, a.ldx, c0, c1, a.K, z, qmax, s);
+    for (int64_t p = p0; p < p1; p += PP) {
+      const int P = static_cast<int>(std::min<int64_t>(PP, p1 - p));
+      const int64_t col0 = p * kQPanel;
+      const int64_t nc = std::min<int64_t>(a.N - col0, kQPanel * P);
+      for (int64_t r = c0; r < c1; r += MR) {
+        const int R = static_cast<int>(std::min<int64_t>(MR, c1 - r));
+        const int64_t lr = r - c0;
+        run_tile(t, R, P, nb, s.q.data() + lr * a.K, a.K, s.d.data() + lr * nb, s.zs.data() + lr * nb,
+                 s.ds.data() + lr * nb, nb, W + p * PB, PB, BB, tile);
+        finish_tile(a, tile, R, r, col0, nc);
+      }
+    }
+  }
+}
