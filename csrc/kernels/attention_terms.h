@@ -52,7 +52,7 @@ inline void rel_pack_one(const float* R, int64_t g, int64_t Dh, float* RT) {
   }
 }
 
-// Both tables, once per kernel call and thread ((2g - 1) x Dh floats each, padded: 36 KiB for
+// Both tables, once per kernel call and thread ((2g - 1) x Dh floats each, padded: 34 KiB each for
 // g = 64, Dh = 64 at W = 8).
 inline void rel_pack(const AttentionArgs& a, float* RT) {
   rel_pack_one(a.rel_h, a.rel_gh, a.Dh, RT);
