@@ -310,8 +310,14 @@ def test_each_term_is_needed(isa):
     each kernel was also checked by hand with that term switched off (this test and the others
     fail then)."""
     need(isa)
+    for grid in ((7, 7), (3, 17)):  # narrower than a vector / not (the two rel-pos add paths)
+        each_term_is_needed(isa, grid)
+
+
+def each_term_is_needed(isa, grid):
     B, nW = 4, 2
-    Q, K, V, terms = make_case(B, 3, 49, 49, 16, Hb=3, nW=nW, grid=(7, 7), seed=9)
+    n = grid[0] * grid[1]
+    Q, K, V, terms = make_case(B, 3, n, n, 16, Hb=3, nW=nW, grid=grid, seed=9)
     scale = 0.25
     got = run(isa, Q, K, V, scale, 2, terms)
     want, tol = want_and_tol(Q, K, V, scale, terms)

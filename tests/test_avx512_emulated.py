@@ -103,6 +103,7 @@ def load(path):
         "emu_activation": [P, P, I64, I, I],
         "emu_act_inplace": [P, I64, I],
         "emu_attention": [I64, I64, I64, I64, I64, P, P, P, P, P, F, I],
+        "emu_attention_terms": [I64, I64, I64, I64, I64, P, P, P, P, P, F, I, P, P, P, P, P],
         "emu_gemm": [I64, I64, I64, P, I64, P, I, P, I, P, I64, P, I64, I, I],
         "emu_gemm_tile": [P],
         "emu_conv2d": [P, I64, I64, I64, I64, P, I64, I64, I64, I64, I64, I64, I, P, I, P, P, I],
@@ -242,11 +243,30 @@ class EmulatedTesting:
         s = np.array(sum((_elem_strides(a)[:3] for a in (Q, K, V, O)), []), np.int64)
         self.lib.emu_attention(B, H, Tq, Tk, Dh, _ptr(Q), _ptr(K), _ptr(V), _ptr(O), s.ctypes.data, scale, nth)
 
-    def attention(self, isa, Q, K, V, scale, nth):
+    def attention(self, isa, Q, K, V, scale, nth, bias=None, mask=None, rel_h=None, rel_w=None, grid=None):
+        terms = dict(bias=bias, mask=mask, rel_h=rel_h, rel_w=rel_w, grid=grid)
         if isa != "avx512":
-            return T.attention(isa, Q, K, V, scale, nth)
+            return T.attention(isa, Q, K, V, scale, nth, **terms)
         O = np.full(Q.shape, np.nan, np.float32)
-        self._attention(Q, K, V, O, scale, nth)
+        if bias is None and mask is None and rel_h is None:
+            self._attention(Q, K, V, O, scale, nth)
+            return O
+        B, Tq, H, Dh = Q.shape
+        Tk = K.shape[1]
+        s = np.array(sum((_elem_strides(a)[:3] for a in (Q, K, V, O)), []), np.int64)
+        t = np.zeros(7, np.int64)
+        if bias is not None:
+            assert bias.dtype == np.float32 and (bias.shape[2] == 1 or bias.strides[2] == 4)
+            t[0] = 0 if bias.shape[0] == 1 else bias.strides[0] // 4
+            t[1] = bias.strides[1] // 4
+        if mask is not None:
+            assert mask.dtype == np.float32 and (mask.shape[2] == 1 or mask.strides[2] == 4)
+            t[2], t[3], t[4] = mask.shape[0], mask.strides[0] // 4, mask.strides[1] // 4
+        if rel_h is not None:
+            rel_h, rel_w = _f32(rel_h), _f32(rel_w)
+            t[5], t[6] = (rel_h.shape[0] + 1) // 2, (rel_w.shape[0] + 1) // 2
+        self.lib.emu_attention_terms(B, H, Tq, Tk, Dh, _ptr(Q), _ptr(K), _ptr(V), _ptr(O), s.ctypes.data, scale, nth,
+                                     _ptr(bias), _ptr(mask), _ptr(rel_h), _ptr(rel_w), t.ctypes.data)
         return O
 
     def attention_fused_qkv(self, isa, qkv, scale, nth):
@@ -313,8 +333,10 @@ import test_kernels_conv as conv_tests  # noqa: E402
 import test_kernels_gemm as gemm_tests  # noqa: E402
 import test_kernels_ops as ops_tests  # noqa: E402
 import test_kernels_quant as quant_tests  # noqa: E402
+import test_attention_bias as attn_terms_tests  # noqa: E402
 
-MODULES = {"conv": conv_tests, "ops": ops_tests, "gemm": gemm_tests, "quant": quant_tests}
+MODULES = {"conv": conv_tests, "ops": ops_tests, "gemm": gemm_tests, "quant": quant_tests,
+           "attn_terms": attn_terms_tests}
 # Not kernel tests of the avx512 level: timing/FMA-peak probes and the hooks' own argument
 # validation. (test_conv2d_vs_torch runs: the facade's conv2d is the avx512 GEMM's conv gather.)
 EXCLUDE = {"test_measure_hooks", "test_invalid_arguments",
@@ -390,6 +412,7 @@ def emulated(emulated_lib, monkeypatch):
     real_supported = conv_tests._supported
     monkeypatch.setattr(conv_tests, "_supported", lambda isa: isa == "avx512" or real_supported(isa))
     monkeypatch.setattr(ops_tests, "T", emu)
+    monkeypatch.setattr(attn_terms_tests, "T", emu)
     monkeypatch.setattr(gemm_tests, "testing", emu)
     monkeypatch.setattr(quant_tests, "T", emu)
     monkeypatch.setattr(quant_tests, "isa_or_skip", lambda isa: isa)
@@ -404,7 +427,8 @@ def test_harness_covers_every_family():
                  "test_new_activations_vs_torch", "test_activation_vs_ref", "test_layernorm_vs_ref",
                  "test_attention_vs_ref", "test_attention_fused_qkv", "test_tile_edges",
                  "test_epilogue", "test_k_sizes", "test_special_values", "test_maxpool_nan_propagates",
-                 "test_dwconv_special_values", "test_level_vs_ref", "test_epilogue_activation_and_inplace_residual"):
+                 "test_dwconv_special_values", "test_level_vs_ref", "test_epilogue_activation_and_inplace_residual",
+                 "test_simd_vs_ref_and_torch", "test_each_term_is_needed", "test_masked_leading_keys"):
         assert must in names, must
 
 

@@ -3,7 +3,7 @@
 //
 // Included by kernels/<isa>/attention_<isa>.h inside that level's namespace, after it defined
 // the vector traits VT (W floats per vector; zero, set1, loadu, storeu, load_n / store_n for the
-// first n < W lanes, fmadd, add, mul). Everything here has internal linkage (unnamed namespace),
+// first n < W lanes, blend_first, fmadd, add, mul). Everything here has internal linkage (unnamed namespace),
 // so each ISA's translation unit has its own copy compiled with its own flags (the GEMM driver's
 // rule, kernels/gemm_driver.h).
 //
@@ -52,7 +52,8 @@ inline void rel_pack_one(const float* R, int64_t g, int64_t Dh, float* RT) {
   }
 }
 
-// Both tables, once per kernel call and thread (a few KiB: (2g - 1) x Dh each).
+// Both tables, once per kernel call and thread ((2g - 1) x Dh floats each, padded: 34 KiB each for
+// g = 64, Dh = 64 at W = 8).
 inline void rel_pack(const AttentionArgs& a, float* RT) {
   rel_pack_one(a.rel_h, a.rel_gh, a.Dh, RT);
   rel_pack_one(a.rel_w, a.rel_gw, a.Dh, RT + a.Dh * rel_table_ld(a.rel_gh));

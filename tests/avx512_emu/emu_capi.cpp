@@ -95,6 +95,26 @@ void emu_attention(int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t Dh, con
   for (int i = 0; i < nth; ++i) t.attention(a, ws.data() + 1, i, nth);
 }
 
+// emu_attention with the additive score terms (AttentionArgs bias / mask / rel_h, rel_w; null: absent).
+// t[0..4] = bias_sh, bias_st, mask_nw, mask_sw, mask_st; t[5..6] = rel_gh, rel_gw.
+void emu_attention_terms(int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t Dh, const float* Q, const float* K,
+                         const float* V, float* O, const int64_t* s, float scale, int nth, const float* bias,
+                         const float* mask, const float* rel_h, const float* rel_w, const int64_t* t) {
+  AttentionArgs a;
+  a.B = B; a.H = H; a.Tq = Tq; a.Tk = Tk; a.Dh = Dh;
+  a.Q = Q; a.q_sb = s[0]; a.q_st = s[1]; a.q_sh = s[2];
+  a.K = K; a.k_sb = s[3]; a.k_st = s[4]; a.k_sh = s[5];
+  a.V = V; a.v_sb = s[6]; a.v_st = s[7]; a.v_sh = s[8];
+  a.O = O; a.o_sb = s[9]; a.o_st = s[10]; a.o_sh = s[11];
+  a.scale = scale;
+  a.bias = bias; a.bias_sh = t[0]; a.bias_st = t[1];
+  a.mask = mask; a.mask_nw = t[2]; a.mask_sw = t[3]; a.mask_st = t[4];
+  a.rel_h = rel_h; a.rel_w = rel_w; a.rel_gh = t[5]; a.rel_gw = t[6];
+  const KernelTable& tb = emu_table();
+  std::vector<unsigned char> ws(tb.attention_workspace(a) * static_cast<size_t>(nth) + 1);
+  for (int i = 0; i < nth; ++i) tb.attention(a, ws.data() + 1, i, nth);
+}
+
 // wtype 0 = F32, 1 = F16 (W raw bits). residual may equal Y (then ldr == ldy).
 void emu_gemm(int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx, const void* W, int wtype,
               const float* bias, int act, const float* residual, int64_t ldr, float* Y, int64_t ldy, int packed_w,
