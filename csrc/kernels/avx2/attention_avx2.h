@@ -18,6 +18,7 @@
 #include <cstring>
 #include <limits>
 
+#include "kernels/avx2/vec_avx2.h"
 #include "kernels/avx2/vecmath_avx2.h"
 #include "kernels/kernels.h"
 
@@ -41,41 +42,8 @@ constexpr int DV = 3;             // head-dim vectors per P.V register block
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// Vector traits of this level for the shared code (kernels/attention_terms.h, attention_body.h).
-struct VT {
-  using V = __m256;
-  static constexpr int W = 8;
-  static V zero() { return _mm256_setzero_ps(); }
-  static V set1(float x) { return _mm256_set1_ps(x); }
-  static V loadu(const float* p) { return _mm256_loadu_ps(p); }
-  static void storeu(float* p, V v) { _mm256_storeu_ps(p, v); }
-  static __m256i first(int n) {  // lanes [0, n) set, 0 <= n <= 8
-    alignas(32) static const int32_t src[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 8 - n));
-  }
-  static V load_n(const float* p, int n) { return _mm256_maskload_ps(p, first(n)); }
-  static void store_n(float* p, V v, int n) { _mm256_maskstore_ps(p, first(n), v); }
-  static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  static V add(V a, V b) { return _mm256_add_ps(a, b); }
-  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
-  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
-  // lanes [0, n) from a, the rest from b
-  static V blend_first(V a, V b, int n) { return _mm256_blendv_ps(b, a, _mm256_castsi256_ps(first(n))); }
-  static V max(V a, V b) { return _mm256_max_ps(a, b); }
-  static V load(const float* p) { return _mm256_load_ps(p); }
-  static void store(float* p, V v) { _mm256_store_ps(p, v); }
-  static V exp2_neg(V x) { return vm::exp2_neg(x); }
-  static float reduce_max(V v) {
-    __m128 h4 = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    h4 = _mm_max_ps(h4, _mm_movehl_ps(h4, h4));
-    return _mm_cvtss_f32(_mm_max_ss(h4, _mm_movehdup_ps(h4)));
-  }
-  static float reduce_add(V v) {
-    __m128 q4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    q4 = _mm_add_ps(q4, _mm_movehl_ps(q4, q4));
-    return _mm_cvtss_f32(_mm_add_ss(q4, _mm_movehdup_ps(q4)));
-  }
-};
+// This level's vector traits (kernels/avx2/vec_avx2.h), shared with the other kernel bodies.
+using VT = ::pyvitcpp::avx2::VT;
 
 #include "kernels/attention_terms.h"
 

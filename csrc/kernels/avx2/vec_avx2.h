@@ -1,7 +1,6 @@
 // Vector traits of the AVX2+FMA level: what the ISA-neutral kernel bodies (kernels/norm_act_body.h,
-// kernels/conv_body.h) need from a vector of floats, in the style of the attention driver's traits
-// (kernels/attention_terms.h: VT, V, W, zero, set1, loadu, storeu, load_n, store_n, fmadd, ...;
-// the same names mean the same operations so that the two can become one header).
+// kernels/conv_body.h, and the attention driver kernels/attention_body.h + attention_terms.h)
+// need from a vector of floats. The one traits header of this level.
 //
 // Only included by translation units compiled with -mavx2 -mfma -mf16c. VT sits in an unnamed
 // namespace inside pyvitcpp::avx2: each TU has its own copy with internal linkage, under the
@@ -42,6 +41,11 @@ struct VT {
   static void store_n(float* p, V v, int64_t n) { store_m(p, first(n), v); }
   // v with the lanes outside m set to 0.
   static V keep(M m, V v) { return _mm256_and_ps(v, _mm256_castsi256_ps(m)); }
+
+  // Aligned load / store; lanes [0, n) from a, the rest from b.
+  static V load(const float* p) { return _mm256_load_ps(p); }
+  static void store(float* p, V v) { _mm256_store_ps(p, v); }
+  static V blend_first(V a, V b, int64_t n) { return _mm256_blendv_ps(b, a, _mm256_castsi256_ps(first(n))); }
 
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V sub(V a, V b) { return _mm256_sub_ps(a, b); }

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <limits>
 
+#include "kernels/avx512/vec_avx512.h"
 #include "kernels/avx512/vecmath_avx512.h"
 #include "kernels/kernels.h"
 
@@ -40,30 +41,8 @@ static_assert(kChunkKeys % NKT == 0, "chunks are whole key tiles");
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// Vector traits of this level for the shared code (kernels/attention_terms.h, attention_body.h).
-struct VT {
-  using V = __m512;
-  static constexpr int W = 16;
-  static V zero() { return _mm512_setzero_ps(); }
-  static V set1(float x) { return _mm512_set1_ps(x); }
-  static V loadu(const float* p) { return _mm512_loadu_ps(p); }
-  static void storeu(float* p, V v) { _mm512_storeu_ps(p, v); }
-  static __mmask16 first(int n) { return static_cast<__mmask16>((1u << n) - 1u); }  // 0 <= n < 16
-  static V load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(first(n), p); }
-  static void store_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, first(n), v); }
-  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-  static V add(V a, V b) { return _mm512_add_ps(a, b); }
-  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
-  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
-  // lanes [0, n) from a, the rest from b
-  static V blend_first(V a, V b, int n) { return _mm512_mask_blend_ps(first(n), b, a); }
-  static V max(V a, V b) { return _mm512_max_ps(a, b); }
-  static V load(const float* p) { return _mm512_load_ps(p); }
-  static void store(float* p, V v) { _mm512_store_ps(p, v); }
-  static V exp2_neg(V x) { return vm::exp2_neg(x); }
-  static float reduce_max(V v) { return _mm512_reduce_max_ps(v); }
-  static float reduce_add(V v) { return _mm512_reduce_add_ps(v); }
-};
+// This level's vector traits (kernels/avx512/vec_avx512.h), shared with the other kernel bodies.
+using VT = ::pyvitcpp::avx512::VT;
 
 #include "kernels/attention_terms.h"
 

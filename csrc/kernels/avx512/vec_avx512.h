@@ -1,6 +1,6 @@
 // Vector traits of the AVX-512 (F/BW/DQ/VL) level: the twin of kernels/avx2/vec_avx2.h (same
 // names, same meaning, 16 lanes, partial vectors through mask registers) for the ISA-neutral
-// kernel bodies (kernels/norm_act_body.h, kernels/conv_body.h).
+// kernel bodies (kernels/norm_act_body.h, kernels/conv_body.h, the attention driver).
 //
 // Only included by translation units compiled with the avx512 flags; VT sits in an unnamed
 // namespace inside pyvitcpp::avx512 (internal linkage, the level's name on every function).
@@ -34,6 +34,11 @@ struct VT {
   static V load_n(const float* p, int64_t n) { return load_m(p, first(n)); }
   static void store_n(float* p, V v, int64_t n) { store_m(p, first(n), v); }
   static V keep(M m, V v) { return _mm512_maskz_mov_ps(m, v); }
+
+  // Aligned load / store; lanes [0, n) from a, the rest from b.
+  static V load(const float* p) { return _mm512_load_ps(p); }
+  static void store(float* p, V v) { _mm512_store_ps(p, v); }
+  static V blend_first(V a, V b, int64_t n) { return _mm512_mask_blend_ps(first(n), b, a); }
 
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
