@@ -4,6 +4,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "core/checked.h"
 #include "core/cpu.h"
 #include "core/fp16.h"
 #include "kernels/quant_gemm.h"
@@ -48,11 +49,10 @@ const GGUFTensorInfo& WeightStore::find(const std::string& name) const {
 const float* WeightStore::tensor_f32(const std::string& name, const std::vector<int64_t>& dims) {
   const GGUFTensorInfo& t = find(name);
   std::vector<int64_t> got = torch_dims(t);
-  int64_t n = 1;
-  for (int64_t d : dims) n *= d;
   if (got != dims)
     throw ModelError(file_->path() + ": tensor '" + name + "' has shape " + dims_str(got) + ", expected " +
                      dims_str(dims));
+  const int64_t n = checked_product<ModelError>(dims, file_->path() + ": tensor '" + name + "' element count");
   switch (static_cast<DType>(t.type)) {
     case DType::F32:
       if (reinterpret_cast<uintptr_t>(t.data) % alignof(float) == 0) return reinterpret_cast<const float*>(t.data);
@@ -135,7 +135,7 @@ void WeightStore::pack(LinearWeight& w) {
     });
     if (!w.owned_raw.empty()) {
       w.owned_raw.resize(0);
-    } else {
+    } else if (file_->mapped()) {
       release_mapped_pages(w.raw, rb * static_cast<size_t>(w.N));
     }
     w.raw = nullptr;
@@ -157,7 +157,7 @@ void WeightStore::pack(LinearWeight& w) {
   if (!w.owned_raw.empty()) {
     w.owned_raw = AlignedBuffer();
     w.raw = nullptr;
-  } else {
+  } else if (file_->mapped()) {  // (anonymous memory would read back as zeros)
     release_mapped_pages(w.raw, static_cast<size_t>(w.N * w.K) * esz);
   }
 }
@@ -181,8 +181,12 @@ LinearWeight* WeightStore::linear(const std::string& weight, const std::string& 
   const GGUFTensorInfo& t = find(weight);
   check_linear_type(file_->path(), t);
   std::vector<int64_t> got = torch_dims(t);
+  // A zero dim keeps the element count (checked at open) small whatever the others are, so
+  // the flattened row length is checked on its own.
   int64_t rows = got.empty() ? 0 : got[0], cols = 1;
-  for (size_t i = 1; i < got.size(); ++i) cols *= got[i];
+  for (size_t i = 1; i < got.size(); ++i)
+    cols = checked_mul<ModelError>(cols, got[i], file_->path() + ": tensor '" + weight + "' " + dims_str(got) + " row length");
+  checked_mul<ModelError>(N, K, file_->path() + ": tensor '" + weight + "' element count");
   if (got.size() < 2 || rows != N || cols != K)
     throw ModelError(file_->path() + ": tensor '" + weight + "' has shape " + dims_str(got) + ", expected [" +
                      std::to_string(N) + ", " + std::to_string(K) + "] (or a conv weight flattening to it)");
@@ -211,11 +215,14 @@ LinearWeight* WeightStore::linear_concat(const std::vector<std::string>& weights
       throw ModelError(file_->path() + ": tensors to fuse have different types: " + weights[0] + ", " + name);
     parts.push_back(&t);
   }
+  const std::string what = file_->path() + ": fused weight '" + weights[0] + "'";
+  const int64_t N = checked_mul<ModelError>(N_each, static_cast<int64_t>(parts.size()), what + " rows");
+  checked_mul<ModelError>(N, K, what + " element count");
   linears_.emplace_back();
   LinearWeight& w = linears_.back();
   w.name = weights[0];
   w.type = static_cast<DType>(parts[0]->type);
-  w.N = N_each * static_cast<int64_t>(parts.size());
+  w.N = N;
   w.K = K;
   size_t part_bytes = parts[0]->nbytes;
   w.owned_raw.resize(part_bytes * parts.size());
@@ -236,6 +243,7 @@ LinearWeight* WeightStore::linear_concat(const std::vector<std::string>& weights
 
 LinearWeight* WeightStore::linear_owned(const std::string& name, DType type, int64_t N, int64_t K, AlignedBuffer raw,
                                        const float* bias) {
+  checked_mul<ModelError>(N, K, file_->path() + ": weight '" + name + "' element count");
   linears_.emplace_back();
   LinearWeight& w = linears_.back();
   w.name = name;
@@ -264,7 +272,10 @@ size_t WeightStore::owned_bytes() const {
 
 // ---------------------------------------------------------------------------------------------
 
-Model::Model(const std::string& path, int threads, const std::string& isa) {
+Model::Model(const std::string& path, int threads, const std::string& isa, bool use_mmap) {
+  if (threads > kMaxThreads)
+    throw std::invalid_argument("threads=" + std::to_string(threads) + " is more than the limit of " +
+                                std::to_string(kMaxThreads));
   Isa level = isa.empty() ? selected_isa() : parse_isa(isa);
   std::string why;
   if (!isa_supported(level, &why))
@@ -272,7 +283,7 @@ Model::Model(const std::string& path, int threads, const std::string& isa) {
                              ", which this CPU lacks");
   kt_ = &kernel_table(level);
   threads_ = threads > 0 ? threads : default_thread_count();
-  file_ = GGUFFile::open(path);
+  file_ = GGUFFile::open(path, use_mmap);
   pool_ = std::make_unique<ThreadPool>(threads_);
   weights_ = std::make_unique<WeightStore>(file_, *kt_);
   weights_->set_pack_pool(pool_.get(), threads_);

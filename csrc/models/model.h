@@ -81,8 +81,10 @@ class ModelFamily {
 
 class Model {
  public:
-  // Throws std::runtime_error / GGUFError / ModelError with the cause named.
-  Model(const std::string& path, int threads, const std::string& isa);
+  // Throws std::runtime_error / GGUFError / ModelError with the cause named; threads above
+  // kMaxThreads are std::invalid_argument. use_mmap = false reads the weights into memory
+  // (GGUFFile::open), so the file may be replaced while the model is open.
+  Model(const std::string& path, int threads, const std::string& isa, bool use_mmap = true);
 
   // pixels: [B, C, H, W] C-contiguous float32. dst: name -> buffer of output_numel floats.
   void run(const float* pixels, int64_t B, int64_t C, int64_t H, int64_t W,

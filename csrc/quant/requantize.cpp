@@ -7,6 +7,13 @@
 #include <stdexcept>
 #include <system_error>
 #include <cerrno>
+#include <atomic>
+
+#ifndef _WIN32
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
 
 #include "core/fp16.h"
 #include "io/gguf.h"
@@ -37,8 +44,15 @@ bool keeps_f32_by_name(const std::string& n) {
 
 class Out {
  public:
+  // Creates `path`, which must not exist yet (O_EXCL: a temporary name of our own).
   explicit Out(const std::string& path) : path_(path) {
-    f_ = std::fopen(path.c_str(), "wb");
+#ifdef _WIN32
+    f_ = std::fopen(path.c_str(), "wbx");
+#else
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    f_ = fd < 0 ? nullptr : ::fdopen(fd, "wb");
+    if (fd >= 0 && !f_) ::close(fd);
+#endif
     if (!f_) throw std::system_error(errno, std::generic_category(), "cannot write " + path);
   }
   ~Out() { if (f_) std::fclose(f_); }
@@ -164,8 +178,24 @@ std::vector<RequantDecision> requantize_file(const std::string& src, const std::
   }
   const uint64_t align = in->alignment();
 
-  const std::string tmp = dst + ".tmp";
+  // The output is written under a temporary name of its own in the same folder and renamed
+  // over dst only when complete: a model open elsewhere (memory-mapped) is never truncated
+  // under its reader, a failure leaves no partial file, and an existing dst stays intact.
+  static std::atomic<unsigned> serial{0};
+#ifdef _WIN32
+  const long pid = 0;
+#else
+  const long pid = static_cast<long>(::getpid());
+#endif
+  const std::string tmp = dst + ".tmp-" + std::to_string(pid) + "-" + std::to_string(serial.fetch_add(1));
   try {
+#ifndef _WIN32
+    // Renaming a file over a directory or a device would fail only at the end; say so first.
+    struct stat st;
+    if (::stat(dst.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+      throw std::system_error(S_ISDIR(st.st_mode) ? EISDIR : EINVAL, std::generic_category(),
+                              "cannot write " + dst + ": not a regular file");
+#endif
     Out o(tmp);
     o.bytes("GGUF", 4);
     o.pod<uint32_t>(3);
