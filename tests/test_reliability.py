@@ -186,6 +186,30 @@ def test_cnn_total_stride_overflow(tmp_path):
         _core.Model(_efficientnet(tmp_path / "s.gguf", [4] * 32), 1, "")
 
 
+def test_quantize_empty_tensor(tmp_path):
+    # ne[0] = 0: rows used to be nelements / ne[0] (a division by zero, SIGFPE).
+    from test_gguf import _F32_8
+    src = tmp_path / "e.gguf"
+    src.write_bytes(_gguf(kvs=[_ARCH], tis=[_ti("t", [8], 0, 0), _ti("z", [0, 4], 0, 32)], data=_F32_8))
+    rc, out = run_child(f"""
+import pyvitcpp
+from pyvitcpp import _core
+plan = pyvitcpp.quantize({str(src)!r}, {str(tmp_path / 'q.gguf')!r}, "q8_0")
+f = _core.GGUFFile({str(tmp_path / 'q.gguf')!r})
+print(f.tensor("z").shape, f.tensors[1]["nbytes"])
+""", timeout=60)
+    assert rc == 0, out
+    assert "(4, 0) 0" in out, out
+
+
+def test_quantize_threads_argument(vit, tmp_path):
+    with pytest.raises(ValueError, match="threads"):
+        pyvitcpp.quantize(vit, tmp_path / "q.gguf", "q8_0", threads=5000)
+    with pytest.raises(TypeError, match="threads"):
+        pyvitcpp.quantize(vit, tmp_path / "q.gguf", "q8_0", threads=True)
+    assert not os.path.exists(tmp_path / "q.gguf")
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. misaligned tensor data
 

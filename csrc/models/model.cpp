@@ -61,7 +61,7 @@ const float* WeightStore::tensor_f32(const std::string& name, const std::vector<
     case DType::BF16:
       break;
     case DType::Q8_0: case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
-      if (t.ne[0] % kQK == 0) {
+      if (t.ne[0] > 0 && t.ne[0] % kQK == 0) {
         owned_f32_.emplace_back(static_cast<size_t>(n));
         dequantize_rows(static_cast<DType>(t.type), t.data, n / t.ne[0], t.ne[0], owned_f32_.back().data(), 1);
         return owned_f32_.back().data();

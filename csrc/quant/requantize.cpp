@@ -129,6 +129,12 @@ void write_kv(Out& o, const std::string& key, const GGUFValue& v) {
                                          v.type == GGUFType::INT64 ? static_cast<uint64_t>(v.i) : v.u, v.f);
 }
 
+int64_t tensor_rows(const GGUFTensorInfo& t) {
+  int64_t rows = 1;
+  for (size_t d = 1; d < t.ne.size(); ++d) rows *= t.ne[d];  // checked at open
+  return rows;
+}
+
 }  // namespace
 
 RequantDecision requant_decision(const std::string& name, const std::vector<int64_t>& ne, uint32_t from, DType target) {
@@ -218,7 +224,9 @@ std::vector<RequantDecision> requantize_file(const std::string& src, const std::
       const GGUFTensorInfo& t = in->tensors()[k];
       size_t rb = 0;
       if (!row_bytes(plan[k].to, t.ne[0], &rb)) throw std::logic_error("row size of " + t.name);
-      nbytes[k] = rb * static_cast<size_t>(t.nelements() / t.ne[0]);
+      // Rows from the outer dims, not nelements / ne[0]: ne[0] may be 0 (an empty tensor).
+      // The reader checked this product (and the byte size) at open.
+      nbytes[k] = rb * static_cast<size_t>(tensor_rows(t));
       o.str(t.name);
       o.pod<uint32_t>(static_cast<uint32_t>(t.ne.size()));
       for (int64_t d : t.ne) o.pod<uint64_t>(static_cast<uint64_t>(d));
@@ -234,7 +242,7 @@ std::vector<RequantDecision> requantize_file(const std::string& src, const std::
       if (plan[k].to == t.type) {
         o.bytes(t.data, t.nbytes);
       } else {
-        const int64_t n = t.nelements(), cols = t.ne[0], rows = n / cols;
+        const int64_t n = t.nelements(), cols = t.ne[0], rows = tensor_rows(t);
         f32.resize(static_cast<size_t>(n));
         if (t.type == static_cast<uint32_t>(DType::F32)) std::memcpy(f32.data(), t.data, t.nbytes);
         else {
