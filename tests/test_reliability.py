@@ -51,19 +51,20 @@ def vit(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # 1. fork
 
-_FORK = """
-import os, sys, time, signal
+_FORK_HEAD = """
+import os, re, resource, sys, time, signal
 import numpy as np
 import pyvitcpp
-enc = pyvitcpp.Encoder({path!r}, threads=2)
+enc = pyvitcpp.Encoder({path!r}, threads={threads})
 x = np.random.default_rng(0).standard_normal((2, 3, {img}, {img})).astype(np.float32)
 ref = enc.forward(x, "pooled")
 pid = os.fork()
 if pid == 0:
-    if {forward!r}:
-        out = enc.forward(x, "pooled")
-        sys.exit(0 if np.array_equal(out, ref) else 2)
-    sys.exit(0)  # a normal exit: interpreter shutdown destroys the Encoder
+"""
+
+# The parent: waits for the child (killing it after 20 s: a hang is exit status 3), checks its
+# own Encoder still works and exits with the child's status.
+_WAIT_CHILD = """
 deadline = time.time() + 20
 while True:
     p, status = os.waitpid(pid, os.WNOHANG)
@@ -81,10 +82,18 @@ assert np.array_equal(enc.forward(x, "pooled"), ref)  # the parent's pool is unt
 sys.exit(code)
 """
 
+_FORK_CHILD = """
+    if {forward!r}:
+        out = enc.forward(x, "pooled")
+        sys.exit(0 if np.array_equal(out, ref) else 2)
+    sys.exit(0)  # a normal exit: interpreter shutdown destroys the Encoder
+"""
+
 
 @pytest.mark.parametrize("forward", [False, True], ids=["exit", "forward"])
 def test_forked_child_exits_and_computes(vit, forward):
-    rc, out = run_child(_FORK.format(path=vit, img=IMG, forward=forward), timeout=60)
+    code = _FORK_HEAD.format(path=vit, img=IMG, threads=2) + _FORK_CHILD.format(forward=forward) + _WAIT_CHILD
+    rc, out = run_child(code, timeout=60)
     assert rc == 0, out
 
 
@@ -110,6 +119,32 @@ print("ok")
 """
     rc, out = run_child(code, timeout=90)
     assert rc == 0 and "ok" in out, out
+
+
+def test_forked_child_cannot_start_threads(vit):
+    # The child's first run has to start a new crew of workers; when it cannot, each run says
+    # so (and the next one tries again) instead of crashing on a crew that is not there.
+    child = """
+import threading
+# glibc hands the stacks of the parent's (vanished) threads to the child's stack cache; park
+# Python threads on them so that new workers need new address space.
+hold = threading.Event()
+parked = [threading.Thread(target=hold.wait, daemon=True) for _ in range(199)]
+for t in parked:
+    t.start()
+vm = int(re.search(r"VmSize:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (64 << 20), resource.getrlimit(resource.RLIMIT_AS)[1]))
+for _ in range(2):
+    try:
+        enc.forward(x, "pooled")
+        os._exit(4)
+    except RuntimeError as e:
+        assert "cannot start 200 threads" in str(e), e
+os._exit(0)
+"""
+    code = _FORK_HEAD.format(path=vit, img=IMG, threads=200) + textwrap.indent(child, "    ") + _WAIT_CHILD
+    rc, out = run_child(code, timeout=60)
+    assert rc == 0, out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -56,7 +56,6 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads
 }
 
 void ThreadPool::start_crew() {
-  crew_fork_gen_ = fork_generation();
   if (n_threads_ <= 1) return;
   Crew* c = new Crew();
   try {
@@ -76,15 +75,14 @@ void ThreadPool::start_crew() {
     throw;
   }
   crew_ = c;
+  crew_fork_gen_ = fork_generation();
 }
 
 ThreadPool::Crew& ThreadPool::crew() {
-  if (crew_fork_gen_ != fork_generation()) {
-    // A forked child: the workers do not exist here and the mutex / condvar may be in any
-    // state (held, with waiters), so the old crew is left as it is: never joined, never freed.
-    crew_ = nullptr;
-    start_crew();
-  }
+  // A forked child: the workers do not exist here and the mutex / condvar may be in any
+  // state (held, with waiters), so the old crew is left as it is: never joined, never freed.
+  if (crew_ && crew_fork_gen_ != fork_generation()) crew_ = nullptr;
+  if (!crew_) start_crew();  // throws when no threads can be had; the next run tries again
   return *crew_;
 }
 
