@@ -11,7 +11,14 @@ namespace pyvitcpp {
 // a * b, false (and *out untouched) if the product overflows int64.
 inline bool mul_fits(int64_t a, int64_t b, int64_t* out) {
   int64_t r;
+#if defined(__GNUC__) || defined(__clang__)
   if (__builtin_mul_overflow(a, b, &r)) return false;
+#else
+  const int64_t kMax = INT64_MAX, kMin = INT64_MIN;
+  if (a > 0 ? (b > 0 ? a > kMax / b : b < kMin / a) : (b > 0 ? a < kMin / b : a != 0 && b < kMax / a))
+    return false;
+  r = a * b;
+#endif
   *out = r;
   return true;
 }

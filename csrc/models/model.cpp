@@ -311,7 +311,13 @@ Graph& Model::graph_for(int64_t B, int64_t H, int64_t W, const std::vector<std::
       return *cache_.front().graph;
     }
   }
-  auto g = family_->build(B, H, W);
+  std::unique_ptr<Graph> g;
+  try {
+    g = family_->build(B, H, W);
+  } catch (const std::length_error& e) {  // a tensor too large to describe (graph/graph.cpp)
+    throw ModelError(file_->path() + ": input " + std::to_string(B) + "x" + std::to_string(H) + "x" +
+                     std::to_string(W) + ": " + e.what());
+  }
   g->finalize(sorted, *kt_, threads_);
   cache_.push_front({key, std::move(g)});
   // A few geometries stay cached; each holds its own activation arena.
