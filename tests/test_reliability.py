@@ -375,3 +375,14 @@ def test_top_k(vit):
     with pytest.raises(TypeError, match="top_k"):
         enc.classify(img, top_k=1.5)
     assert len(enc.classify(img, top_k=100)) == 4
+
+
+def test_graph_shape_overflow():
+    # A shape whose byte count wraps (here a pad of 2**61 on a 4-element row) is refused when
+    # the graph is built, naming the tensor; it used to reach the planner with a wrapped size.
+    from pyvitcpp import _testing
+    x = np.ones((1, 4), np.float32)
+    with pytest.raises(ValueError, match="tensor 'y' byte size.*overflows int64"):
+        _testing.graph_op("ref", "pad", [x], 1, lo=[0, 0], hi=[0, 2**61], value=0.0)
+    with pytest.raises(ValueError, match="tensor 'y' element count.*overflows int64"):
+        _testing.graph_op("ref", "pad", [x], 1, lo=[0, 0], hi=[2**62, 2**62], value=0.0)
