@@ -122,7 +122,8 @@ py::object fs_path(const std::string& path) {
   py::object exc;
   if (cond.category() == std::generic_category()) {
     // OSError(errno, strerror, filename) picks the subclass (FileNotFoundError, ...) itself.
-    exc = py::reinterpret_borrow<py::object>(PyExc_OSError)(cond.value(), e.code().message(), fs_path(path));
+    // what() ("cannot write X: not a regular file: Invalid argument") says more than strerror.
+    exc = py::reinterpret_borrow<py::object>(PyExc_OSError)(cond.value(), e.what(), fs_path(path));
   } else {
     exc = py::reinterpret_borrow<py::object>(PyExc_OSError)(e.what());
   }
