@@ -21,7 +21,7 @@ import gguf
 import pyvitcpp
 from pyvitcpp import _core
 from test_errors import IMG, write_vit_gguf
-from test_gguf import _ARCH, VT, _gguf, _kv, _ti
+from test_gguf import _ARCH, _CORRUPT, VT, _gguf, _kv, _ti
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(pyvitcpp.__file__)))
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -291,6 +291,43 @@ def test_mmap_false_identical_and_survives_truncation(vit):
     out = enc.forward(x, ["pooled", "logits"])
     for k in ref:
         np.testing.assert_array_equal(out[k], ref[k])
+
+
+def test_gguf_file_without_mmap(vit, tmp_path):
+    mapped = _core.GGUFFile(vit)
+    copy = _core.GGUFFile(vit, mmap=False)
+    assert mapped.mapped and not copy.mapped
+    assert copy.metadata == mapped.metadata and copy.tensors == mapped.tensors
+    views = {t["name"]: copy.tensor(t["name"]) for t in copy.tensors}
+    for name, v in views.items():
+        assert v.tobytes() == mapped.tensor(name).tobytes() and not v.flags.writeable
+    del mapped
+    with open(vit, "r+b") as fh:
+        fh.truncate(0)
+    del copy  # the views keep the buffer
+    assert all(v.tobytes() == v.copy().tobytes() for v in views.values())
+
+
+@pytest.mark.parametrize("data,needle", [c[1:] for c in _CORRUPT], ids=[c[0] for c in _CORRUPT])
+def test_corrupt_file_raises_without_mmap(tmp_path, data, needle):
+    # The same validation over the in-memory copy.
+    p = tmp_path / "corrupt.gguf"
+    p.write_bytes(data)
+    with pytest.raises(pyvitcpp.GGUFError) as ei:
+        _core.GGUFFile(p, mmap=False)
+    assert needle in str(ei.value)
+
+
+def test_cli_no_mmap(vit, tmp_path):
+    from PIL import Image
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((IMG, IMG, 3), np.uint8)).save(img)
+    for extra in ([], ["--no-mmap"]):
+        r = subprocess.run([sys.executable, "-m", "pyvitcpp", "embed", str(img), "-m", vit, "-q", "-t", "1",
+                            "--output", "pooled", "-o", str(tmp_path / f"e{len(extra)}.npy")] + extra,
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "e0.npy"), np.load(tmp_path / "e1.npy"))
 
 
 def _tiny_converted():
