@@ -147,6 +147,42 @@ os._exit(0)
     assert rc == 0, out
 
 
+def test_fork_while_another_thread_runs(vit):
+    # A thread keeps the Encoder busy while the main thread forks: the child inherits the
+    # model's run lock held by a thread it does not have, and used to block forever on it.
+    code = f"""
+import os, signal, sys, threading, time
+import numpy as np
+import pyvitcpp
+enc = pyvitcpp.Encoder({vit!r}, threads=2)
+x = np.random.default_rng(0).standard_normal((4, 3, 96, 96)).astype(np.float32)
+ref = enc.forward(x, "pooled")
+stop = False
+def busy():
+    while not stop:
+        enc.forward(x, "pooled")
+t = threading.Thread(target=busy)
+t.start()
+bad = 0
+for _ in range(5):
+    time.sleep(0.01)
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(10)  # a hang ends as SIGALRM
+        ok = np.array_equal(enc.forward(x, "pooled"), ref)
+        os._exit(0 if ok else 2)
+    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if status != 0:
+        print("child status", status)
+        bad += 1
+stop = True
+t.join()
+sys.exit(1 if bad else 0)
+"""
+    rc, out = run_child(code, timeout=120)
+    assert rc == 0, out
+
+
 # ---------------------------------------------------------------------------------------------
 # 2. threads
 

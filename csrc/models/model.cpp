@@ -12,9 +12,12 @@
 #include "quant/quantize.h"
 
 #if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #endif
+
+#include <set>
 
 namespace pyvitcpp {
 
@@ -272,6 +275,47 @@ size_t WeightStore::owned_bytes() const {
 
 // ---------------------------------------------------------------------------------------------
 
+// Live models, for the fork handlers. The registry lock is taken by the prepare handler, so the
+// child never inherits it held by a thread that does not exist there.
+namespace {
+std::mutex g_models_mu;
+std::set<Model*>& live_models() {
+  static std::set<Model*>* models = new std::set<Model*>();  // never destroyed: used until exit
+  return *models;
+}
+}  // namespace
+
+void reset_models_after_fork() {
+  for (Model* m : live_models()) {
+    // The parent's mutex may be held by a thread that is not in this process: leak it.
+    m->mu_.release();
+    m->mu_.reset(new std::mutex());
+  }
+}
+
+namespace {
+void register_model(Model* m) {
+#if defined(__unix__) || defined(__APPLE__)
+  static const bool registered = [] {
+    pthread_atfork([] { g_models_mu.lock(); }, [] { g_models_mu.unlock(); },
+                   [] {
+                     reset_models_after_fork();
+                     g_models_mu.unlock();  // held by the forking thread, which is this one
+                   });
+    return true;
+  }();
+  (void)registered;
+#endif
+  std::lock_guard<std::mutex> lk(g_models_mu);
+  live_models().insert(m);
+}
+}  // namespace
+
+Model::~Model() {
+  std::lock_guard<std::mutex> lk(g_models_mu);
+  live_models().erase(this);
+}
+
 Model::Model(const std::string& path, int threads, const std::string& isa, bool use_mmap) {
   if (threads > kMaxThreads)
     throw std::invalid_argument("threads=" + std::to_string(threads) + " is more than the limit of " +
@@ -296,6 +340,7 @@ Model::Model(const std::string& path, int threads, const std::string& isa, bool 
   else
     throw ModelError(path + ": unsupported architecture '" + arch +
                      "' (this version runs: vit, dinov2, siglip, clip, efficientnet, resnet)");
+  register_model(this);  // last: a constructor that throws has not registered
 }
 
 Graph& Model::graph_for(int64_t B, int64_t H, int64_t W, const std::vector<std::string>& outputs) {
@@ -330,7 +375,7 @@ void Model::run(const float* pixels, int64_t B, int64_t C, int64_t H, int64_t W,
                 const std::vector<std::string>& outputs, const std::map<std::string, float*>& dst) {
   if (B < 1) throw ModelError("batch must hold at least one image");
   family_->check_input(C, H, W);
-  std::lock_guard<std::mutex> lk(mu_);
+  std::lock_guard<std::mutex> lk(*mu_);
   Graph& g = graph_for(B, H, W, outputs);
   g.execute(*pool_, threads_, pixels, dst);
 }
@@ -346,7 +391,7 @@ std::map<std::string, std::vector<int64_t>> Model::output_shapes(int64_t B, int6
   }
   if (B < 1) throw ModelError("batch must hold at least one image");
   family_->check_input(family_->num_channels(), H, W);
-  std::lock_guard<std::mutex> lk(mu_);
+  std::lock_guard<std::mutex> lk(*mu_);
   Graph& g = graph_for(B, H, W, outputs);
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& name : outputs) shapes[name] = g.tensor(g.output_tensor(name)).shape;
@@ -355,7 +400,7 @@ std::map<std::string, std::vector<int64_t>> Model::output_shapes(int64_t B, int6
 
 size_t Model::arena_bytes(int64_t B, int64_t H, int64_t W, const std::vector<std::string>& outputs) {
   family_->check_input(family_->num_channels(), H, W);
-  std::lock_guard<std::mutex> lk(mu_);
+  std::lock_guard<std::mutex> lk(*mu_);
   return graph_for(B, H, W, outputs).arena_bytes();
 }
 
