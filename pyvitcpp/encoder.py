@@ -1,6 +1,7 @@
 """The Encoder: a GGUF model plus its preprocessing, numpy in, numpy out."""
 from __future__ import annotations
 
+import numbers
 import os
 from typing import Iterable, Sequence
 
@@ -8,6 +9,18 @@ import numpy as np
 
 from . import _core
 from .preprocess import Preprocessor
+
+
+def _check_threads(threads):
+    """None, or an int in [1, _core.MAX_THREADS] (bool and floats are refused)."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+        raise TypeError(f"threads must be an integer, got {threads!r}")
+    threads = int(threads)
+    if threads < 1 or threads > _core.MAX_THREADS:
+        raise ValueError(f"threads must be between 1 and {_core.MAX_THREADS}, got {threads}")
+    return threads
 
 
 def _is_batch_of_images(images) -> bool:
@@ -24,23 +37,31 @@ class Encoder:
     isa: force a kernel level ("ref", "avx2", "avx512"); default: PYVITCPP_ISA or the best one.
     image_size: (H, W) images are preprocessed to (default: the size the GGUF records); any size
         of at least one patch runs, e.g. (518, 518) for DINOv2 or (224, 336).
+    mmap: True (default) memory-maps the file: opening is quick and the weights' pages are shared
+        with other processes, but the file must not be truncated or rewritten in place while the
+        Encoder is alive (reading a page past the new end kills the process with SIGBUS; replacing
+        it by a rename, as `convert` and `quantize` do, is safe). False reads the whole file into
+        memory once, after which the file may change or disappear.
+
+    Encoders survive ``os.fork()``: a child (e.g. a ``multiprocessing`` worker with the "fork"
+    start method) can use an Encoder created in the parent; its compute threads are started
+    afresh in the child on first use.
 
     Calls are thread-safe (runs on one Encoder are serialised); the GIL is released while the
     engine computes, so other Python threads keep running.
     """
 
     def __init__(self, path, *, threads: int | None = None, isa: str | None = None,
-                 image_size: Sequence[int] | None = None):
+                 image_size: Sequence[int] | None = None, mmap: bool = True):
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"model file not found: {path}")
         if os.path.isdir(path):
             raise IsADirectoryError(f"expected a .gguf file, got a directory: {path}")
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        threads = _check_threads(threads)
         self.path = path
-        self._model = _core.Model(path, threads or 0, isa or "")
-        self._file = _core.GGUFFile(path)
+        self._model = _core.Model(path, threads or 0, isa or "", bool(mmap))
+        self._file = self._model.file
         self.metadata: dict = dict(self._file.metadata)
         self.preprocessor = Preprocessor.from_metadata(self.metadata)
         if image_size is not None:  # run at another resolution (the position table is resized)
@@ -124,8 +145,12 @@ class Encoder:
         if "logits" not in self._model.output_names:
             raise ValueError(f"{self.path}: this model has no classifier head")
         single = not _is_batch_of_images(images) and not (isinstance(images, np.ndarray) and images.ndim == 4)
+        if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral):
+            raise TypeError(f"top_k must be an integer, got {top_k!r}")
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
         logits = self.encode(images, batch_size=batch_size, output="logits")
-        k = max(1, min(int(top_k), logits.shape[1]))
+        k = min(int(top_k), logits.shape[1])
         z = logits - logits.max(axis=1, keepdims=True)
         probs = np.exp(z)
         probs /= probs.sum(axis=1, keepdims=True)

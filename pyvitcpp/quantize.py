@@ -10,6 +10,7 @@ falls back to F16, and the summary says so.
 """
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 from typing import List, Tuple
@@ -26,6 +27,10 @@ def quantize(src, dst, type: str = "q8_0", *, threads: int = 0,
     """
     from . import _core
 
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+        raise TypeError(f"threads must be an integer (0: all cores), got {threads!r}")
+    if not 0 <= threads <= _core.MAX_THREADS:
+        raise ValueError(f"threads must be between 0 (all cores) and {_core.MAX_THREADS}, got {threads}")
     src, dst = os.fspath(src), os.fspath(dst)
     if not os.path.exists(src):
         raise FileNotFoundError(f"no such file: {src}")

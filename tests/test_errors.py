@@ -27,7 +27,7 @@ def write_vit_gguf(path, *, drop=(), arch="vit", shapes=None, kv_override=None, 
     }
     kv.update(kv_override or {})
     for k, v in kv.items():
-        w.add_uint32(k, v)
+        (w.add_uint64 if v >= 2**32 else w.add_uint32)(k, v)
     w.add_float32(f"{arch}.attention.layer_norm_epsilon", 1e-6)
     w.add_string(f"{arch}.hidden_act", "gelu")
     w.add_string(f"{arch}.pooling", "cls")

@@ -1,8 +1,15 @@
 #include "core/threadpool.h"
 
 #include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <system_error>
 
 #include "core/cpu.h"
+
+#if !defined(_WIN32)
+#include <pthread.h>
+#endif
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -13,54 +20,114 @@
 
 namespace pyvitcpp {
 
+namespace {
+
+// Bumped in the child of every fork(); a pool whose crew was started under another value
+// belongs to an ancestor process.
+std::atomic<uint64_t> g_fork_generation{0};
+
+uint64_t fork_generation() {
+#if !defined(_WIN32)
+  static const bool registered = [] {
+    pthread_atfork(nullptr, nullptr, [] { g_fork_generation.fetch_add(1, std::memory_order_relaxed); });
+    return true;
+  }();
+  (void)registered;
+#endif
+  return g_fork_generation.load(std::memory_order_relaxed);
+}
+
+}  // namespace
+
 int default_thread_count() {
   if (const char* env = std::getenv("OMP_NUM_THREADS")) {
     int n = std::atoi(env);
-    if (n > 0) return n;
+    if (n > 0) return n < kMaxThreads ? n : kMaxThreads;
   }
   int n = cpu_features().physical_cores;
-  return n > 0 ? n : 1;
+  return n > 0 ? (n < kMaxThreads ? n : kMaxThreads) : 1;
 }
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
-  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
+  if (n_threads_ > kMaxThreads)
+    throw std::invalid_argument("threads=" + std::to_string(n_threads_) + " is more than the limit of " +
+                                std::to_string(kMaxThreads));
+  start_crew();
+}
+
+void ThreadPool::start_crew() {
+  if (n_threads_ <= 1) return;
+  Crew* c = new Crew();
+  try {
+    c->workers.reserve(static_cast<size_t>(n_threads_ - 1));
+    for (int i = 1; i < n_threads_; ++i) c->workers.emplace_back([c, i] { c->work(i); });
+  } catch (const std::system_error& e) {
+    const size_t started = c->workers.size();
+    c->stop_and_join();
+    delete c;
+    // Not a system_error: callers map those to OSError about a file; this is about threads.
+    throw std::runtime_error("cannot start " + std::to_string(n_threads_) + " threads: thread " +
+                             std::to_string(started + 1) + " could not be created (" + e.code().message() +
+                             "); use fewer threads");
+  } catch (...) {
+    c->stop_and_join();
+    delete c;
+    throw;
+  }
+  crew_ = c;
+  crew_fork_gen_ = fork_generation();
+}
+
+ThreadPool::Crew& ThreadPool::crew() {
+  // A forked child: the workers do not exist here and the mutex / condvar may be in any
+  // state (held, with waiters), so the old crew is left as it is: never joined, never freed.
+  if (crew_ && crew_fork_gen_ != fork_generation()) crew_ = nullptr;
+  if (!crew_) start_crew();  // throws when no threads can be had; the next run tries again
+  return *crew_;
 }
 
 ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  for (auto& t : workers_) t.join();
+  if (!crew_) return;
+  if (crew_fork_gen_ != fork_generation()) return;  // a parent's crew, abandoned (see crew())
+  crew_->stop_and_join();
+  delete crew_;
 }
 
-void ThreadPool::worker(int ith) {
+void ThreadPool::Crew::stop_and_join() {
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    stop = true;
+  }
+  cv.notify_all();
+  for (auto& t : workers) t.join();
+}
+
+void ThreadPool::Crew::work(int ith) {
   uint64_t seen = 0;
   for (;;) {
-    const std::function<void(int)>* job;
+    const std::function<void(int)>* my_job;
     int nth;
-    bool optional;
+    bool opt;
     {
-      std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      nth = job_nth_;
-      optional = optional_;
-      if (optional) {
-        if (!job || ith >= nth) continue;  // finished without us, or not needed
-        ++started_;
+      std::unique_lock<std::mutex> lk(mu);
+      cv.wait(lk, [&] { return stop || generation != seen; });
+      if (stop) return;
+      seen = generation;
+      my_job = job;
+      nth = job_nth;
+      opt = optional;
+      if (opt) {
+        if (!my_job || ith >= nth) continue;  // finished without us, or not needed
+        ++started;
       }
     }
-    if (optional) {
-      (*job)(ith);
-      finished_.fetch_add(1, std::memory_order_acq_rel);
+    if (opt) {
+      (*my_job)(ith);
+      finished.fetch_add(1, std::memory_order_acq_rel);
       continue;
     }
-    if (ith < nth) (*job)(ith);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    if (ith < nth) (*my_job)(ith);
+    pending.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
@@ -72,21 +139,23 @@ void ThreadPool::run(int nth, const std::function<void(int)>& fn) {
     fn(0);
     return;
   }
+  Crew& c = crew();
   bar_count_.store(0, std::memory_order_relaxed);
-  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+  job_nth_ = nth;
+  c.pending.store(n_threads_ - 1, std::memory_order_relaxed);
   {
-    std::lock_guard<std::mutex> lk(mu_);
-    job_ = &fn;
-    job_nth_ = nth;
-    optional_ = false;
-    ++generation_;
+    std::lock_guard<std::mutex> lk(c.mu);
+    c.job = &fn;
+    c.job_nth = nth;
+    c.optional = false;
+    ++c.generation;
   }
-  cv_.notify_all();
+  c.cv.notify_all();
   fn(0);
   // Wait for every worker (also those with ith >= nth) to pick up and finish this run, so
   // the next run cannot race with a slow starter.
   int spins = 0;
-  while (pending_.load(std::memory_order_acquire) != 0) {
+  while (c.pending.load(std::memory_order_acquire) != 0) {
     if (++spins < 4096) PYVITCPP_PAUSE();
     else std::this_thread::yield();
   }
@@ -99,31 +168,33 @@ void ThreadPool::run_optional(int nth, const std::function<void(int)>& fn) {
     fn(0);
     return;
   }
-  finished_.store(0, std::memory_order_relaxed);
+  Crew& c = crew();
+  job_nth_ = nth;
+  c.finished.store(0, std::memory_order_relaxed);
   {
-    std::lock_guard<std::mutex> lk(mu_);
-    job_ = &fn;
-    job_nth_ = nth;
-    optional_ = true;
-    started_ = 0;
-    ++generation_;
+    std::lock_guard<std::mutex> lk(c.mu);
+    c.job = &fn;
+    c.job_nth = nth;
+    c.optional = true;
+    c.started = 0;
+    ++c.generation;
   }
-  cv_.notify_all();
+  c.cv.notify_all();
   fn(0);
   int started;
   {
-    // From here on no worker can take this job (it sees job_ == null), so only those that
+    // From here on no worker can take this job (it sees job == null), so only those that
     // started are waited for.
-    std::lock_guard<std::mutex> lk(mu_);
-    job_ = nullptr;
-    started = started_;
+    std::lock_guard<std::mutex> lk(c.mu);
+    c.job = nullptr;
+    started = c.started;
   }
   int spins = 0;
-  while (finished_.load(std::memory_order_acquire) != started) {
+  while (c.finished.load(std::memory_order_acquire) != started) {
     if (++spins < 4096) PYVITCPP_PAUSE();
     else std::this_thread::yield();
   }
-  // optional_ stays set with job_ == null: a worker that wakes up only now skips this run.
+  // optional stays set with job == null: a worker that wakes up only now skips this run.
 }
 
 void ThreadPool::barrier() {

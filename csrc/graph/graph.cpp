@@ -1,5 +1,7 @@
 #include "graph/graph.h"
 
+#include "core/checked.h"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -44,6 +46,12 @@ int Graph::add_activation(const std::string& name, std::vector<int64_t> shape) {
   if (shape.size() > static_cast<size_t>(kMaxDims))
     throw std::logic_error("tensor '" + name + "' has rank " + std::to_string(shape.size()) + " > " +
                            std::to_string(kMaxDims));
+  // Shapes derive from hyper-parameters in the file and the input size: their element and
+  // byte counts (the planner's sizes, numpy's strides) must not wrap.
+  for (int64_t d : shape)
+    if (d < 0) throw std::length_error("tensor '" + name + "' has a negative dimension " + std::to_string(d));
+  checked_mul<std::length_error>(checked_product<std::length_error>(shape, "tensor '" + name + "' element count"),
+                                 static_cast<int64_t>(sizeof(float)), "tensor '" + name + "' byte size");
   TensorDesc t;
   t.name = name;
   t.strides = contiguous_strides(shape);

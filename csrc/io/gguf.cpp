@@ -9,6 +9,7 @@
 #include "io/gguf.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <system_error>
@@ -492,6 +493,14 @@ void GGUFParser::place_tensors(const std::vector<uint64_t>& info_at) {
     if (ti.offset % align != 0)
       fail(at, what + " data offset " + std::to_string(ti.offset) + " is misaligned: not a multiple of the alignment " +
                    std::to_string(align));
+    // The kernels read F32 through float*, and F16/BF16 and the blocks (whose scales are
+    // halves) through uint16_t*: with a small general.alignment the data could start at an
+    // address those types cannot be read from. The mapping / buffer itself is page / 64-byte
+    // aligned, so the file offset decides.
+    const uint64_t elem_align = ti.type == static_cast<uint32_t>(DType::F32) ? 4 : 2;
+    if ((data_start + ti.offset) % elem_align != 0)
+      fail(at, what + " data starts at file offset " + std::to_string(data_start + ti.offset) + ", misaligned for " +
+                   tr.name + " (needs a multiple of " + std::to_string(elem_align) + ")");
     if (ti.offset > std::numeric_limits<uint64_t>::max() - data_start)
       fail(at, what + " data offset " + std::to_string(ti.offset) + " extends past end of file (size " +
                    std::to_string(size_) + ")");
@@ -538,7 +547,7 @@ namespace {
 
 }  // namespace
 
-std::shared_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
+std::shared_ptr<GGUFFile> GGUFFile::open(const std::string& path, bool use_mmap) {
   // The constructor is private, so no make_shared; the destructor unmaps on any failure below.
   std::shared_ptr<GGUFFile> f(new GGUFFile());
   f->path_ = path;
@@ -602,7 +611,26 @@ std::shared_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
     throw GGUFError(message_path(path) + ": file too large to map on this platform");
   }
   f->size_ = static_cast<size_t>(st.st_size);
-  if (f->size_ > 0) {  // mmap of length 0 is an error; the parser reports the empty file
+  if (!use_mmap && f->size_ > 0) {
+    // Read into memory: the file may shrink or grow while we read, so read until EOF and
+    // parse what was read (a short read is a truncated file, reported by the parser).
+    f->owned_.resize(f->size_, false);
+    size_t got = 0;
+    while (got < f->size_) {
+      ssize_t r = ::read(fd, f->owned_.data() + got, f->size_ - got);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) {
+        int err = errno;
+        ::close(fd);
+        throw std::system_error(err, std::generic_category(), "cannot read GGUF file '" + path + "'");
+      }
+      if (r == 0) break;
+      got += static_cast<size_t>(r);
+    }
+    ::close(fd);
+    f->size_ = got;
+    f->base_ = f->owned_.data();
+  } else if (f->size_ > 0) {  // mmap of length 0 is an error; the parser reports the empty file
     void* p = ::mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
     int err = errno;
     ::close(fd);  // the mapping keeps the file referenced
@@ -619,10 +647,10 @@ std::shared_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
 
 GGUFFile::~GGUFFile() {
 #ifdef _WIN32
-  if (base_) UnmapViewOfFile(base_);
+  if (base_ && owned_.size() == 0) UnmapViewOfFile(base_);
   if (map_handle_) CloseHandle(static_cast<HANDLE>(map_handle_));
 #else
-  if (base_) ::munmap(const_cast<uint8_t*>(base_), size_);
+  if (base_ && owned_.size() == 0) ::munmap(const_cast<uint8_t*>(base_), size_);
 #endif
 }
 
@@ -668,6 +696,11 @@ std::string GGUFFile::get_str_or(const std::string& key, const std::string& def)
   const GGUFValue* v = find(key);
   if (!v) return def;
   if (v->type != GGUFType::STRING) throw_type_mismatch(path_, key, *v, "string");
+  // The file reader keeps any bytes (Python sees them decoded with replacement), but a value
+  // the engine uses must be text: it ends up in error messages and hyper-parameters.
+  if (!is_valid_utf8(v->s))
+    throw GGUFError(message_path(path_) + ": metadata key " + quoted(key) + " value " + quoted(v->s) +
+                    " is not valid UTF-8");
   return v->s;
 }
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "core/aligned.h"
+
 namespace pyvitcpp {
 
 class GGUFError : public std::runtime_error {
@@ -60,7 +62,12 @@ class GGUFFile {
   // (cannot open/map), both with the path in the message. Open/map failures are
   // std::system_error carrying the errno (ENOENT, EISDIR, EACCES, ...), so callers can tell them
   // apart. The object is immutable after open: safe to share between threads.
-  static std::shared_ptr<GGUFFile> open(const std::string& path);
+  //
+  // use_mmap = true maps the file: nothing is read until used, but the file must not be
+  // truncated or rewritten in place while open (the process would get SIGBUS reading a page
+  // past the new end). use_mmap = false reads the whole file into memory once (same
+  // validation): the file can then change or disappear without affecting this object.
+  static std::shared_ptr<GGUFFile> open(const std::string& path, bool use_mmap = true);
   ~GGUFFile();
   GGUFFile(const GGUFFile&) = delete;
   GGUFFile& operator=(const GGUFFile&) = delete;
@@ -69,6 +76,7 @@ class GGUFFile {
   uint32_t version() const { return version_; }
   uint64_t alignment() const { return alignment_; }
   size_t file_size() const { return size_; }
+  bool mapped() const { return owned_.size() == 0 && size_ > 0; }
   // Absolute file offset of the tensor data section (aligned end of the tensor infos).
   uint64_t data_offset() const { return data_offset_; }
 
@@ -103,6 +111,7 @@ class GGUFFile {
   size_t size_ = 0;
   uint64_t data_offset_ = 0;
   void* map_handle_ = nullptr;  // platform mapping bookkeeping
+  AlignedBuffer owned_;         // the file's bytes when opened without mmap
   std::vector<std::pair<std::string, GGUFValue>> kv_;
   std::map<std::string, size_t> kv_index_;
   std::vector<GGUFTensorInfo> tensors_;

@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/checked.h"
 #include "kernels/conv.h"
 #include "models/model.h"
 #include "graph/builder.h"
@@ -113,7 +114,7 @@ ConvW CnnFamily::load_conv(WeightStore& w, const std::string& prefix, int64_t C_
     if (Cg != 1 || OC != C_in)
       throw ModelError(path_ + ": tensor '" + wn + "' should be a depthwise weight [" + std::to_string(C_in) +
                        ", 1, k, k]");
-    owned_.emplace_back(static_cast<size_t>(OC * KH * KW));
+    owned_.emplace_back(static_cast<size_t>(checked_mul<ModelError>(OC, KH * KW, path_ + ": tensor '" + wn + "' taps")));
     depthwise_weight_taps(t->data, type, OC, KH, KW, owned_.back().data());
     c.dw = owned_.back().data();
     c.dw_b = w.vec_opt(bn, OC);
@@ -126,9 +127,10 @@ ConvW CnnFamily::load_conv(WeightStore& w, const std::string& prefix, int64_t C_
     c.lin = w.linear(wn, bn, OC, C_in);
   } else {
     const size_t esz = type == DType::F32 ? 4 : 2;
-    AlignedBuffer buf(static_cast<size_t>(OC * Cg * KH * KW) * esz);
+    const int64_t K = checked_mul<ModelError>(Cg, KH * KW, path_ + ": tensor '" + wn + "' row length");
+    AlignedBuffer buf(static_cast<size_t>(checked_mul<ModelError>(OC, K, path_ + ": tensor '" + wn + "' element count")) * esz);
     permute_conv_weight_khwc(t->data, type, OC, Cg, KH, KW, buf.data());
-    c.lin = w.linear_owned(wn, type, OC, KH * KW * Cg, std::move(buf), w.vec_opt(bn, OC));
+    c.lin = w.linear_owned(wn, type, OC, K, std::move(buf), w.vec_opt(bn, OC));
   }
   return c;
 }
@@ -136,7 +138,7 @@ ConvW CnnFamily::load_conv(WeightStore& w, const std::string& prefix, int64_t C_
 CnnFamily::CnnFamily(const GGUFFile& f, WeightStore& w) : path_(f.path()) {
   arch_ = f.get_str("general.architecture");
   try {
-    C_ = f.get_int_or(arch_ + ".num_channels", 3);
+    C_ = f.has(arch_ + ".num_channels") ? positive(f, arch_ + ".num_channels") : 3;
     act_name_ = f.get_str_or(arch_ + ".activation", "relu");
     padding_ = f.get_str_or(arch_ + ".padding", "symmetric");
     if (arch_ == "efficientnet") load_efficientnet(f, w);
@@ -184,7 +186,7 @@ void CnnFamily::load_efficientnet(const GGUFFile& f, WeightStore& w) {
     if (b.pwl.k != 1) throw ModelError(path_ + ": " + p + "conv_pwl must be 1x1");
     b.skip = s == 1 && b.pwl.OC == C && f.get_int_or("efficientnet.skip", 1) != 0;
     C = b.pwl.OC;
-    total_stride *= s;
+    total_stride = checked_mul<ModelError>(total_stride, s, path_ + ": efficientnet.block_strides total stride");
     eblocks_.push_back(b);
   }
   if (w.has("head.weight")) {

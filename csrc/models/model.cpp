@@ -4,6 +4,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "core/checked.h"
 #include "core/cpu.h"
 #include "core/fp16.h"
 #include "kernels/quant_gemm.h"
@@ -11,9 +12,12 @@
 #include "quant/quantize.h"
 
 #if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #endif
+
+#include <set>
 
 namespace pyvitcpp {
 
@@ -48,11 +52,10 @@ const GGUFTensorInfo& WeightStore::find(const std::string& name) const {
 const float* WeightStore::tensor_f32(const std::string& name, const std::vector<int64_t>& dims) {
   const GGUFTensorInfo& t = find(name);
   std::vector<int64_t> got = torch_dims(t);
-  int64_t n = 1;
-  for (int64_t d : dims) n *= d;
   if (got != dims)
     throw ModelError(file_->path() + ": tensor '" + name + "' has shape " + dims_str(got) + ", expected " +
                      dims_str(dims));
+  const int64_t n = checked_product<ModelError>(dims, file_->path() + ": tensor '" + name + "' element count");
   switch (static_cast<DType>(t.type)) {
     case DType::F32:
       if (reinterpret_cast<uintptr_t>(t.data) % alignof(float) == 0) return reinterpret_cast<const float*>(t.data);
@@ -61,7 +64,7 @@ const float* WeightStore::tensor_f32(const std::string& name, const std::vector<
     case DType::BF16:
       break;
     case DType::Q8_0: case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
-      if (t.ne[0] % kQK == 0) {
+      if (t.ne[0] > 0 && t.ne[0] % kQK == 0) {
         owned_f32_.emplace_back(static_cast<size_t>(n));
         dequantize_rows(static_cast<DType>(t.type), t.data, n / t.ne[0], t.ne[0], owned_f32_.back().data(), 1);
         return owned_f32_.back().data();
@@ -135,7 +138,7 @@ void WeightStore::pack(LinearWeight& w) {
     });
     if (!w.owned_raw.empty()) {
       w.owned_raw.resize(0);
-    } else {
+    } else if (file_->mapped()) {
       release_mapped_pages(w.raw, rb * static_cast<size_t>(w.N));
     }
     w.raw = nullptr;
@@ -157,7 +160,7 @@ void WeightStore::pack(LinearWeight& w) {
   if (!w.owned_raw.empty()) {
     w.owned_raw = AlignedBuffer();
     w.raw = nullptr;
-  } else {
+  } else if (file_->mapped()) {  // (anonymous memory would read back as zeros)
     release_mapped_pages(w.raw, static_cast<size_t>(w.N * w.K) * esz);
   }
 }
@@ -181,8 +184,12 @@ LinearWeight* WeightStore::linear(const std::string& weight, const std::string& 
   const GGUFTensorInfo& t = find(weight);
   check_linear_type(file_->path(), t);
   std::vector<int64_t> got = torch_dims(t);
+  // A zero dim keeps the element count (checked at open) small whatever the others are, so
+  // the flattened row length is checked on its own.
   int64_t rows = got.empty() ? 0 : got[0], cols = 1;
-  for (size_t i = 1; i < got.size(); ++i) cols *= got[i];
+  for (size_t i = 1; i < got.size(); ++i)
+    cols = checked_mul<ModelError>(cols, got[i], file_->path() + ": tensor '" + weight + "' " + dims_str(got) + " row length");
+  checked_mul<ModelError>(N, K, file_->path() + ": tensor '" + weight + "' element count");
   if (got.size() < 2 || rows != N || cols != K)
     throw ModelError(file_->path() + ": tensor '" + weight + "' has shape " + dims_str(got) + ", expected [" +
                      std::to_string(N) + ", " + std::to_string(K) + "] (or a conv weight flattening to it)");
@@ -211,11 +218,14 @@ LinearWeight* WeightStore::linear_concat(const std::vector<std::string>& weights
       throw ModelError(file_->path() + ": tensors to fuse have different types: " + weights[0] + ", " + name);
     parts.push_back(&t);
   }
+  const std::string what = file_->path() + ": fused weight '" + weights[0] + "'";
+  const int64_t N = checked_mul<ModelError>(N_each, static_cast<int64_t>(parts.size()), what + " rows");
+  checked_mul<ModelError>(N, K, what + " element count");
   linears_.emplace_back();
   LinearWeight& w = linears_.back();
   w.name = weights[0];
   w.type = static_cast<DType>(parts[0]->type);
-  w.N = N_each * static_cast<int64_t>(parts.size());
+  w.N = N;
   w.K = K;
   size_t part_bytes = parts[0]->nbytes;
   w.owned_raw.resize(part_bytes * parts.size());
@@ -236,6 +246,7 @@ LinearWeight* WeightStore::linear_concat(const std::vector<std::string>& weights
 
 LinearWeight* WeightStore::linear_owned(const std::string& name, DType type, int64_t N, int64_t K, AlignedBuffer raw,
                                        const float* bias) {
+  checked_mul<ModelError>(N, K, file_->path() + ": weight '" + name + "' element count");
   linears_.emplace_back();
   LinearWeight& w = linears_.back();
   w.name = name;
@@ -264,7 +275,51 @@ size_t WeightStore::owned_bytes() const {
 
 // ---------------------------------------------------------------------------------------------
 
-Model::Model(const std::string& path, int threads, const std::string& isa) {
+// Live models, for the fork handlers. The registry lock is taken by the prepare handler, so the
+// child never inherits it held by a thread that does not exist there.
+namespace {
+std::mutex g_models_mu;
+std::set<Model*>& live_models() {
+  static std::set<Model*>* models = new std::set<Model*>();  // never destroyed: used until exit
+  return *models;
+}
+}  // namespace
+
+void reset_models_after_fork() {
+  for (Model* m : live_models()) {
+    // The parent's mutex may be held by a thread that is not in this process: leak it.
+    m->mu_.release();
+    m->mu_.reset(new std::mutex());
+  }
+}
+
+namespace {
+void register_model(Model* m) {
+#if defined(__unix__) || defined(__APPLE__)
+  static const bool registered = [] {
+    pthread_atfork([] { g_models_mu.lock(); }, [] { g_models_mu.unlock(); },
+                   [] {
+                     reset_models_after_fork();
+                     g_models_mu.unlock();  // held by the forking thread, which is this one
+                   });
+    return true;
+  }();
+  (void)registered;
+#endif
+  std::lock_guard<std::mutex> lk(g_models_mu);
+  live_models().insert(m);
+}
+}  // namespace
+
+Model::~Model() {
+  std::lock_guard<std::mutex> lk(g_models_mu);
+  live_models().erase(this);
+}
+
+Model::Model(const std::string& path, int threads, const std::string& isa, bool use_mmap) {
+  if (threads > kMaxThreads)
+    throw std::invalid_argument("threads=" + std::to_string(threads) + " is more than the limit of " +
+                                std::to_string(kMaxThreads));
   Isa level = isa.empty() ? selected_isa() : parse_isa(isa);
   std::string why;
   if (!isa_supported(level, &why))
@@ -272,7 +327,7 @@ Model::Model(const std::string& path, int threads, const std::string& isa) {
                              ", which this CPU lacks");
   kt_ = &kernel_table(level);
   threads_ = threads > 0 ? threads : default_thread_count();
-  file_ = GGUFFile::open(path);
+  file_ = GGUFFile::open(path, use_mmap);
   pool_ = std::make_unique<ThreadPool>(threads_);
   weights_ = std::make_unique<WeightStore>(file_, *kt_);
   weights_->set_pack_pool(pool_.get(), threads_);
@@ -285,6 +340,7 @@ Model::Model(const std::string& path, int threads, const std::string& isa) {
   else
     throw ModelError(path + ": unsupported architecture '" + arch +
                      "' (this version runs: vit, dinov2, siglip, clip, efficientnet, resnet)");
+  register_model(this);  // last: a constructor that throws has not registered
 }
 
 Graph& Model::graph_for(int64_t B, int64_t H, int64_t W, const std::vector<std::string>& outputs) {
@@ -300,7 +356,13 @@ Graph& Model::graph_for(int64_t B, int64_t H, int64_t W, const std::vector<std::
       return *cache_.front().graph;
     }
   }
-  auto g = family_->build(B, H, W);
+  std::unique_ptr<Graph> g;
+  try {
+    g = family_->build(B, H, W);
+  } catch (const std::length_error& e) {  // a tensor too large to describe (graph/graph.cpp)
+    throw ModelError(file_->path() + ": input " + std::to_string(B) + "x" + std::to_string(H) + "x" +
+                     std::to_string(W) + ": " + e.what());
+  }
   g->finalize(sorted, *kt_, threads_);
   cache_.push_front({key, std::move(g)});
   // A few geometries stay cached; each holds its own activation arena.
@@ -313,7 +375,7 @@ void Model::run(const float* pixels, int64_t B, int64_t C, int64_t H, int64_t W,
                 const std::vector<std::string>& outputs, const std::map<std::string, float*>& dst) {
   if (B < 1) throw ModelError("batch must hold at least one image");
   family_->check_input(C, H, W);
-  std::lock_guard<std::mutex> lk(mu_);
+  std::lock_guard<std::mutex> lk(*mu_);
   Graph& g = graph_for(B, H, W, outputs);
   g.execute(*pool_, threads_, pixels, dst);
 }
@@ -329,7 +391,7 @@ std::map<std::string, std::vector<int64_t>> Model::output_shapes(int64_t B, int6
   }
   if (B < 1) throw ModelError("batch must hold at least one image");
   family_->check_input(family_->num_channels(), H, W);
-  std::lock_guard<std::mutex> lk(mu_);
+  std::lock_guard<std::mutex> lk(*mu_);
   Graph& g = graph_for(B, H, W, outputs);
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& name : outputs) shapes[name] = g.tensor(g.output_tensor(name)).shape;
@@ -338,7 +400,7 @@ std::map<std::string, std::vector<int64_t>> Model::output_shapes(int64_t B, int6
 
 size_t Model::arena_bytes(int64_t B, int64_t H, int64_t W, const std::vector<std::string>& outputs) {
   family_->check_input(family_->num_channels(), H, W);
-  std::lock_guard<std::mutex> lk(mu_);
+  std::lock_guard<std::mutex> lk(*mu_);
   return graph_for(B, H, W, outputs).arena_bytes();
 }
 

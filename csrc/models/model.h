@@ -81,8 +81,13 @@ class ModelFamily {
 
 class Model {
  public:
-  // Throws std::runtime_error / GGUFError / ModelError with the cause named.
-  Model(const std::string& path, int threads, const std::string& isa);
+  // Throws std::runtime_error / GGUFError / ModelError with the cause named; threads above
+  // kMaxThreads are std::invalid_argument. use_mmap = false reads the weights into memory
+  // (GGUFFile::open), so the file may be replaced while the model is open.
+  Model(const std::string& path, int threads, const std::string& isa, bool use_mmap = true);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
 
   // pixels: [B, C, H, W] C-contiguous float32. dst: name -> buffer of output_numel floats.
   void run(const float* pixels, int64_t B, int64_t C, int64_t H, int64_t W,
@@ -112,7 +117,11 @@ class Model {
   std::unique_ptr<WeightStore> weights_;
   std::unique_ptr<ModelFamily> family_;
   std::unique_ptr<ThreadPool> pool_;
-  std::mutex mu_;  // one run at a time per model (graphs and arenas are reused)
+  // One run at a time per model (graphs and arenas are reused). On the heap: in the child of a
+  // fork() made while another thread was running this model, it would stay locked for good, so
+  // a pthread_atfork child handler (model.cpp) gives every live model a fresh one.
+  std::unique_ptr<std::mutex> mu_{new std::mutex};
+  friend void reset_models_after_fork();
   struct CacheEntry {
     std::string key;
     std::unique_ptr<Graph> graph;

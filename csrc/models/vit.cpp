@@ -9,6 +9,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "core/checked.h"
 #include "models/model.h"
 #include "graph/builder.h"
 #include "ops/pos_resize.h"
@@ -93,7 +94,7 @@ void VitFamily::read_hparams(const GGUFFile& f) {
     heads_ = positive(f, p + "attention.head_count");
     patch_ = positive(f, p + "patch_size");
     image_size_ = positive(f, p + "image_size");
-    C_ = f.get_int_or(p + "num_channels", 3);
+    C_ = f.has(p + "num_channels") ? positive(f, p + "num_channels") : 3;
     eps_ = static_cast<float>(f.get_float(p + "attention.layer_norm_epsilon"));
     std::string def_act = "gelu";
     if (arch_ == "clip") {
@@ -137,7 +138,9 @@ VitFamily::VitFamily(const GGUFFile& f, WeightStore& w) : path_(f.path()) {
   read_hparams(f);
   const std::string& p = prefix_;
 
-  patch_w_ = w.linear("v.patch_embd.weight", "v.patch_embd.bias", D_, C_ * patch_ * patch_);
+  patch_w_ = w.linear("v.patch_embd.weight", "v.patch_embd.bias", D_,
+                      checked_mul<ModelError>(checked_mul<ModelError>(C_, patch_, path_ + ": patch embedding row length"),
+                                              patch_, path_ + ": patch embedding row length"));
   cls_ = w.vec_opt("v.class_embd", D_);
   dist_ = w.vec_opt("v.dist_embd", D_);
   if (dist_ && !cls_) throw ModelError(path_ + ": a distillation token needs a class token");

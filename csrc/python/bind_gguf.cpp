@@ -115,12 +115,15 @@ py::object fs_path(const std::string& path) {
   return py::module_::import("os").attr("fsdecode")(py::bytes(path));
 }
 
+}  // namespace
+
 [[noreturn]] void raise_os_error(const std::system_error& e, const std::string& path) {
   const std::error_condition cond = e.code().default_error_condition();
   py::object exc;
   if (cond.category() == std::generic_category()) {
     // OSError(errno, strerror, filename) picks the subclass (FileNotFoundError, ...) itself.
-    exc = py::reinterpret_borrow<py::object>(PyExc_OSError)(cond.value(), e.code().message(), fs_path(path));
+    // what() ("cannot write X: not a regular file: Invalid argument") says more than strerror.
+    exc = py::reinterpret_borrow<py::object>(PyExc_OSError)(cond.value(), e.what(), fs_path(path));
   } else {
     exc = py::reinterpret_borrow<py::object>(PyExc_OSError)(e.what());
   }
@@ -128,12 +131,14 @@ py::object fs_path(const std::string& path) {
   throw py::error_already_set();
 }
 
-FilePtr open_file(const py::object& path_like) {
+namespace {
+
+FilePtr open_file(const py::object& path_like, bool use_mmap) {
   // os.fsencode accepts str, bytes and os.PathLike and yields the bytes the OS will see.
   const std::string path = py::module_::import("os").attr("fsencode")(path_like).cast<std::string>();
   try {
     py::gil_scoped_release nogil;
-    return GGUFFile::open(path);
+    return GGUFFile::open(path, use_mmap);
   } catch (const std::system_error& e) {
     raise_os_error(e, path);
   }
@@ -148,7 +153,9 @@ void bind_gguf(py::module_& m) {
                                 "A GGUF v2/v3 file, memory-mapped read-only and fully validated on open.\n\n"
                                 "Raises GGUFError (a ValueError) for malformed content and OSError\n"
                                 "(FileNotFoundError, IsADirectoryError, ...) when the file cannot be read.")
-      .def(py::init(&open_file), py::arg("path"))
+      .def(py::init(&open_file), py::arg("path"), py::arg("mmap") = true)
+      .def_property_readonly("mapped", &GGUFFile::mapped,
+                             "True when the data is memory-mapped (mmap=True), False when read into memory.")
       .def_property_readonly("path",
                              [](const GGUFFile& f) { return fs_path(f.path()); })
       .def_property_readonly("version", &GGUFFile::version)

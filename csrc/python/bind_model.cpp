@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include "core/checked.h"
 #include "core/cpu.h"
 #include "core/threadpool.h"
 #include "models/model.h"
@@ -29,6 +30,9 @@ py::dict run_model(Model& m, const py::array& pixels, const std::vector<std::str
   for (const auto& kv : m.output_shapes(B, H, W, outputs)) {
     const std::string& name = kv.first;
     const std::vector<int64_t>& shape = kv.second;
+    // numpy's strides and byte size: a shape from file-supplied hyper-parameters must not wrap.
+    checked_mul<ModelError>(checked_product<ModelError>(shape, "output '" + name + "' element count"),
+                            static_cast<int64_t>(sizeof(float)), "output '" + name + "' byte size");
     py::array_t<float> arr(std::vector<py::ssize_t>(shape.begin(), shape.end()));
     dst[name] = arr.mutable_data();
     result[py::str(name)] = arr;
@@ -47,11 +51,15 @@ void bind_model(py::module_& m) {
   py::register_exception<ModelError>(m, "ModelError", PyExc_ValueError);
 
   py::class_<Model>(m, "Model")
-      .def(py::init([](const std::string& path, int threads, const std::string& isa) {
-             py::gil_scoped_release release;
-             return std::make_unique<Model>(path, threads, isa);
+      .def(py::init([](const std::string& path, int threads, const std::string& isa, bool use_mmap) {
+             try {
+               py::gil_scoped_release release;
+               return std::make_unique<Model>(path, threads, isa, use_mmap);
+             } catch (const std::system_error& e) {  // cannot open / read the file
+               raise_os_error(e, path);
+             }
            }),
-           py::arg("path"), py::arg("threads") = 0, py::arg("isa") = "")
+           py::arg("path"), py::arg("threads") = 0, py::arg("isa") = "", py::arg("mmap") = true)
       .def("run", &run_model, py::arg("pixels"), py::arg("outputs"))
       .def("output_shape", &Model::output_shape, py::arg("name"), py::arg("batch"), py::arg("height"), py::arg("width"))
       .def("arena_bytes", &Model::arena_bytes, py::arg("batch"), py::arg("height"), py::arg("width"),
@@ -63,7 +71,9 @@ void bind_model(py::module_& m) {
       .def_property_readonly("isa", [](const Model& m) { return std::string(isa_name(m.isa())); })
       .def_property_readonly("packed_weight_bytes", &Model::packed_weight_bytes)
       .def_property_readonly("owned_weight_bytes", &Model::owned_weight_bytes)
-      .def_property_readonly("path", [](const Model& m) { return m.file().path(); });
+      .def_property_readonly("path", [](const Model& m) { return m.file().path(); })
+      .def_property_readonly("file", &Model::file_ptr, "The model's GGUFFile (mapped or read into memory).");
+  m.attr("MAX_THREADS") = kMaxThreads;
 
   m.def("cpu_info", [] {
     const CpuFeatures& c = cpu_features();

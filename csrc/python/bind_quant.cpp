@@ -15,6 +15,8 @@
 #include "quant/quantize.h"
 #include "quant/requantize.h"
 
+#include <system_error>
+
 namespace py = pybind11;
 
 namespace pyvitcpp {
@@ -70,9 +72,12 @@ py::list requantize_py(const std::string& src, const std::string& dst, const std
     throw py::value_error(e.what());
   }
   std::vector<RequantDecision> plan;
-  {
+  try {
     py::gil_scoped_release nogil;
     plan = requantize_file(src, dst, t, threads);
+  } catch (const std::system_error& e) {  // cannot read src / write dst
+    std::string what = e.what();
+    raise_os_error(e, what.find(dst) != std::string::npos ? dst : src);
   }
   py::list out;
   for (const auto& d : plan) out.append(py::make_tuple(d.name, dtype_name(d.from), dtype_name(d.to), d.why));

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -120,9 +121,14 @@ void parallel_rows(int64_t rows, int nthreads, F&& f) {
     return;
   }
   std::vector<std::thread> ts;
+  ts.reserve(static_cast<size_t>(nthreads));
   for (int t = 0; t < nthreads; ++t) {
     const int64_t r0 = rows * t / nthreads, r1 = rows * (t + 1) / nthreads;
-    ts.emplace_back([&f, r0, r1] { f(r0, r1); });
+    try {
+      ts.emplace_back([&f, r0, r1] { f(r0, r1); });
+    } catch (const std::system_error&) {
+      f(r0, r1);  // no thread to be had (too many, address space): this share runs here
+    }
   }
   for (auto& th : ts) th.join();
 }

@@ -7,6 +7,13 @@
 #include <stdexcept>
 #include <system_error>
 #include <cerrno>
+#include <atomic>
+
+#ifndef _WIN32
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
 
 #include "core/fp16.h"
 #include "io/gguf.h"
@@ -37,8 +44,15 @@ bool keeps_f32_by_name(const std::string& n) {
 
 class Out {
  public:
+  // Creates `path`, which must not exist yet (O_EXCL: a temporary name of our own).
   explicit Out(const std::string& path) : path_(path) {
-    f_ = std::fopen(path.c_str(), "wb");
+#ifdef _WIN32
+    f_ = std::fopen(path.c_str(), "wbx");
+#else
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    f_ = fd < 0 ? nullptr : ::fdopen(fd, "wb");
+    if (fd >= 0 && !f_) ::close(fd);
+#endif
     if (!f_) throw std::system_error(errno, std::generic_category(), "cannot write " + path);
   }
   ~Out() { if (f_) std::fclose(f_); }
@@ -115,6 +129,12 @@ void write_kv(Out& o, const std::string& key, const GGUFValue& v) {
                                          v.type == GGUFType::INT64 ? static_cast<uint64_t>(v.i) : v.u, v.f);
 }
 
+int64_t tensor_rows(const GGUFTensorInfo& t) {
+  int64_t rows = 1;
+  for (size_t d = 1; d < t.ne.size(); ++d) rows *= t.ne[d];  // checked at open
+  return rows;
+}
+
 }  // namespace
 
 RequantDecision requant_decision(const std::string& name, const std::vector<int64_t>& ne, uint32_t from, DType target) {
@@ -164,8 +184,24 @@ std::vector<RequantDecision> requantize_file(const std::string& src, const std::
   }
   const uint64_t align = in->alignment();
 
-  const std::string tmp = dst + ".tmp";
+  // The output is written under a temporary name of its own in the same folder and renamed
+  // over dst only when complete: a model open elsewhere (memory-mapped) is never truncated
+  // under its reader, a failure leaves no partial file, and an existing dst stays intact.
+  static std::atomic<unsigned> serial{0};
+#ifdef _WIN32
+  const long pid = 0;
+#else
+  const long pid = static_cast<long>(::getpid());
+#endif
+  const std::string tmp = dst + ".tmp-" + std::to_string(pid) + "-" + std::to_string(serial.fetch_add(1));
   try {
+#ifndef _WIN32
+    // Renaming a file over a directory or a device would fail only at the end; say so first.
+    struct stat st;
+    if (::stat(dst.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+      throw std::system_error(S_ISDIR(st.st_mode) ? EISDIR : EINVAL, std::generic_category(),
+                              "cannot write " + dst + ": not a regular file");
+#endif
     Out o(tmp);
     o.bytes("GGUF", 4);
     o.pod<uint32_t>(3);
@@ -188,7 +224,9 @@ std::vector<RequantDecision> requantize_file(const std::string& src, const std::
       const GGUFTensorInfo& t = in->tensors()[k];
       size_t rb = 0;
       if (!row_bytes(plan[k].to, t.ne[0], &rb)) throw std::logic_error("row size of " + t.name);
-      nbytes[k] = rb * static_cast<size_t>(t.nelements() / t.ne[0]);
+      // Rows from the outer dims, not nelements / ne[0]: ne[0] may be 0 (an empty tensor).
+      // The reader checked this product (and the byte size) at open.
+      nbytes[k] = rb * static_cast<size_t>(tensor_rows(t));
       o.str(t.name);
       o.pod<uint32_t>(static_cast<uint32_t>(t.ne.size()));
       for (int64_t d : t.ne) o.pod<uint64_t>(static_cast<uint64_t>(d));
@@ -204,7 +242,7 @@ std::vector<RequantDecision> requantize_file(const std::string& src, const std::
       if (plan[k].to == t.type) {
         o.bytes(t.data, t.nbytes);
       } else {
-        const int64_t n = t.nelements(), cols = t.ne[0], rows = n / cols;
+        const int64_t n = t.nelements(), cols = t.ne[0], rows = tensor_rows(t);
         f32.resize(static_cast<size_t>(n));
         if (t.type == static_cast<uint32_t>(DType::F32)) std::memcpy(f32.data(), t.data, t.nbytes);
         else {

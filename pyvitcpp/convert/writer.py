@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -88,7 +89,13 @@ def write_gguf(model: ConvertedModel, out: str, outtype: str = "f16", verbose: b
             kept_f32.append(name)
         typed.append((name, np.ascontiguousarray(arr.astype(dt, copy=False))))
 
-    tmp = out + ".tmp"
+    if os.path.exists(out) and not os.path.isfile(out):
+        raise (IsADirectoryError if os.path.isdir(out) else OSError)(
+            f"output is not a regular file: {out}")
+    # A temporary name of our own in the same folder, renamed over ``out`` only when complete:
+    # a reader that has ``out`` memory-mapped keeps the old file, a failure leaves no partial
+    # output, and an existing ``out`` survives a failed conversion.
+    tmp = os.path.join(parent, f".{os.path.basename(out)}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
     w = gguf.GGUFWriter(tmp, model.arch)
     try:
         w.add_file_type(FILE_TYPE[outtype])
