@@ -282,9 +282,11 @@ Model::Model(const std::string& path, int threads, const std::string& isa) {
     family_ = make_vit_family(*file_, *weights_);
   else if (arch == "efficientnet" || arch == "resnet")
     family_ = make_cnn_family(*file_, *weights_);
+  else if (arch == "sam")
+    family_ = make_sam_family(*file_, *weights_);
   else
     throw ModelError(path + ": unsupported architecture '" + arch +
-                     "' (this version runs: vit, dinov2, siglip, clip, efficientnet, resnet)");
+                     "' (this version runs: vit, dinov2, siglip, clip, efficientnet, resnet, sam)");
 }
 
 Graph& Model::graph_for(int64_t B, int64_t H, int64_t W, const std::vector<std::string>& outputs) {

@@ -124,5 +124,7 @@ class Model {
 std::unique_ptr<ModelFamily> make_vit_family(const GGUFFile& f, WeightStore& w);
 // CNN backbones (models/cnn.cpp): general.architecture "efficientnet" or "resnet".
 std::unique_ptr<ModelFamily> make_cnn_family(const GGUFFile& f, WeightStore& w);
+// Segment Anything's image encoder with its neck (models/sam.cpp): general.architecture "sam".
+std::unique_ptr<ModelFamily> make_sam_family(const GGUFFile& f, WeightStore& w);
 
 }  // namespace pyvitcpp
