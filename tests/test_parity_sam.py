@@ -290,3 +290,52 @@ def test_hf_sam_vision_parity_f32(hf_tiny, real_images, level):
     ref = {"last_hidden_state": o.last_hidden_state.numpy(), "image_embeddings": o.last_hidden_state.numpy()}
     ref.update({f"hidden_states.{i}": h.numpy() for i, h in enumerate(o.hidden_states)})
     check(enc.forward(px, list(ref)), ref, cfg.num_hidden_layers + 1, K_MAX)
+
+
+def test_hf_sam_model_folder(tmp_path, real_images):
+    """A full SamModel folder: the vision encoder runs (= get_image_embeddings), the prompt
+    encoder, mask decoder and shared positional embedding are kept (sam.pe.*, sam.md.*,
+    sam.shared_pe.*, decoder layout 'hf')."""
+    import gguf
+    transformers = pytest.importorskip("transformers")
+    vc = dict(hidden_size=72, num_hidden_layers=2, num_attention_heads=3, image_size=64, patch_size=16,
+              window_size=3, global_attn_indexes=[1], output_channels=32, mlp_dim=144)
+    cfg = transformers.SamConfig(
+        vision_config=vc, prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=16, mask_input_channels=8),
+        mask_decoder_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=64,
+                                 iou_head_hidden_dim=32))
+    m = transformers.SamModel(cfg).eval()
+    randomize_(m, seed=62)
+    m.save_pretrained(tmp_path)
+    out = tmp_path / "sam-f32.gguf"
+    convert(str(tmp_path), str(out), outtype="f32", verbose=False)
+    r = gguf.GGUFReader(str(out))
+    names = [t.name for t in r.tensors]
+    assert any(n.startswith("sam.md.") for n in names) and any(n.startswith("sam.pe.") for n in names)
+    assert "sam.shared_pe.positional_embedding" in names
+    assert r.fields["sam.decoder_layout"].contents() == "hf"
+    px = image_batch(real_images, 2, 64, seed=13)
+    with torch.no_grad():
+        ref = m.get_image_embeddings(torch.from_numpy(px)).numpy()
+    got = pyvitcpp.Encoder(out, threads=2).forward(px, ["image_embeddings"])["image_embeddings"]
+    check({"image_embeddings": got}, {"image_embeddings": ref}, 3, K_MAX)
+
+
+def test_cli_embed_image_embeddings(tiny, real_images, tmp_path, capsys):
+    """`pyvitcpp embed photo.png -m sam.gguf --output image_embeddings -o e.npy`: SAM preprocessing
+    (longest side, pad) from the file, the same numbers as Encoder.encode."""
+    from PIL import Image
+    from pyvitcpp.cli import main
+    _, _, path, _ = tiny
+    imgs = []
+    for i, img in enumerate(real_images[:2]):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(img).save(p)
+        imgs.append(str(p))
+    npy = tmp_path / "e.npy"
+    assert main(["embed", *imgs, "-m", path, "--output", "image_embeddings", "-o", str(npy)]) == 0
+    assert "2 x 32 x 8 x 8" in capsys.readouterr().err
+    got = np.load(npy)
+    want = pyvitcpp.Encoder(path, threads=2).encode(imgs, output="image_embeddings")
+    assert got.shape == (2, 32, 8, 8)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
