@@ -87,7 +87,8 @@ class Preprocessor:
     def resized(self, image_size: Sequence[int]) -> "Preprocessor":
         """The same processing for another model input size (H, W), for towers run away from
         their native resolution: ``squash`` resizes to H x W; ``shortest_edge_crop`` resizes the
-        shorter edge to floor(max(H, W) / crop_pct) and centre-crops H x W."""
+        shorter edge to floor(max(H, W) / crop_pct) and centre-crops H x W; ``longest_edge_pad``
+        fits the image into H x W and pads."""
         if len(image_size) != 2 or min(image_size) < 1:
             raise ValueError(f"image_size must be (H, W), got {image_size}")
         h, w = int(image_size[0]), int(image_size[1])
@@ -95,7 +96,7 @@ class Preprocessor:
         return Preprocessor(image_size=(h, w), resize_mode=self.resize_mode, crop_pct=self.crop_pct,
                             interpolation=self.interpolation, mean=self.mean.ravel(), std=self.std.ravel(),
                             rescale_factor=self.rescale_factor,
-                            resize_size=(h, w) if self.resize_mode == "squash" else (short, short),
+                            resize_size=(h, w) if self.resize_mode in ("squash", "longest_edge_pad") else (short, short),
                             crop_rounding=self.crop_rounding)
 
     def config(self) -> dict:
@@ -154,7 +155,8 @@ class Preprocessor:
             return im.resize((W, H), resample)
         w, h = im.size
         if self.resize_mode == "longest_edge_pad":
-            scale = max(H, W) * 1.0 / max(h, w)
+            # HF: longest_edge / max(h, w); the same float when H == W, and fits a non-square H x W
+            scale = min(H * 1.0 / h, W * 1.0 / w)
             new_w, new_h = int(w * scale + 0.5), int(h * scale + 0.5)
             if new_h > H or new_w > W:
                 raise ValueError(f"image {w}x{h} resized to {new_w}x{new_h} does not fit {W}x{H}")

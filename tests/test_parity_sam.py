@@ -34,17 +34,26 @@ def sa_encoder(seed: int, **overrides):
 
 
 def sa_reference(m, px: np.ndarray) -> dict:
-    """image_embeddings and every block's output ([B, gh, gw, D], as HF's hidden_states)."""
+    """image_embeddings and every block's output ([B, gh, gw, D], as HF's hidden_states). Away
+    from the native size the position table is resized as timm's SAM ViT does
+    (resample_abs_pos_embed_nhwc: bicubic, antialias); segment_anything's get_rel_pos then
+    interpolates the global blocks' rel-pos tables itself."""
+    native = px.shape[2] == px.shape[3] == m.img_size
     with torch.no_grad():
         x = m.patch_embed(torch.from_numpy(px))
         if m.pos_embed is not None:
-            x = x + m.pos_embed
+            pos = m.pos_embed
+            if not native:
+                pos = torch.nn.functional.interpolate(pos.permute(0, 3, 1, 2), size=tuple(x.shape[1:3]),
+                                                      mode="bicubic", antialias=True).permute(0, 2, 3, 1)
+            x = x + pos
         out = {"hidden_states.0": x}
         for i, blk in enumerate(m.blocks):
             x = blk(x)
             out[f"hidden_states.{i + 1}"] = x
         emb = m.neck(x.permute(0, 3, 1, 2))
-        assert torch.equal(emb, m(torch.from_numpy(px)))
+        if native:
+            assert torch.equal(emb, m(torch.from_numpy(px)))
     out.update(image_embeddings=emb, last_hidden_state=emb, embedding=emb)
     return {k: v.numpy() for k, v in out.items()}
 
@@ -95,6 +104,22 @@ def test_segment_anything_parity_f32(tiny, real_images, level, batch):
     for key, c, err, bound in figures:
         if key in ("image_embeddings", "hidden_states.4"):
             print(f"{level} B={batch} {key}: cosine {c:.10f}, max abs {err:.3g} (bound {bound:.3g})")
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("hw", [(160, 128), (96, 96), (64, 208)])
+def test_segment_anything_other_sizes(tiny, real_images, level, hw):
+    """Grids 10x8 (windows pad both ways), 6x6 (smaller than native) and 4x13 (non-square, the
+    height below the native grid and the width above): resized position table, global rel-pos
+    tables interpolated."""
+    isa_or_skip(level)
+    m, cfg, path, _ = tiny
+    enc = pyvitcpp.Encoder(path, isa=level, threads=2)
+    px = image_batch(real_images, 2, max(hw), seed=21)[:, :, :hw[0], :hw[1]].copy()
+    ref = sa_reference(m, px)
+    ours = enc.forward(px, list(ref))
+    assert ours["image_embeddings"].shape == (2, 32, hw[0] // 16, hw[1] // 16)
+    check(ours, ref, cfg["depth"] + 1, K_MAX)
 
 
 def test_rel_pos_matters(tiny, real_images):
@@ -216,8 +241,8 @@ def test_decoder_tensors_kept(tmp_path):
 def test_input_size_and_hparam_errors(tiny, tmp_path):
     m, cfg, path, d = tiny
     enc = pyvitcpp.Encoder(path, threads=2)
-    with pytest.raises(pyvitcpp.ModelError, match="native 128x128"):
-        enc.forward(np.zeros((1, 3, 160, 160), np.float32), ["image_embeddings"])
+    with pytest.raises(pyvitcpp.ModelError, match="native 128x128.*multiples of its 16-pixel patch"):
+        enc.forward(np.zeros((1, 3, 136, 128), np.float32), ["image_embeddings"])
     model = load_model(str(d / "sam_tiny.pth"))
     for key, value, match in [("sam.window_size", 9, "sam.window_size"),
                               ("sam.global_attn_indexes", [1, 7], "sam.global_attn_indexes"),

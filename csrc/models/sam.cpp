@@ -8,13 +8,21 @@
 // (a permuted view copied once), runs one Attention over all windows as the batch, and undoes
 // the partition before the output projection: the projection is per token, so it runs on the
 // cropped grid only and carries the residual add in its epilogue.
+//
+// Other input sizes (multiples of the patch) follow timm's SAM ViT: the position table is resized
+// (sam.pos_resize, bicubic with antialiasing by default) and the global blocks' rel-pos tables
+// are linearly interpolated to 2 g - 1 rows per axis, as get_rel_pos does; windowed blocks keep
+// theirs. Both are computed once per grid and cached.
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <set>
+#include <stdexcept>
 
 #include "graph/builder.h"
 #include "models/model.h"
 #include "ops/conv_ops.h"
+#include "ops/pos_resize.h"
 
 namespace pyvitcpp {
 
@@ -46,17 +54,26 @@ class SamFamily : public ModelFamily {
 
  private:
   void read_hparams(const GGUFFile& f);
+  // Position table [gh, gw, D] and the global blocks' rel-pos tables for a gh x gw grid.
+  struct GridTables {
+    std::vector<float> pos;
+    std::map<int64_t, std::pair<std::vector<float>, std::vector<float>>> rel;  // block -> (h, w)
+  };
+  const GridTables& grid_tables(int64_t gh, int64_t gw) const;
 
   std::string path_;
   int64_t D_, L_, F_, heads_, patch_, image_size_, C_, grid_, window_, out_ch_;
   float eps_, neck_eps_;
   bool use_rel_pos_, use_abs_pos_, qkv_bias_;
+  PosResize pos_resize_ = PosResize::BicubicAntialias;
   std::vector<int64_t> global_;
   LinearWeight* patch_w_;
   const float* pos_ = nullptr;  // [grid, grid, D]
   std::vector<SamBlock> blocks_;
   LinearWeight *neck0_, *neck2_;
   const float *neck1_g_, *neck1_b_, *neck3_g_, *neck3_b_;
+  mutable std::mutex grid_mu_;
+  mutable std::map<std::pair<int64_t, int64_t>, GridTables> grid_cache_;
 };
 
 void SamFamily::read_hparams(const GGUFFile& f) {
@@ -77,6 +94,12 @@ void SamFamily::read_hparams(const GGUFFile& f) {
     use_abs_pos_ = f.get_bool_or(p + "use_abs_pos", true);
     qkv_bias_ = f.get_bool_or(p + "qkv_bias", true);
     if (f.find(p + "global_attn_indexes")) global_ = f.get_int_array(p + "global_attn_indexes");
+    const std::string pr = f.get_str_or(p + "pos_resize", "bicubic_antialias");
+    try {
+      pos_resize_ = parse_pos_resize(pr);
+    } catch (const std::invalid_argument& e) {
+      throw ModelError(path_ + ": sam.pos_resize: " + e.what());
+    }
   } catch (const GGUFError& e) {
     throw ModelError("invalid sam hyper-parameters: " + std::string(e.what()));
   }
@@ -168,11 +191,35 @@ std::vector<std::string> SamFamily::output_names() const {
 void SamFamily::check_input(int64_t C, int64_t H, int64_t W) const {
   if (C != C_)
     throw ModelError("input has " + std::to_string(C) + " channels; this model takes " + std::to_string(C_));
-  // Both references add the position table and index the global blocks' rel-pos tables at the
-  // native grid only.
-  if (H != image_size_ || W != image_size_)
+  const bool native = H == image_size_ && W == image_size_;
+  if (!native && pos_ && pos_resize_ == PosResize::None)
     throw ModelError("input is " + std::to_string(H) + "x" + std::to_string(W) + "; this SAM encoder runs at its native " +
-                     std::to_string(image_size_) + "x" + std::to_string(image_size_) + " input size only");
+                     std::to_string(image_size_) + "x" + std::to_string(image_size_) +
+                     " input size only (sam.pos_resize = none)");
+  if (H < patch_ || W < patch_ || H % patch_ != 0 || W % patch_ != 0 || H > 16384 || W > 16384)
+    throw ModelError("input is " + std::to_string(H) + "x" + std::to_string(W) + "; this SAM encoder takes its native " +
+                     std::to_string(image_size_) + "x" + std::to_string(image_size_) + " input, or other sizes that " +
+                     "are multiples of its " + std::to_string(patch_) + "-pixel patch (up to 16384)");
+}
+
+const SamFamily::GridTables& SamFamily::grid_tables(int64_t gh, int64_t gw) const {
+  std::lock_guard<std::mutex> lk(grid_mu_);
+  GridTables& t = grid_cache_[{gh, gw}];
+  if (pos_ && t.pos.empty()) {
+    t.pos.resize(static_cast<size_t>(gh * gw * D_));
+    resize_pos_table(pos_, grid_, grid_, D_, gh, gw, pos_resize_, t.pos.data());
+  }
+  const int64_t Dh = D_ / heads_;
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const SamBlock& blk = blocks_[i];
+    if (blk.window > 0 || !blk.rel_h || t.rel.count(static_cast<int64_t>(i))) continue;
+    auto& r = t.rel[static_cast<int64_t>(i)];
+    r.first.resize(static_cast<size_t>((2 * gh - 1) * Dh));
+    r.second.resize(static_cast<size_t>((2 * gw - 1) * Dh));
+    resize_rel_pos_linear(blk.rel_h, 2 * grid_ - 1, Dh, 2 * gh - 1, r.first.data());
+    resize_rel_pos_linear(blk.rel_w, 2 * grid_ - 1, Dh, 2 * gw - 1, r.second.data());
+  }
+  return t;
 }
 
 std::unique_ptr<Graph> SamFamily::build(int64_t B, int64_t H, int64_t W) const {
@@ -180,13 +227,15 @@ std::unique_ptr<Graph> SamFamily::build(int64_t B, int64_t H, int64_t W) const {
   GraphBuilder b(*g);
   const int64_t p = patch_, gh = H / p, gw = W / p, N = gh * gw, Dh = D_ / heads_;
   const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
+  const bool native = gh == grid_ && gw == grid_;
+  const GridTables* resized = native ? nullptr : &grid_tables(gh, gw);
 
   // Patch embedding (the stride-p conv): patches as rows (c, ky, kx), then a GEMM.
   const int px = b.input("pixels", {B, C_, H, W});
   int patches = b.permute(b.reshape(px, {B, C_, gh, p, gw, p}), {0, 2, 4, 1, 3, 5});
   patches = b.reshape(b.contiguous(patches), {B, N, C_ * p * p});
   int x = b.reshape(b.linear("patch_embed", patches, patch_w_), {B, gh, gw, D_});
-  if (pos_) x = b.add("pos_embed", x, b.constant("pos_embed.table", {gh, gw, D_}, pos_));
+  if (pos_) x = b.add("pos_embed", x, b.constant("pos_embed.table", {gh, gw, D_}, native ? pos_ : resized->pos.data()));
   b.output("hidden_states.0", x);
 
   for (int64_t i = 0; i < L_; ++i) {
@@ -210,8 +259,10 @@ std::unique_ptr<Graph> SamFamily::build(int64_t B, int64_t H, int64_t W) const {
     const int qkv = b.reshape(b.linear(pf + "qkv", h, blk.qkv), {Bq, T, 3, heads_, Dh});
     GraphBuilder::AttentionTerms terms;
     if (blk.rel_h) {
-      terms.rel_h = b.constant(pf + "rel_h", {2 * ah - 1, Dh}, blk.rel_h);
-      terms.rel_w = b.constant(pf + "rel_w", {2 * aw - 1, Dh}, blk.rel_w);
+      const bool own = w > 0 || native;  // windowed blocks keep their tables at any grid
+      const auto* r = own ? nullptr : &resized->rel.at(i);
+      terms.rel_h = b.constant(pf + "rel_h", {2 * ah - 1, Dh}, own ? blk.rel_h : r->first.data());
+      terms.rel_w = b.constant(pf + "rel_w", {2 * aw - 1, Dh}, own ? blk.rel_w : r->second.data());
       terms.grid_h = ah;
       terms.grid_w = aw;
     }
@@ -257,6 +308,7 @@ std::map<std::string, std::string> SamFamily::hparams() const {
       {"use_rel_pos", use_rel_pos_ ? "true" : "false"},
       {"use_abs_pos", use_abs_pos_ ? "true" : "false"},
       {"qkv_bias", qkv_bias_ ? "true" : "false"},
+      {"pos_resize", pos_resize_name(pos_resize_)},
   };
 }
 

@@ -239,6 +239,8 @@ def sam_hparams(t: Dict[str, np.ndarray], *, num_heads: Optional[int], window_si
         ("sam.patch_size", P, U32), ("sam.image_size", grid * P, U32), ("sam.num_channels", C, U32),
         ("sam.window_size", w, U32), ("sam.global_attn_indexes", sorted(glob), U32_ARRAY),
         ("sam.output_channels", out_ch, U32),
+        # segment_anything / HF run at the native size only; timm's SAM ViT resizes the table so
+        ("sam.pos_resize", "bicubic_antialias", STR),
         ("sam.use_rel_pos", has_rel, BOOL), ("sam.use_abs_pos", has_pos, BOOL), ("sam.qkv_bias", qkv_bias, BOOL),
     ]
 
