@@ -39,6 +39,13 @@ float bf16_to_fp32(uint16_t h) {
 
 }  // namespace
 
+int64_t positive_hparam(const GGUFFile& f, const std::string& key) {
+  int64_t v = f.get_int(key);
+  if (v <= 0 || v > (int64_t{1} << 20))
+    throw ModelError(f.path() + ": hyper-parameter " + key + " = " + std::to_string(v) + " is out of range");
+  return v;
+}
+
 const GGUFTensorInfo& WeightStore::find(const std::string& name) const {
   const GGUFTensorInfo* t = file_->find_tensor(name);
   if (!t) throw ModelError(file_->path() + ": required tensor '" + name + "' is missing");

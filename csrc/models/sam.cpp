@@ -35,13 +35,6 @@ struct SamBlock {
   int64_t window = 0;                              // 0: global attention
 };
 
-int64_t positive(const GGUFFile& f, const std::string& key) {
-  int64_t v = f.get_int(key);
-  if (v <= 0 || v > (int64_t{1} << 20))
-    throw ModelError(f.path() + ": hyper-parameter " + key + " = " + std::to_string(v) + " is out of range");
-  return v;
-}
-
 class SamFamily : public ModelFamily {
  public:
   SamFamily(const GGUFFile& f, WeightStore& w);
@@ -79,13 +72,13 @@ class SamFamily : public ModelFamily {
 void SamFamily::read_hparams(const GGUFFile& f) {
   const std::string p = "sam.";
   try {
-    D_ = positive(f, p + "embedding_length");
-    L_ = positive(f, p + "block_count");
-    F_ = positive(f, p + "feed_forward_length");
-    heads_ = positive(f, p + "attention.head_count");
-    patch_ = positive(f, p + "patch_size");
-    image_size_ = positive(f, p + "image_size");
-    out_ch_ = positive(f, p + "output_channels");
+    D_ = positive_hparam(f, p + "embedding_length");
+    L_ = positive_hparam(f, p + "block_count");
+    F_ = positive_hparam(f, p + "feed_forward_length");
+    heads_ = positive_hparam(f, p + "attention.head_count");
+    patch_ = positive_hparam(f, p + "patch_size");
+    image_size_ = positive_hparam(f, p + "image_size");
+    out_ch_ = positive_hparam(f, p + "output_channels");
     C_ = f.get_int_or(p + "num_channels", 3);
     window_ = f.get_int_or(p + "window_size", 0);
     eps_ = static_cast<float>(f.get_float(p + "attention.layer_norm_epsilon"));

@@ -122,6 +122,17 @@ def state_dict_keys(path: str) -> Optional[list]:
     return keys
 
 
+def state_dict_keys_or_none(path: str) -> Optional[list]:
+    """:func:`state_dict_keys` for source detection: None for anything that is not a readable
+    weights file."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        return state_dict_keys(path)
+    except Exception:
+        return None
+
+
 def find_hf_weights(folder: str) -> Optional[list]:
     """The weight files of a Hugging Face folder, preferring safetensors; sharded checkpoints
     (``*.index.json``) give their shards.  None when there are none."""

@@ -283,13 +283,8 @@ def read_state_dict(path: str) -> Dict[str, np.ndarray]:
 
 def sniff(path: str) -> Optional[str]:
     """The CNN kind of a weights file, or None (cheap enough for --source auto)."""
-    from ._state_dict import state_dict_keys
-    if not os.path.isfile(path):
-        return None
-    try:
-        keys = state_dict_keys(path)
-    except Exception:
-        return None
+    from ._state_dict import state_dict_keys_or_none
+    keys = state_dict_keys_or_none(path)
     return None if keys is None else detect_kind(keys)
 
 

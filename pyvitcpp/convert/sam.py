@@ -113,13 +113,8 @@ def _encoder_keys(keys) -> Optional[str]:
 
 
 def is_sam_checkpoint(src: str) -> bool:
-    from ._state_dict import state_dict_keys
-    if not os.path.isfile(src):
-        return False
-    try:
-        keys = state_dict_keys(src)
-    except Exception:
-        return False
+    from ._state_dict import state_dict_keys_or_none
+    keys = state_dict_keys_or_none(src)
     return keys is not None and _encoder_keys(keys) is not None
 
 
