@@ -364,3 +364,18 @@ def test_cli_embed_image_embeddings(tiny, real_images, tmp_path, capsys):
     want = pyvitcpp.Encoder(path, threads=2).encode(imgs, output="image_embeddings")
     assert got.shape == (2, 32, 8, 8)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def test_bench_spec_runs():
+    """The bench's SAM spec (sam_vit_b_encoder; here its hidden tiny twin) builds, converts and
+    agrees with segment_anything in the bench's own accuracy column."""
+    from pyvitcpp import bench
+    args = bench.build_arg_parser().parse_args(
+        ["--models", "sam_test_tiny", "--batch", "1", "--reps", "1", "--warmup", "0", "--peak-seconds", "0.02",
+         "--runtimes", "ours", "torch", "--types", "f32", "--no-fresh-process"])
+    args.argv = []
+    table = bench.run(args, log=lambda s: None)
+    rows = [r.split("|")[1:-1] for r in table.splitlines() if r.startswith("| sam_test_tiny |")]
+    assert [r[2].strip() for r in rows] == ["ours-f32", "torch"]
+    err, cos = (float(v) for v in rows[0][11].split("/"))
+    assert err < 1e-4 and cos > 0.99999

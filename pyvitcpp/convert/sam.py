@@ -20,7 +20,8 @@ taken from the official table for those widths, or must be given as overrides:
 ``convert(..., model_kwargs={"num_heads": 3, "window_size": 4, "global_attn_indexes": [1, 3]})``
 (CLI: ``--model-arg num_heads=3 --model-arg window_size=4 --model-arg global_attn_indexes=[1,3]``),
 named as ``ImageEncoderViT``'s arguments: ``num_heads``, ``window_size``, ``global_attn_indexes``,
-``layer_norm_eps`` (default 1e-6). An override that contradicts the shapes is an error.
+``layer_norm_eps`` (the blocks' LayerNorms; default 1e-6; the neck's is 1e-6 in both references).
+An override that contradicts the shapes is an error.
 
 Prompt-encoder and mask-decoder tensors are kept (F32, or F16 for matrices at outtype f16 and
 the block types) under shortened names for a later decoder: ``prompt_encoder.`` -> ``sam.pe.``,
@@ -230,7 +231,8 @@ def sam_hparams(t: Dict[str, np.ndarray], *, num_heads: Optional[int], window_si
         ("sam.block_count", L, U32), ("sam.embedding_length", D, U32), ("sam.feed_forward_length", F, U32),
         ("sam.attention.head_count", num_heads, U32),
         ("sam.attention.layer_norm_epsilon", float(layer_norm_eps), F32),
-        ("sam.neck.layer_norm_epsilon", float(layer_norm_eps), F32),
+        # LayerNorm2d (segment_anything) / SamLayerNorm (HF): 1e-6 whatever the blocks use
+        ("sam.neck.layer_norm_epsilon", 1e-6, F32),
         ("sam.patch_size", P, U32), ("sam.image_size", grid * P, U32), ("sam.num_channels", C, U32),
         ("sam.window_size", w, U32), ("sam.global_attn_indexes", sorted(glob), U32_ARRAY),
         ("sam.output_channels", out_ch, U32),
