@@ -236,6 +236,12 @@ def test_decoder_tensors_kept(tmp_path):
     c = cosine(enc.forward(px, ["image_embeddings"])["image_embeddings"], ref)
     print(f"Q8_0 (D 96, tiny): cosine to the F32 reference {c:.6f}")
     assert c >= 0.999
+    # the C++ re-quantizer (pyvitcpp quantize) applies the same type rules as the converter
+    f32 = tmp_path / "sam_full-f32.gguf"
+    convert(str(src), str(f32), outtype="f32", verbose=False)
+    req = tmp_path / "sam_full-req-q8_0.gguf"
+    pyvitcpp.quantize(str(f32), str(req), "q8_0")
+    assert {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(req)).tensors} == types
 
 
 def test_input_size_and_hparam_errors(tiny, tmp_path):
