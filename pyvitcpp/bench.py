@@ -121,6 +121,27 @@ def _timm_cnn(name: str):
     return build
 
 
+def _sam_encoder(embed_dim, depth, heads, global_idx, image=1024, window=14, out=256):
+    def build(folder: str) -> BuiltModel:
+        try:
+            from segment_anything.modeling.image_encoder import ImageEncoderViT
+        except ImportError as e:  # pragma: no cover - segment_anything is in the test extra
+            raise Skip(f"segment_anything not importable ({e})") from None
+        import torch
+
+        torch.manual_seed(0)
+        m = ImageEncoderViT(img_size=image, embed_dim=embed_dim, depth=depth, num_heads=heads, out_chans=out,
+                            use_rel_pos=True, window_size=window, global_attn_indexes=global_idx).eval()
+        with torch.no_grad():  # non-zero rel-pos and position tables (their inits are zeros)
+            for name, p in m.named_parameters():
+                if "pos" in name:
+                    p.normal_(0.0, 0.02)
+        path = os.path.join(folder, "sam_image_encoder.pth")
+        torch.save({"image_encoder." + k: v for k, v in m.state_dict().items()}, path)
+        return BuiltModel(m, lambda px: m(px), path, {}, image, "image_embeddings")
+    return build
+
+
 MODELS: Dict[str, ModelSpec] = {}
 
 
@@ -138,8 +159,11 @@ for _spec in [
     ModelSpec("dinov2_small_518", _hf_dinov2_small(518), max_batch=1),
     ModelSpec("resnet50", _timm_cnn("resnet50")),
     ModelSpec("efficientnet_lite0", _timm_cnn("tf_efficientnet_lite0")),
+    # segment_anything sam_vit_b's image encoder with its neck at 1024x1024
+    ModelSpec("sam_vit_b_encoder", _sam_encoder(768, 12, 12, (2, 5, 8, 11)), max_batch=1),
     # A few-layer toy for the smoke test (tests/test_bench.py): seconds, not minutes.
     ModelSpec("vit_test_tiny", _hf_vit(64, 2, 2, 128, image=32, patch=8), hidden=True),
+    ModelSpec("sam_test_tiny", _sam_encoder(72, 2, 3, (1,), image=64, window=3, out=32), hidden=True),
 ]:
     register_model(_spec)
 

@@ -56,7 +56,7 @@ def cmd_embed(args) -> int:
         with open(args.list, "w", encoding="utf-8") as f:
             f.write("\n".join(paths) + "\n")
     if not args.quiet:
-        print(f"wrote {args.out}: {emb.shape[0]} x {emb.shape[1]} float32 ({args.output})", file=sys.stderr)
+        print(f"wrote {args.out}: {' x '.join(map(str, emb.shape))} float32 ({args.output})", file=sys.stderr)
     return 0
 
 
@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--out", required=True, help="output .npy (N x D float32, rows in file order)")
     e.add_argument("--list", help="also write the image paths, one per line, in row order")
     e.add_argument("--normalize", action="store_true", help="L2-normalise each embedding")
-    e.add_argument("--output", default="embedding", help="which output to save (embedding, pooled, cls, logits)")
+    e.add_argument("--output", default="embedding", help="which output to save (embedding, pooled, cls, logits; SAM: image_embeddings)")
     e.set_defaults(func=cmd_embed)
 
     c = sub.add_parser("classify", help="top-k classes of images")

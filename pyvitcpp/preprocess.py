@@ -4,6 +4,9 @@
 - ``shortest_edge_crop`` (timm eval transform, HF processors with a centre crop): resize the
   shorter edge to ``resize_size`` with PIL (longer edge int(size * long / short), as
   torchvision computes it), then centre crop H x W (offset rounded as the reference does).
+- ``longest_edge_pad`` (SAM: segment_anything ResizeLongestSide, HF SamImageProcessor): resize
+  so the longer edge is max(H, W) (each edge int(edge * scale + 0.5)), and after normalising,
+  pad bottom/right with zeros to H x W.
 Then scale by ``rescale_factor`` (1/255) and normalise per channel.
 PIL does the resizing because both references resize with PIL, so the pixels match.
 """
@@ -16,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 _FILTERS = {"bilinear": "BILINEAR", "bicubic": "BICUBIC"}
+RESIZE_MODES = ("squash", "shortest_edge_crop", "longest_edge_pad")
 
 
 def load_image(path):
@@ -39,8 +43,8 @@ class Preprocessor:
                  resize_size: Sequence[int] | None = None, crop_rounding: str = "round"):
         if len(image_size) != 2 or min(image_size) < 1:
             raise ValueError(f"image_size must be (H, W), got {image_size}")
-        if resize_mode not in ("squash", "shortest_edge_crop"):
-            raise ValueError(f"unsupported resize_mode {resize_mode!r} (squash, shortest_edge_crop)")
+        if resize_mode not in RESIZE_MODES:
+            raise ValueError(f"unsupported resize_mode {resize_mode!r} ({', '.join(RESIZE_MODES)})")
         if interpolation not in _FILTERS:
             raise ValueError(f"unsupported interpolation {interpolation!r} (bilinear, bicubic)")
         if crop_rounding not in ("round", "floor"):
@@ -83,7 +87,8 @@ class Preprocessor:
     def resized(self, image_size: Sequence[int]) -> "Preprocessor":
         """The same processing for another model input size (H, W), for towers run away from
         their native resolution: ``squash`` resizes to H x W; ``shortest_edge_crop`` resizes the
-        shorter edge to floor(max(H, W) / crop_pct) and centre-crops H x W."""
+        shorter edge to floor(max(H, W) / crop_pct) and centre-crops H x W; ``longest_edge_pad``
+        fits the image into H x W and pads."""
         if len(image_size) != 2 or min(image_size) < 1:
             raise ValueError(f"image_size must be (H, W), got {image_size}")
         h, w = int(image_size[0]), int(image_size[1])
@@ -91,7 +96,7 @@ class Preprocessor:
         return Preprocessor(image_size=(h, w), resize_mode=self.resize_mode, crop_pct=self.crop_pct,
                             interpolation=self.interpolation, mean=self.mean.ravel(), std=self.std.ravel(),
                             rescale_factor=self.rescale_factor,
-                            resize_size=(h, w) if self.resize_mode == "squash" else (short, short),
+                            resize_size=(h, w) if self.resize_mode in ("squash", "longest_edge_pad") else (short, short),
                             crop_rounding=self.crop_rounding)
 
     def config(self) -> dict:
@@ -134,7 +139,12 @@ class Preprocessor:
                             "a uint8 HxWx3 array or float32 [B,3,H,W] pixels")
         im = self._resize_crop(im)
         x = np.asarray(im, dtype=np.float32).transpose(2, 0, 1) * np.float32(self.rescale_factor)
-        return (x - self.mean) / self.std
+        x = (x - self.mean) / self.std
+        if self.resize_mode == "longest_edge_pad":  # zeros after normalising, as SAM pads
+            out = np.zeros((3,) + self.image_size, np.float32)
+            out[:, :x.shape[1], :x.shape[2]] = x
+            return out
+        return x
 
     def _resize_crop(self, im):
         from PIL import Image
@@ -144,6 +154,13 @@ class Preprocessor:
         if self.resize_mode == "squash":
             return im.resize((W, H), resample)
         w, h = im.size
+        if self.resize_mode == "longest_edge_pad":
+            # HF: longest_edge / max(h, w); the same float when H == W, and fits a non-square H x W
+            scale = min(H * 1.0 / h, W * 1.0 / w)
+            new_w, new_h = int(w * scale + 0.5), int(h * scale + 0.5)
+            if new_h > H or new_w > W:
+                raise ValueError(f"image {w}x{h} resized to {new_w}x{new_h} does not fit {W}x{H}")
+            return im if (new_w, new_h) == (w, h) else im.resize((new_w, new_h), resample)
         short = self.resize_size[0]
         if w <= h:
             new_w, new_h = short, int(short * h / w)

@@ -79,13 +79,6 @@ class CnnFamily : public ModelFamily {
   std::list<std::vector<float>> owned_;
 };
 
-int64_t positive(const GGUFFile& f, const std::string& key) {
-  int64_t v = f.get_int(key);
-  if (v <= 0 || v > (int64_t{1} << 20))
-    throw ModelError(f.path() + ": hyper-parameter " + key + " = " + std::to_string(v) + " is out of range");
-  return v;
-}
-
 ConvW CnnFamily::load_conv(WeightStore& w, const std::string& prefix, int64_t C_in, int64_t stride, bool depthwise) {
   const std::string wn = prefix + ".weight", bn = prefix + ".bias";
   const GGUFTensorInfo* t = w.file().find_tensor(wn);
@@ -138,7 +131,7 @@ ConvW CnnFamily::load_conv(WeightStore& w, const std::string& prefix, int64_t C_
 CnnFamily::CnnFamily(const GGUFFile& f, WeightStore& w) : path_(f.path()) {
   arch_ = f.get_str("general.architecture");
   try {
-    C_ = f.has(arch_ + ".num_channels") ? positive(f, arch_ + ".num_channels") : 3;
+    C_ = f.has(arch_ + ".num_channels") ? positive_hparam(f, arch_ + ".num_channels") : 3;
     act_name_ = f.get_str_or(arch_ + ".activation", "relu");
     padding_ = f.get_str_or(arch_ + ".padding", "symmetric");
     if (arch_ == "efficientnet") load_efficientnet(f, w);
@@ -158,7 +151,7 @@ void CnnFamily::load_efficientnet(const GGUFFile& f, WeightStore& w) {
   if (padding_ != "same" && padding_ != "symmetric")
     throw ModelError(path_ + ": unsupported efficientnet.padding '" + padding_ + "' (same, symmetric)");
   same_ = padding_ == "same";
-  const int64_t n = positive(f, "efficientnet.block_count");
+  const int64_t n = positive_hparam(f, "efficientnet.block_count");
   const std::vector<int64_t> strides = f.get_int_array("efficientnet.block_strides");
   if (static_cast<int64_t>(strides.size()) != n)
     throw ModelError(path_ + ": efficientnet.block_strides has " + std::to_string(strides.size()) +

@@ -43,6 +43,13 @@ float bf16_to_fp32(uint16_t h) {
 
 }  // namespace
 
+int64_t positive_hparam(const GGUFFile& f, const std::string& key) {
+  int64_t v = f.get_int(key);
+  if (v <= 0 || v > (int64_t{1} << 20))
+    throw ModelError(f.path() + ": hyper-parameter " + key + " = " + std::to_string(v) + " is out of range");
+  return v;
+}
+
 const GGUFTensorInfo& WeightStore::find(const std::string& name) const {
   const GGUFTensorInfo* t = file_->find_tensor(name);
   if (!t) throw ModelError(file_->path() + ": required tensor '" + name + "' is missing");
@@ -337,9 +344,11 @@ Model::Model(const std::string& path, int threads, const std::string& isa, bool 
     family_ = make_vit_family(*file_, *weights_);
   else if (arch == "efficientnet" || arch == "resnet")
     family_ = make_cnn_family(*file_, *weights_);
+  else if (arch == "sam")
+    family_ = make_sam_family(*file_, *weights_);
   else
     throw ModelError(path + ": unsupported architecture '" + arch +
-                     "' (this version runs: vit, dinov2, siglip, clip, efficientnet, resnet)");
+                     "' (this version runs: vit, dinov2, siglip, clip, efficientnet, resnet, sam)");
   register_model(this);  // last: a constructor that throws has not registered
 }
 

@@ -129,9 +129,15 @@ class Model {
   std::list<CacheEntry> cache_;  // most recently used first
 };
 
+// An integer hyper-parameter in [1, 2^20]; ModelError naming the key otherwise (GGUFError when
+// it is missing or not an integer).
+int64_t positive_hparam(const GGUFFile& f, const std::string& key);
+
 // Family registry: builds the family for the file's general.architecture or throws ModelError.
 std::unique_ptr<ModelFamily> make_vit_family(const GGUFFile& f, WeightStore& w);
 // CNN backbones (models/cnn.cpp): general.architecture "efficientnet" or "resnet".
 std::unique_ptr<ModelFamily> make_cnn_family(const GGUFFile& f, WeightStore& w);
+// Segment Anything's image encoder with its neck (models/sam.cpp): general.architecture "sam".
+std::unique_ptr<ModelFamily> make_sam_family(const GGUFFile& f, WeightStore& w);
 
 }  // namespace pyvitcpp

@@ -71,13 +71,6 @@ class VitFamily : public ModelFamily {
   mutable std::map<std::pair<int64_t, int64_t>, std::vector<float>> pos_cache_;
 };
 
-int64_t positive(const GGUFFile& f, const std::string& key) {
-  int64_t v = f.get_int(key);
-  if (v <= 0 || v > (int64_t{1} << 20))
-    throw ModelError(f.path() + ": hyper-parameter " + key + " = " + std::to_string(v) + " is out of range");
-  return v;
-}
-
 std::vector<int64_t> torch_dims_of(const GGUFTensorInfo& t) { return {t.ne.rbegin(), t.ne.rend()}; }
 
 void VitFamily::read_hparams(const GGUFFile& f) {
@@ -88,13 +81,13 @@ void VitFamily::read_hparams(const GGUFFile& f) {
   try {
     if (arch_ == "clip" && !f.get_bool_or("clip.has_vision_encoder", true))
       throw ModelError(path_ + ": this clip file has no vision encoder (clip.has_vision_encoder = false)");
-    D_ = positive(f, p + "embedding_length");
-    L_ = positive(f, p + "block_count");
-    F_ = positive(f, p + "feed_forward_length");
-    heads_ = positive(f, p + "attention.head_count");
-    patch_ = positive(f, p + "patch_size");
-    image_size_ = positive(f, p + "image_size");
-    C_ = f.has(p + "num_channels") ? positive(f, p + "num_channels") : 3;
+    D_ = positive_hparam(f, p + "embedding_length");
+    L_ = positive_hparam(f, p + "block_count");
+    F_ = positive_hparam(f, p + "feed_forward_length");
+    heads_ = positive_hparam(f, p + "attention.head_count");
+    patch_ = positive_hparam(f, p + "patch_size");
+    image_size_ = positive_hparam(f, p + "image_size");
+    C_ = f.has(p + "num_channels") ? positive_hparam(f, p + "num_channels") : 3;
     eps_ = static_cast<float>(f.get_float(p + "attention.layer_norm_epsilon"));
     std::string def_act = "gelu";
     if (arch_ == "clip") {

@@ -128,4 +128,18 @@ void resize_pos_table(const float* src, int64_t gh0, int64_t gw0, int64_t D, int
     }
 }
 
+void resize_rel_pos_linear(const float* src, int64_t L0, int64_t C, int64_t L, float* dst) {
+  if (L0 < 1 || L < 1 || C < 1) throw std::invalid_argument("resize_rel_pos_linear: empty table");
+  // aten upsample_linear1d: area_pixel_compute_source_index (align_corners=False, clamped at 0),
+  // the upper tap clamped to the last row; float arithmetic as torch's for float tensors.
+  const float scale = static_cast<float>(L0) / static_cast<float>(L);
+  for (int64_t i = 0; i < L; ++i) {
+    const float real = std::max(scale * (static_cast<float>(i) + 0.5f) - 0.5f, 0.0f);
+    const int64_t i0 = static_cast<int64_t>(real);
+    const int64_t i1 = i0 < L0 - 1 ? i0 + 1 : i0;
+    const float l1 = real - static_cast<float>(i0), l0 = 1.0f - l1;
+    for (int64_t c = 0; c < C; ++c) dst[i * C + c] = l0 * src[i0 * C + c] + l1 * src[i1 * C + c];
+  }
+}
+
 }  // namespace pyvitcpp

@@ -23,4 +23,8 @@ const char* pos_resize_name(PosResize m);
 void resize_pos_table(const float* src, int64_t gh0, int64_t gw0, int64_t D, int64_t gh, int64_t gw, PosResize mode,
                       float* dst);
 
+// SAM's relative-position table [L0, C] -> [L, C] as segment_anything's get_rel_pos resizes it:
+// F.interpolate(mode="linear", align_corners=False) along the rows (border clamped).
+void resize_rel_pos_linear(const float* src, int64_t L0, int64_t C, int64_t L, float* dst);
+
 }  // namespace pyvitcpp

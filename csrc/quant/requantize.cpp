@@ -5,6 +5,7 @@
 #include <cstring>
 #include <memory>
 #include <stdexcept>
+#include <string>
 #include <system_error>
 #include <cerrno>
 #include <atomic>
@@ -37,9 +38,21 @@ uint32_t file_type_id(DType t) {
   }
 }
 
+bool ends_with(const std::string& s, const char* suffix) {
+  const size_t n = std::char_traits<char>::length(suffix);
+  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+}
+
+// The writer's rule (pyvitcpp/convert/writer.py): embeddings and SAM's rel-pos tables are added
+// to activations or scores directly.
 bool keeps_f32_by_name(const std::string& n) {
   return n.find("position_embd") != std::string::npos || n.find("class_embd") != std::string::npos ||
-         n.find("dist_embd") != std::string::npos;
+         n.find("dist_embd") != std::string::npos || ends_with(n, ".attn_rel_h") || ends_with(n, ".attn_rel_w");
+}
+
+// SAM's prompt encoder / mask decoder, kept for a later decoder: never block-quantized.
+bool never_quantized_by_name(const std::string& n) {
+  return n.rfind("sam.pe.", 0) == 0 || n.rfind("sam.md.", 0) == 0 || n.rfind("sam.shared_pe.", 0) == 0;
 }
 
 class Out {
@@ -147,7 +160,10 @@ RequantDecision requant_decision(const std::string& name, const std::vector<int6
   else if (ne.size() < 2) d.why = "kept: 1-D";
   else if (keeps_f32_by_name(name)) d.why = "kept: embedding added to activations";
   else if (target == DType::F32 || target == DType::F16) d.to = static_cast<uint32_t>(target);
-  else if (ne[0] % 32 != 0) {
+  else if (never_quantized_by_name(name)) {
+    d.to = static_cast<uint32_t>(DType::F16);
+    d.why = "f16: SAM decoder tensor, kept for a later decoder";
+  } else if (ne[0] % 32 != 0) {
     d.to = static_cast<uint32_t>(DType::F16);
     d.why = "f16 fallback: rows of " + std::to_string(ne[0]) + " are not a multiple of 32";
   } else {

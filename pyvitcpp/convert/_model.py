@@ -27,7 +27,7 @@ def warn(msg: str) -> None:
 
 
 # Metadata value kinds understood by the writer.
-U32, F32, STR, U32_ARRAY, F32_ARRAY, STR_ARRAY = "u32", "f32", "str", "u32[]", "f32[]", "str[]"
+U32, F32, STR, U32_ARRAY, F32_ARRAY, STR_ARRAY, BOOL = "u32", "f32", "str", "u32[]", "f32[]", "str[]", "bool"
 
 
 @dataclass
@@ -41,7 +41,7 @@ class PreprocessSpec:
     """
 
     image_size: Tuple[int, int]
-    resize_mode: str  # "squash" | "shortest_edge_crop"
+    resize_mode: str  # "squash" | "shortest_edge_crop" | "longest_edge_pad"
     crop_pct: float
     interpolation: str  # "bilinear" | "bicubic"
     mean: Tuple[float, float, float]
@@ -52,7 +52,7 @@ class PreprocessSpec:
     channel_order: str = "rgb"
 
     def __post_init__(self) -> None:
-        if self.resize_mode not in ("squash", "shortest_edge_crop"):
+        if self.resize_mode not in ("squash", "shortest_edge_crop", "longest_edge_pad"):
             raise ConversionError(f"unsupported resize mode {self.resize_mode!r}")
         if self.interpolation not in ("bilinear", "bicubic"):
             raise ConversionError(

@@ -151,3 +151,25 @@ def _cnn_load(src, *, model_name=None, labels=None, name=None, model_kwargs=None
 
 register_loader(Loader("cnn", "EfficientNet-Lite (lukemelas/timm) or ResNet (timm/torchvision) state dict; "
                               ".pth read without torch", _cnn_detect, _cnn_load, 15))
+
+
+def _sam_detect(src: str, model_name: Optional[str]) -> bool:
+    from .sam import is_hf_sam, is_sam_checkpoint
+    return is_hf_sam(src) if os.path.isdir(src) else is_sam_checkpoint(src)
+
+
+def _sam_load(src, *, model_name=None, labels=None, name=None, model_kwargs=None):
+    from .sam import load_hf_sam, load_sam_checkpoint
+    if model_name:
+        warn(f"--model-name {model_name!r} ignored: SAM's configuration comes from the checkpoint")
+    if os.path.isdir(src):
+        if model_kwargs:
+            raise ConversionError("model arguments (--model-arg) apply to segment_anything checkpoints only "
+                                  "(a Hugging Face folder describes itself)")
+        return load_hf_sam(src, labels=labels, name=name)
+    return load_sam_checkpoint(src, labels=labels, name=name, model_kwargs=model_kwargs)
+
+
+register_loader(Loader("sam", "Segment Anything image encoder: segment_anything .pth (sam_vit_b/l/h; "
+                              "read without torch) or Hugging Face SamModel / SamVisionModel folder",
+                       _sam_detect, _sam_load, 4))

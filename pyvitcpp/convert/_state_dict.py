@@ -102,6 +102,37 @@ def load_state_dict(path: str) -> Dict[str, np.ndarray]:
     return strip_prefix(sd)
 
 
+def state_dict_keys(path: str) -> Optional[list]:
+    """The tensor names of a weights file without reading the tensors (safetensors header, or
+    the pickle of a .pth through the restricted unpickler; a 'module.' prefix dropped), or None
+    for other file types. Cheap enough for ``--source auto`` detection."""
+    low = path.lower()
+    if low.endswith(SAFETENSORS_EXT):
+        import struct
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            keys = [k for k in json.loads(f.read(n)) if k != "__metadata__"]
+    elif low.endswith(TORCH_EXT):
+        from . import torch_zip
+        keys = [k for k, _ in torch_zip.keys_and_shapes(path)]
+    else:
+        return None
+    if keys and all(k.startswith("module.") for k in keys):
+        keys = [k[len("module."):] for k in keys]
+    return keys
+
+
+def state_dict_keys_or_none(path: str) -> Optional[list]:
+    """:func:`state_dict_keys` for source detection: None for anything that is not a readable
+    weights file."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        return state_dict_keys(path)
+    except Exception:
+        return None
+
+
 def find_hf_weights(folder: str) -> Optional[list]:
     """The weight files of a Hugging Face folder, preferring safetensors; sharded checkpoints
     (``*.index.json``) give their shards.  None when there are none."""

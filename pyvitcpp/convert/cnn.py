@@ -283,26 +283,9 @@ def read_state_dict(path: str) -> Dict[str, np.ndarray]:
 
 def sniff(path: str) -> Optional[str]:
     """The CNN kind of a weights file, or None (cheap enough for --source auto)."""
-    if not os.path.isfile(path):
-        return None
-    low = path.lower()
-    try:
-        if low.endswith(".safetensors"):
-            import json
-            import struct
-            with open(path, "rb") as f:
-                (n,) = struct.unpack("<Q", f.read(8))
-                keys = [k for k in json.loads(f.read(n)) if k != "__metadata__"]
-        elif low.endswith((".pth", ".pt", ".bin", ".ckpt")):
-            from . import torch_zip
-            keys = [k for k, _ in torch_zip.keys_and_shapes(path)]
-            if keys and all(k.startswith("module.") for k in keys):
-                keys = [k[len("module."):] for k in keys]
-        else:
-            return None
-    except Exception:
-        return None
-    return detect_kind(keys)
+    from ._state_dict import state_dict_keys_or_none
+    keys = state_dict_keys_or_none(path)
+    return None if keys is None else detect_kind(keys)
 
 
 def load_cnn(src: str, *, model_name: Optional[str] = None, labels=None, name: Optional[str] = None,

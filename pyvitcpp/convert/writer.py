@@ -17,7 +17,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from ._model import (F32, F32_ARRAY, STR, STR_ARRAY, U32, U32_ARRAY, ConversionError,
+from ._model import (BOOL, F32, F32_ARRAY, STR, STR_ARRAY, U32, U32_ARRAY, ConversionError,
                      ConvertedModel)
 
 QUANT_OUTTYPES = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
@@ -25,14 +25,23 @@ OUTTYPES = ("f32", "f16") + QUANT_OUTTYPES
 # ggml's LLAMA_FTYPE: ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_Q4_0, MOSTLY_Q4_1, MOSTLY_Q5_0, MOSTLY_Q5_1
 FILE_TYPE = {"f32": 0, "f16": 1, "q8_0": 7, "q4_0": 2, "q4_1": 3, "q5_0": 8, "q5_1": 9}
 
-# Tensors that stay F32 whatever the outtype: the engine adds them to activations directly.
+# Tensors that stay F32 whatever the outtype: the engine adds them to activations directly
+# (SAM's rel-pos tables enter the attention scores).
 ALWAYS_F32 = frozenset({"v.class_embd", "v.dist_embd", "v.position_embd.weight"})
+ALWAYS_F32_SUFFIXES = (".attn_rel_h", ".attn_rel_w")
+# Tensors kept for a later decoder (SAM's prompt encoder and mask decoder): F32, or F16 for
+# matrices, never block-quantized.
+NEVER_QUANTIZED_PREFIXES = ("sam.pe.", "sam.md.", "sam.shared_pe.")
+
+
+def always_f32(name: str) -> bool:
+    return name in ALWAYS_F32 or name.endswith(ALWAYS_F32_SUFFIXES)
 
 _F16_MAX = float(np.finfo(np.float16).max)
 
 
 def tensor_dtype(name: str, arr: np.ndarray, outtype: str) -> np.dtype:
-    if outtype == "f32" or arr.ndim < 2 or name in ALWAYS_F32:
+    if outtype == "f32" or arr.ndim < 2 or always_f32(name):
         return np.dtype(np.float32)
     if arr.size and float(np.max(np.abs(arr))) > _F16_MAX:
         return np.dtype(np.float32)
@@ -48,6 +57,8 @@ def _add_kv(w, key: str, value, kind: str) -> None:
         w.add_float32(key, float(value))
     elif kind == STR:
         w.add_string(key, str(value))
+    elif kind == BOOL:
+        w.add_bool(key, bool(value))
     elif kind in (U32_ARRAY, F32_ARRAY, STR_ARRAY):
         sub = {U32_ARRAY: T.UINT32, F32_ARRAY: T.FLOAT32, STR_ARRAY: T.STRING}[kind]
         conv = {U32_ARRAY: int, F32_ARRAY: float, STR_ARRAY: str}[kind]
@@ -76,7 +87,8 @@ def write_gguf(model: ConvertedModel, out: str, outtype: str = "f16", verbose: b
     quantized: Dict[str, object] = {}   # name -> gguf quant type of the uint8 blocks in typed
     fell_back: List[str] = []
     for name, arr in model.tensors.items():
-        if outtype in QUANT_OUTTYPES and arr.ndim >= 2 and name not in ALWAYS_F32:
+        if (outtype in QUANT_OUTTYPES and arr.ndim >= 2 and not always_f32(name)
+                and not name.startswith(NEVER_QUANTIZED_PREFIXES)):
             if arr.shape[-1] % 32 == 0 and np.all(np.isfinite(arr)):
                 from .. import _core
                 qt = getattr(gguf.GGMLQuantizationType, outtype.upper())
@@ -85,7 +97,7 @@ def write_gguf(model: ConvertedModel, out: str, outtype: str = "f16", verbose: b
                 continue
             fell_back.append(name)
         dt = tensor_dtype(name, arr, "f16" if outtype in QUANT_OUTTYPES else outtype)
-        if outtype != "f32" and dt == np.float32 and arr.ndim >= 2 and name not in ALWAYS_F32:
+        if outtype != "f32" and dt == np.float32 and arr.ndim >= 2 and not always_f32(name):
             kept_f32.append(name)
         typed.append((name, np.ascontiguousarray(arr.astype(dt, copy=False))))
 
