@@ -385,3 +385,49 @@ def test_bench_spec_runs():
     assert [r[2].strip() for r in rows] == ["ours-f32", "torch"]
     err, cos = (float(v) for v in rows[0][11].split("/"))
     assert err < 1e-4 and cos > 0.99999
+
+
+@pytest.mark.parametrize("outtype,min_cos", [("f32", 0.9999), ("q8_0", 0.999)])
+def test_masks_from_our_embeddings(tmp_path, real_images, outtype, min_cos):
+    """The real use: our image embeddings fed to segment_anything's own prompt encoder and mask
+    decoder (PyTorch) with a point prompt give the low-res mask logits of the all-PyTorch
+    pipeline. Every parameter of the whole Sam re-randomised."""
+    from segment_anything.modeling.mask_decoder import MaskDecoder
+    from segment_anything.modeling.prompt_encoder import PromptEncoder
+    from segment_anything.modeling.transformer import TwoWayTransformer
+
+    m, cfg = sa_encoder(seed=31, embed_dim=96, num_heads=3)
+    pe = PromptEncoder(embed_dim=32, image_embedding_size=(8, 8), input_image_size=(128, 128), mask_in_chans=16)
+    md = MaskDecoder(transformer_dim=32, transformer=TwoWayTransformer(depth=2, embedding_dim=32, mlp_dim=64,
+                                                                       num_heads=2), iou_head_hidden_dim=64)
+    pe.eval(), md.eval()
+    randomize_(pe, 32)
+    randomize_(md, 33)
+    extra = {"prompt_encoder." + k: v for k, v in pe.state_dict().items()}
+    extra.update({"mask_decoder." + k: v for k, v in md.state_dict().items()})
+    src = tmp_path / "sam_full.pth"
+    save_sam_checkpoint(m, src, extra)
+    out = tmp_path / f"sam_full-{outtype}.gguf"
+    convert(str(src), str(out), outtype=outtype, verbose=False)
+    px = image_batch(real_images, 2, 128, seed=5)
+    points = torch.tensor([[[40.0, 70.0], [90.0, 20.0]], [[64.0, 64.0], [10.0, 100.0]]])
+    labels = torch.tensor([[1, 0], [1, 1]])
+
+    def masks(emb, b):
+        with torch.no_grad():
+            sparse, dense = pe(points=(points[b:b + 1], labels[b:b + 1]), boxes=None, masks=None)
+            lo, iou = md(image_embeddings=emb, image_pe=pe.get_dense_pe(), sparse_prompt_embeddings=sparse,
+                         dense_prompt_embeddings=dense, multimask_output=True)
+        return lo.numpy(), iou.numpy()
+
+    with torch.no_grad():
+        ref_emb = m(torch.from_numpy(px))
+    ours_emb = pyvitcpp.Encoder(str(out), threads=2).forward(px, ["image_embeddings"])["image_embeddings"]
+    for b in range(2):  # the decoder takes one image at a time
+        ref_lo, ref_iou = masks(ref_emb[b:b + 1], b)
+        lo, iou = masks(torch.from_numpy(ours_emb[b:b + 1]), b)
+        c = cosine(lo, ref_lo)
+        print(f"{outtype} image {b}: low-res mask logits cosine {c:.7f}, IoU preds max diff "
+              f"{np.abs(iou - ref_iou).max():.2g}")
+        assert c >= min_cos
+        assert np.mean((lo > 0) != (ref_lo > 0)) <= (1e-3 if outtype == "f32" else 1e-2)  # the masks
