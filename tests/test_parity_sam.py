@@ -431,3 +431,39 @@ def test_masks_from_our_embeddings(tmp_path, real_images, outtype, min_cos):
               f"{np.abs(iou - ref_iou).max():.2g}")
         assert c >= min_cos
         assert np.mean((lo > 0) != (ref_lo > 0)) <= (1e-3 if outtype == "f32" else 1e-2)  # the masks
+
+
+@pytest.mark.slow
+def test_full_vit_b_1024(tmp_path, real_images):
+    """The real geometry: segment_anything's sam_model_registry["vit_b"] (12 blocks, D 768,
+    window 14 on a 64 x 64 grid padded to 70, global blocks 2/5/8/11) with every parameter
+    re-randomised, one real photo through our SAM preprocessing at 1024 x 1024; then a point
+    prompt through its own mask decoder."""
+    from segment_anything import sam_model_registry
+
+    torch.manual_seed(0)
+    sam = sam_model_registry["vit_b"]().eval()
+    randomize_(sam, 7)
+    src = tmp_path / "sam_vit_b_random.pth"
+    torch.save(sam.state_dict(), str(src))
+    out = tmp_path / "sam_b.gguf"
+    convert(str(src), str(out), outtype="f32", verbose=False)
+    enc = pyvitcpp.Encoder(str(out), threads=2)
+    assert enc.config["window_size"] == 14 and enc.config["global_attn_indexes"] == "2,5,8,11"
+    px = enc.preprocess([real_images[2]])
+    assert px.shape == (1, 3, 1024, 1024)
+    ours = enc.forward(px, ["image_embeddings"])["image_embeddings"]
+    with torch.no_grad():
+        ref = sam.image_encoder(torch.from_numpy(px))
+        c = cosine(ours, ref.numpy())
+        err = float(np.abs(ours - ref.numpy()).max())
+        print(f"vit_b 1024: image_embeddings cosine {c:.8f}, max abs {err:.3g}")
+        assert c >= 0.99999
+        assert err <= fp32_bound(ref.numpy(), 13, 3072)
+        pts, lab = torch.tensor([[[500.0, 300.0], [200.0, 700.0]]]), torch.tensor([[1, 0]])
+        sp, de = sam.prompt_encoder(points=(pts, lab), boxes=None, masks=None)
+        pe = sam.prompt_encoder.get_dense_pe()
+        a, _ = sam.mask_decoder(ref, pe, sp, de, multimask_output=True)
+        b, _ = sam.mask_decoder(torch.from_numpy(ours), pe, sp, de, multimask_output=True)
+    print(f"vit_b 1024: low-res mask logits cosine {cosine(a.numpy(), b.numpy()):.8f}")
+    assert cosine(a.numpy(), b.numpy()) >= 0.9999
