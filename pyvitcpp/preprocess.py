@@ -20,6 +20,10 @@ import numpy as np
 
 _FILTERS = {"bilinear": "BILINEAR", "bicubic": "BICUBIC"}
 RESIZE_MODES = ("squash", "shortest_edge_crop", "longest_edge_pad")
+# shortest_edge_crop resizes only the cropped region when the whole resized image would be more
+# than this many times the crop (memory stays bounded for any aspect ratio; ordinary photos,
+# at most 4:1 or so, take the reference's exact resize-then-crop path).
+CROP_AWARE_RATIO = 16
 
 
 def load_image(path):
@@ -166,12 +170,19 @@ class Preprocessor:
             new_w, new_h = short, int(short * h / w)
         else:
             new_h, new_w = short, int(short * w / h)
-        if (new_w, new_h) != (w, h):
-            im = im.resize((new_w, new_h), resample)
         rnd = (lambda v: int(round(v))) if self.crop_rounding == "round" else (lambda v: int(math.floor(v)))
         top, left = rnd((new_h - H) / 2.0), rnd((new_w - W) / 2.0)
         if top < 0 or left < 0:
             raise ValueError(f"image {w}x{h} resized to {new_w}x{new_h} is smaller than the crop {W}x{H}")
+        if new_w * new_h > CROP_AWARE_RATIO * W * H:
+            # A long thin image (a 1 x 20000 strip resized to 224 x 4.5 M pixels would take
+            # gigabytes): resize only the source region the centre crop keeps. PIL's box= computes
+            # the same filter taps from the whole image, so this equals resize-then-crop up to the
+            # rounding of the box coordinates (at most one uint8 level, tests/test_preprocess_parity.py).
+            sx, sy = w / new_w, h / new_h
+            return im.resize((W, H), resample, box=(left * sx, top * sy, (left + W) * sx, (top + H) * sy))
+        if (new_w, new_h) != (w, h):
+            im = im.resize((new_w, new_h), resample)
         return im.crop((left, top, left + W, top + H))
 
     def _check_pixels(self, px: np.ndarray) -> np.ndarray:

@@ -2,6 +2,8 @@
 real image files."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import transformers
@@ -95,3 +97,40 @@ def test_cli_embed_classify(real_images, tmp_path, capsys):
     assert "0.png" in text and text.count("(#") == 2
     assert main(["embed", str(tmp_path / "missing.jpg"), "-m", str(gguf), "-o", str(npy)]) == 2
     assert "missing.jpg" in capsys.readouterr().err
+
+
+def test_crop_aware_resize_bounds_memory_and_matches(real_images):
+    """A long thin image is resized only where the centre crop keeps it: the result equals the
+    full resize-then-crop within one uint8 level, and a 1 x 20000 strip no longer takes
+    gigabytes (it did: the shortest-edge resize made 224 x 4.48 M pixels)."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from pyvitcpp import preprocess as pp
+
+    p = pp.Preprocessor(image_size=(224, 224), resize_mode="shortest_edge_crop", crop_pct=0.875,
+                        interpolation="bicubic", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    strip = np.ascontiguousarray(real_images[2][100:140, :, :])  # 40 x 512: ratio above the limit
+    im = Image.fromarray(strip)
+    fast = np.asarray(p._resize_crop(im), dtype=np.int16)
+    ratio = pp.CROP_AWARE_RATIO
+    try:
+        pp.CROP_AWARE_RATIO = 10 ** 9  # the reference path: resize everything, then crop
+        full = np.asarray(p._resize_crop(im), dtype=np.int16)
+    finally:
+        pp.CROP_AWARE_RATIO = ratio
+    assert fast.shape == full.shape == (224, 224, 3)
+    assert np.abs(fast - full).max() <= 1
+    assert np.mean(fast != full) < 0.01
+    # VmHWM of this process's own memory (ru_maxrss would carry the forking parent's peak)
+    code = ("import numpy as np, pyvitcpp.preprocess as pp; "
+            "p = pp.Preprocessor(image_size=(224, 224), resize_mode='shortest_edge_crop', crop_pct=0.875); "
+            "x = p.one(np.full((1, 20000, 3), 128, np.uint8)); y = p.one(np.full((100000, 1, 3), 7, np.uint8)); "
+            "assert x.shape == y.shape == (3, 224, 224); "
+            "print([int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(pp.__file__))))
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout.split()[-1]) < 400 * 1024, f"peak RSS {int(r.stdout.split()[-1]) // 1024} MB"
