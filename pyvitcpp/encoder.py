@@ -42,6 +42,9 @@ class Encoder:
         Encoder is alive (reading a page past the new end kills the process with SIGBUS; replacing
         it by a rename, as `convert` and `quantize` do, is safe). False reads the whole file into
         memory once, after which the file may change or disappear.
+    nonfinite: what a NaN or infinite input pixel does: "raise" (default: a ValueError naming
+        how many and where, since the outputs would be NaN), "warn" (a RuntimeWarning, then the
+        run) or "ignore".
 
     Encoders survive ``os.fork()``: a child (e.g. a ``multiprocessing`` worker with the "fork"
     start method) can use an Encoder created in the parent; its compute threads are started
@@ -52,7 +55,10 @@ class Encoder:
     """
 
     def __init__(self, path, *, threads: int | None = None, isa: str | None = None,
-                 image_size: Sequence[int] | None = None, mmap: bool = True):
+                 image_size: Sequence[int] | None = None, mmap: bool = True, nonfinite: str = "raise"):
+        if nonfinite not in ("raise", "warn", "ignore"):
+            raise ValueError(f"nonfinite must be 'raise', 'warn' or 'ignore', got {nonfinite!r}")
+        self._nonfinite = nonfinite
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"model file not found: {path}")
@@ -177,6 +183,15 @@ class Encoder:
             raise ValueError(f"pixels must have shape [B, C, H, W], got {pixels.shape}")
         if pixels.shape[0] == 0:
             raise ValueError("pixels hold no images (batch of 0)")
+        if self._nonfinite != "ignore" and not np.isfinite(pixels).all():
+            bad = ~np.isfinite(pixels)
+            images = sorted({int(i) for i in np.nonzero(bad.reshape(bad.shape[0], -1).any(axis=1))[0]})
+            msg = (f"{int(bad.sum())} NaN/infinite input pixel value(s) in image(s) {images[:10]}: the outputs "
+                   "would be NaN (Encoder(..., nonfinite='warn' or 'ignore') to run anyway)")
+            if self._nonfinite == "raise":
+                raise ValueError(msg)
+            import warnings
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
         return np.ascontiguousarray(pixels)
 
     def _batches(self, images, batch_size: int, progress: bool) -> Iterable[np.ndarray]:

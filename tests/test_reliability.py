@@ -468,3 +468,23 @@ def test_graph_shape_overflow():
         _testing.graph_op("ref", "pad", [x], 1, lo=[0, 0], hi=[0, 2**61], value=0.0)
     with pytest.raises(ValueError, match="tensor 'y' element count.*overflows int64"):
         _testing.graph_op("ref", "pad", [x], 1, lo=[0, 0], hi=[2**62, 2**62], value=0.0)
+
+
+def test_nonfinite_pixels(vit):
+    """NaN/Inf pixels would give NaN scores without a word: raise by default, or warn, or run."""
+    enc = pyvitcpp.Encoder(vit, threads=1)
+    px = enc.preprocess([np.zeros((IMG, IMG, 3), np.uint8)] * 3)
+    px[1, 0, 2, 3] = np.nan
+    px[2, 1, 0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"2 NaN/infinite .* image\(s\) \[1, 2\]"):
+        enc.forward(px, "pooled")
+    with pytest.raises(ValueError, match="NaN/infinite"):
+        enc.classify(px)
+    with pytest.warns(RuntimeWarning, match="NaN/infinite"):
+        out = pyvitcpp.Encoder(vit, threads=1, nonfinite="warn").forward(px, "pooled")
+    assert np.isfinite(out[0]).all() and not np.isfinite(out[1]).all()
+    pyvitcpp.Encoder(vit, threads=1, nonfinite="ignore").forward(px, "pooled")
+    with pytest.raises(ValueError, match="nonfinite"):
+        pyvitcpp.Encoder(vit, nonfinite="maybe")
+    ok = enc.forward(np.nan_to_num(px), "pooled")  # the same images made finite run
+    assert np.isfinite(ok).all()
