@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "core/blocks.h"
 #include "ops/registry.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -25,8 +26,6 @@ namespace pyvitcpp {
 
 namespace {
 constexpr size_t kMaxInputs = 16;
-
-bool block_quant(DType t) { return dtype_traits(t).block_size > 1; }
 }  // namespace
 
 int Graph::add_input(const std::string& name, std::vector<int64_t> shape) {
@@ -135,7 +134,7 @@ void Graph::fuse_im2col() {
       Node& l = nodes_[i + 1];
       if (l.op == OpType::Linear && l.in.size() == 1 && l.in[0] == c.out) {
         LinearOp& p = l.as<LinearOp>();
-        if (!block_quant(p.w->type)) {
+        if (!is_block_quant(p.w->type)) {
           p.gather = true;
           p.conv = c.as<Im2colOp>().conv;
           l.in[0] = c.in[0];

@@ -46,10 +46,10 @@ template <int K>
 struct RowWalk {
   int nd;
   const int64_t* ne;
-  int64_t* const* st;
+  const int64_t* const* st;
   int64_t idx[kMaxDims] = {};
   int64_t off[K] = {};
-  RowWalk(int64_t r, int nd_, const int64_t* ne_, int64_t* const* st_) : nd(nd_), ne(ne_), st(st_) {
+  RowWalk(int64_t r, int nd_, const int64_t* ne_, const int64_t* const* st_) : nd(nd_), ne(ne_), st(st_) {
     for (int d = nd - 2; d >= 0; --d) {
       idx[d] = r % ne[d];
       r /= ne[d];
@@ -143,6 +143,8 @@ void copy_strided(const CopyArgs& args, int ith, int nth) {
   for (int64_t r = r0; r < r1; ++r, w.next()) copy_inner(args.X + w.off[0], xs[L], args.Y + w.off[1], ys[L], ne[L]);
 }
 
+// Pad and roll walk the output's rows (RowWalk over its dims, X's strides) and map each row's
+// index to X per dimension: inside the copied block or not (pad), shifted modulo the size (roll).
 void pad(const PadArgs& a, int ith, int nth) {
   const int nd = a.nd, L = nd - 1;
   int64_t rows = 1;
@@ -150,22 +152,20 @@ void pad(const PadArgs& a, int ith, int nth) {
   int64_t r0, r1;
   split(rows, ith, nth, &r0, &r1);
   const int64_t n = a.ne[L], lo = a.lo[L], xn = a.xne[L];
-  for (int64_t r = r0; r < r1; ++r) {
+  int64_t lo_off = 0;  // X's offset of the output row at lo (where X's row 0 lands)
+  for (int d = 0; d < L; ++d) lo_off += a.lo[d] * a.xs[d];
+  const int64_t* st[1] = {a.xs};
+  RowWalk<1> w(r0, nd, a.ne, st);
+  for (int64_t r = r0; r < r1; ++r, w.next()) {
     float* y = a.Y + r * n;
-    int64_t rem = r, xo = 0;
     bool inside = true;
-    for (int d = L - 1; d >= 0; --d) {
-      const int64_t i = rem % a.ne[d] - a.lo[d];
-      rem /= a.ne[d];
-      if (i < 0 || i >= a.xne[d]) inside = false;
-      xo += i * a.xs[d];
-    }
+    for (int d = 0; d < L; ++d) inside = inside && w.idx[d] >= a.lo[d] && w.idx[d] < a.lo[d] + a.xne[d];
     if (!inside) {
       for (int64_t j = 0; j < n; ++j) y[j] = a.value;
       continue;
     }
     for (int64_t j = 0; j < lo; ++j) y[j] = a.value;
-    copy_inner(a.X + xo, a.xs[L], y + lo, 1, xn);
+    copy_inner(a.X + w.off[0] - lo_off, a.xs[L], y + lo, 1, xn);
     for (int64_t j = lo + xn; j < n; ++j) y[j] = a.value;
   }
 }
@@ -177,14 +177,14 @@ void roll(const RollArgs& a, int ith, int nth) {
   int64_t r0, r1;
   split(rows, ith, nth, &r0, &r1);
   const int64_t n = a.ne[L], s = a.shift[L], xl = a.xs[L];
-  for (int64_t r = r0; r < r1; ++r) {
+  const int64_t* st[1] = {a.xs};
+  RowWalk<1> w(r0, nd, a.ne, st);
+  for (int64_t r = r0; r < r1; ++r, w.next()) {
     float* y = a.Y + r * n;
-    int64_t rem = r, xo = 0;
-    for (int d = L - 1; d >= 0; --d) {
-      int64_t i = rem % a.ne[d] - a.shift[d];
-      rem /= a.ne[d];
-      if (i < 0) i += a.ne[d];
-      xo += i * a.xs[d];
+    int64_t xo = 0;
+    for (int d = 0; d < L; ++d) {
+      const int64_t i = w.idx[d] - a.shift[d];
+      xo += (i < 0 ? i + a.ne[d] : i) * a.xs[d];
     }
     // y[j] = x[(j - s) mod n]: y[0, s) = x[n - s, n), y[s, n) = x[0, n - s).
     copy_inner(a.X + xo + (n - s) * xl, xl, y, 1, s);

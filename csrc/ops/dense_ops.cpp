@@ -3,13 +3,10 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "core/blocks.h"
 #include "ops/executors.h"
 
 namespace pyvitcpp {
-
-namespace {
-bool block_quant(DType t) { return dtype_traits(t).block_size > 1; }
-}  // namespace
 
 void linear_mk(const Node& n, const TensorDesc& x, int64_t* M, int64_t* K) {
   const LinearOp& p = n.as<LinearOp>();
@@ -60,7 +57,7 @@ void exec_linear(const OpCtx& c, int ith, int nth) {
   }
   a.Y = c.y;
   a.ldy = a.N;
-  if (block_quant(a.wtype)) c.kt.qgemm(a, ith, nth);
+  if (is_block_quant(a.wtype)) c.kt.qgemm(a, ith, nth);
   else c.kt.gemm(a, ith, nth);
 }
 

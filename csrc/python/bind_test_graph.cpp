@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "core/cpu.h"
 #include "core/threadpool.h"
 #include "graph/builder.h"
+#include "python/bind_util.h"
 #include "python/bindings.h"
 
 namespace py = pybind11;
@@ -51,14 +51,7 @@ T kw(const py::kwargs& p, const char* key) {
 // Builds and runs the one-op graph; reps > 0 also times `reps` more runs (median seconds).
 py::array_t<float> run_graph_op(const std::string& isa_s, const std::string& op, const std::vector<py::array>& inputs,
                                 int nth, const py::kwargs& p, int reps, double* secs) {
-  Isa isa;
-  try {
-    isa = parse_isa(isa_s);
-  } catch (const std::exception& e) {
-    fail(e.what());
-  }
-  std::string why;
-  if (!isa_supported(isa, &why)) fail("kernel level " + isa_s + " needs " + why);
+  const Isa isa = level_or_throw(isa_s);
   if (nth < 1 || nth > 64) fail("nth must be in [1, 64]");
   if (inputs.empty()) fail("graph_op needs inputs");
   Graph g;
