@@ -12,6 +12,7 @@
 
 #include "core/checked.h"
 #include "kernels/conv.h"
+#include "models/conv_weights.h"
 #include "models/model.h"
 #include "graph/builder.h"
 #include "ops/conv_ops.h"
@@ -20,12 +21,6 @@ namespace pyvitcpp {
 
 namespace {
 
-struct ConvW {
-  LinearWeight* lin = nullptr;  // groups == 1
-  const float* dw = nullptr;    // depthwise: tap-major [k*k, C]
-  const float* dw_b = nullptr;
-  int64_t C = 0, OC = 0, k = 1, stride = 1;
-};
 
 struct EffBlock {
   bool has_pw = false;
@@ -58,7 +53,6 @@ class CnnFamily : public ModelFamily {
   std::map<std::string, std::string> hparams() const override;
 
  private:
-  ConvW load_conv(WeightStore& w, const std::string& prefix, int64_t C_in, int64_t stride, bool depthwise);
   void load_efficientnet(const GGUFFile& f, WeightStore& w);
   void load_resnet(const GGUFFile& f, WeightStore& w);
 
@@ -76,59 +70,10 @@ class CnnFamily : public ModelFamily {
   // resnet
   std::string block_type_;
   std::vector<std::vector<ResBlock>> stages_;
-  std::list<std::vector<float>> owned_;
+  ConvLoader convs_;
 };
 
-ConvW CnnFamily::load_conv(WeightStore& w, const std::string& prefix, int64_t C_in, int64_t stride, bool depthwise) {
-  const std::string wn = prefix + ".weight", bn = prefix + ".bias";
-  const GGUFTensorInfo* t = w.file().find_tensor(wn);
-  if (!t) throw ModelError(path_ + ": required tensor '" + wn + "' is missing");
-  // A 1x1 conv may be stored 2-D [OC, C]: that puts C innermost, so block-quantized types
-  // (blocks of 32 along the innermost dim) apply to it.
-  const bool flat = t->ne.size() == 2 && !depthwise;
-  if (t->ne.size() != 4 && !flat)
-    throw ModelError(path_ + ": tensor '" + wn + "' must be a 4-D conv weight [OC, C/groups, k, k]" +
-                     (depthwise ? "" : " or a 2-D 1x1 conv weight [OC, C]"));
-  const int64_t KW = flat ? 1 : t->ne[0], KH = flat ? 1 : t->ne[1];
-  const int64_t Cg = flat ? t->ne[0] : t->ne[2], OC = flat ? t->ne[1] : t->ne[3];
-  if (KH != KW || KH < 1 || KH > 15 || (KH % 2) == 0)
-    throw ModelError(path_ + ": tensor '" + wn + "' has a " + std::to_string(KH) + "x" + std::to_string(KW) +
-                     " kernel; odd square kernels up to 15 are supported");
-  const DType type = static_cast<DType>(t->type);
-  // 1x1 convs go straight to WeightStore::linear, which takes every weight type it can run.
-  if (KH != 1 && type != DType::F32 && type != DType::F16)
-    throw ModelError(path_ + ": conv weight '" + wn + "' has type " + dtype_name(t->type) + "; must be f32 or f16");
-  ConvW c;
-  c.C = C_in;
-  c.OC = OC;
-  c.k = KH;
-  c.stride = stride;
-  if (depthwise) {
-    if (Cg != 1 || OC != C_in)
-      throw ModelError(path_ + ": tensor '" + wn + "' should be a depthwise weight [" + std::to_string(C_in) +
-                       ", 1, k, k]");
-    owned_.emplace_back(static_cast<size_t>(checked_mul<ModelError>(OC, KH * KW, path_ + ": tensor '" + wn + "' taps")));
-    depthwise_weight_taps(t->data, type, OC, KH, KW, owned_.back().data());
-    c.dw = owned_.back().data();
-    c.dw_b = w.vec_opt(bn, OC);
-    return c;
-  }
-  if (Cg != C_in)
-    throw ModelError(path_ + ": tensor '" + wn + "' has " + std::to_string(Cg) + " input channels, expected " +
-                     std::to_string(C_in) + " (grouped convolutions other than depthwise are not supported)");
-  if (KH == 1) {
-    c.lin = w.linear(wn, bn, OC, C_in);
-  } else {
-    const size_t esz = type == DType::F32 ? 4 : 2;
-    const int64_t K = checked_mul<ModelError>(Cg, KH * KW, path_ + ": tensor '" + wn + "' row length");
-    AlignedBuffer buf(static_cast<size_t>(checked_mul<ModelError>(OC, K, path_ + ": tensor '" + wn + "' element count")) * esz);
-    permute_conv_weight_khwc(t->data, type, OC, Cg, KH, KW, buf.data());
-    c.lin = w.linear_owned(wn, type, OC, K, std::move(buf), w.vec_opt(bn, OC));
-  }
-  return c;
-}
-
-CnnFamily::CnnFamily(const GGUFFile& f, WeightStore& w) : path_(f.path()) {
+CnnFamily::CnnFamily(const GGUFFile& f, WeightStore& w) : path_(f.path()), convs_(w, f.path()) {
   arch_ = f.get_str("general.architecture");
   try {
     C_ = f.has(arch_ + ".num_channels") ? positive_hparam(f, arch_ + ".num_channels") : 3;
@@ -158,7 +103,7 @@ void CnnFamily::load_efficientnet(const GGUFFile& f, WeightStore& w) {
                      " entries for " + std::to_string(n) + " blocks");
   const int64_t stem_stride = f.get_int_or("efficientnet.stem_stride", 2);
   if (stem_stride < 1 || stem_stride > 4) throw ModelError(path_ + ": efficientnet.stem_stride out of range");
-  stem_ = load_conv(w, "stem", C_, stem_stride, false);
+  stem_ = convs_.load("stem", C_, stem_stride, false);
   int64_t C = stem_.OC, total_stride = stem_stride;
   for (int64_t i = 0; i < n; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
@@ -170,12 +115,12 @@ void CnnFamily::load_efficientnet(const GGUFFile& f, WeightStore& w) {
     int64_t mid = C;
     if (w.has(p + "conv_pw.weight")) {
       b.has_pw = true;
-      b.pw = load_conv(w, p + "conv_pw", C, 1, false);
+      b.pw = convs_.load(p + "conv_pw", C, 1, false);
       if (b.pw.k != 1) throw ModelError(path_ + ": " + p + "conv_pw must be 1x1");
       mid = b.pw.OC;
     }
-    b.dw = load_conv(w, p + "conv_dw", mid, s, true);
-    b.pwl = load_conv(w, p + "conv_pwl", mid, 1, false);
+    b.dw = convs_.load(p + "conv_dw", mid, s, true);
+    b.pwl = convs_.load(p + "conv_pwl", mid, 1, false);
     if (b.pwl.k != 1) throw ModelError(path_ + ": " + p + "conv_pwl must be 1x1");
     b.skip = s == 1 && b.pwl.OC == C && f.get_int_or("efficientnet.skip", 1) != 0;
     C = b.pwl.OC;
@@ -184,7 +129,7 @@ void CnnFamily::load_efficientnet(const GGUFFile& f, WeightStore& w) {
   }
   if (w.has("head.weight")) {
     has_head_conv_ = true;
-    head_conv_ = load_conv(w, "head", C, 1, false);
+    head_conv_ = convs_.load("head", C, 1, false);
     if (head_conv_.k != 1) throw ModelError(path_ + ": head must be a 1x1 conv");
     C = head_conv_.OC;
   }
@@ -209,7 +154,7 @@ void CnnFamily::load_resnet(const GGUFFile& f, WeightStore& w) {
     throw ModelError(path_ + ": unsupported resnet.block_type '" + block_type_ + "' (basic, bottleneck)");
   const std::vector<int64_t> depths = f.get_int_array("resnet.stage_depths");
   if (depths.empty() || depths.size() > 8) throw ModelError(path_ + ": resnet.stage_depths must have 1..8 entries");
-  stem_ = load_conv(w, "stem", C_, 2, false);
+  stem_ = convs_.load("stem", C_, 2, false);
   int64_t C = stem_.OC, total = 4;
   for (size_t s = 0; s < depths.size(); ++s) {
     if (depths[s] < 1 || depths[s] > 1024) throw ModelError(path_ + ": resnet.stage_depths entry out of range");
@@ -219,18 +164,18 @@ void CnnFamily::load_resnet(const GGUFFile& f, WeightStore& w) {
       const int64_t stride = (s > 0 && j == 0) ? 2 : 1;
       ResBlock b;
       if (block_type_ == "basic") {
-        b.c1 = load_conv(w, p + "conv1", C, stride, false);
-        b.c2 = load_conv(w, p + "conv2", b.c1.OC, 1, false);
+        b.c1 = convs_.load(p + "conv1", C, stride, false);
+        b.c2 = convs_.load(p + "conv2", b.c1.OC, 1, false);
       } else {
         b.has_c3 = true;
-        b.c1 = load_conv(w, p + "conv1", C, 1, false);
-        b.c2 = load_conv(w, p + "conv2", b.c1.OC, stride, false);
-        b.c3 = load_conv(w, p + "conv3", b.c2.OC, 1, false);
+        b.c1 = convs_.load(p + "conv1", C, 1, false);
+        b.c2 = convs_.load(p + "conv2", b.c1.OC, stride, false);
+        b.c3 = convs_.load(p + "conv3", b.c2.OC, 1, false);
       }
       const int64_t out = b.has_c3 ? b.c3.OC : b.c2.OC;
       if (w.has(p + "down.weight")) {
         b.has_down = true;
-        b.down = load_conv(w, p + "down", C, stride, false);
+        b.down = convs_.load(p + "down", C, stride, false);
       }
       if (b.has_down && b.down.OC != out) throw ModelError(path_ + ": " + p + "down has the wrong output channels");
       if (!b.has_down && (stride != 1 || out != C))
@@ -266,20 +211,8 @@ std::unique_ptr<Graph> CnnFamily::build(int64_t B, int64_t H, int64_t W) const {
   auto g = std::make_unique<Graph>();
   GraphBuilder b(*g);
   int counter = 0;
-  auto axis = [&](int64_t in, int64_t k, int64_t s) {
-    return same_ ? conv_axis_same(in, k, s, 1) : conv_axis_sym(in, k, s, 1, ((s - 1) + (k - 1)) / 2);
-  };
-  // One conv with its epilogue: out = act(conv(x) + bias) + residual. x: NHWC map (or NCHW
-  // pixels for the stem).
   auto conv = [&](const std::string& name, int x, const ConvW& c, Act act, int residual, bool nchw = false) {
-    const std::vector<int64_t> s = b.shape(x);
-    const int64_t h = nchw ? s[2] : s[1], w = nchw ? s[3] : s[2];
-    const ConvAxis ah = axis(h, c.k, c.stride), aw = axis(w, c.k, c.stride);
-    if (c.dw) {
-      if (residual >= 0) throw ModelError("internal: residual on a depthwise conv");
-      return b.dwconv2d(name, x, c.dw, c.dw_b, ah, aw, act);
-    }
-    return b.conv2d(name, x, c.lin, ah, aw, act, residual, nchw);
+    return add_conv(b, name, x, c, act, residual, nchw, same_);
   };
   // timm's feature maps are NCHW.
   auto to_nchw = [&](int x) { return b.permute(x, {0, 3, 1, 2}); };
