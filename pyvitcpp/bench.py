@@ -142,6 +142,30 @@ def _sam_encoder(embed_dim, depth, heads, global_idx, image=1024, window=14, out
     return build
 
 
+def _darknet(cfg_fn: str, image: int = 416):
+    """A darknet .cfg + .weights with seeded random weights; the PyTorch peer is the test suite's
+    transcription of darknet's forward pass (tests/darknet_ref.py, BN folded), so this bench runs
+    from a source checkout."""
+    def build(folder: str) -> BuiltModel:
+        tests = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+        if not os.path.isfile(os.path.join(tests, "darknet_ref.py")):
+            raise Skip("the darknet reference (tests/darknet_ref.py) is only in a source checkout")
+        sys.path.insert(0, tests)
+        try:
+            import darknet_ref
+        finally:
+            sys.path.remove(tests)
+        text = getattr(darknet_ref, cfg_fn)()
+        stem = os.path.join(folder, cfg_fn)
+        with open(stem + ".cfg", "w", encoding="utf-8") as f:
+            f.write(text)
+        m = darknet_ref.DarknetRef(text, seed=0).eval()
+        m.write_weights(stem + ".weights")
+        m.fold_bn_()
+        return BuiltModel(m, lambda px: m(px)[0][0], stem + ".weights", {}, image, "head.0")
+    return build
+
+
 MODELS: Dict[str, ModelSpec] = {}
 
 
@@ -161,6 +185,8 @@ for _spec in [
     ModelSpec("efficientnet_lite0", _timm_cnn("tf_efficientnet_lite0")),
     # segment_anything sam_vit_b's image encoder with its neck at 1024x1024
     ModelSpec("sam_vit_b_encoder", _sam_encoder(768, 12, 12, (2, 5, 8, 11)), max_batch=1),
+    # darknet's yolov3-tiny.cfg layer list at 416x416 (head.0, the 13x13 map, is compared)
+    ModelSpec("yolov3_tiny", _darknet("yolov3_tiny_cfg")),
     # A few-layer toy for the smoke test (tests/test_bench.py): seconds, not minutes.
     ModelSpec("vit_test_tiny", _hf_vit(64, 2, 2, 128, image=32, patch=8), hidden=True),
     ModelSpec("sam_test_tiny", _sam_encoder(72, 2, 3, (1,), image=64, window=3, out=32), hidden=True),

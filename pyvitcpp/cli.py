@@ -1,4 +1,4 @@
-"""The `pyvitcpp` command: embed, classify, convert, info, bench."""
+"""The `pyvitcpp` command: embed, classify, detect, convert, info, bench."""
 from __future__ import annotations
 
 import argparse
@@ -71,6 +71,23 @@ def cmd_classify(args) -> int:
         print(p)
         for item in r:
             print(f"  {item['score']:.4f}  {item['label']}  (#{item['index']})")
+    return 0
+
+
+def cmd_detect(args) -> int:
+    from .detect import as_records
+
+    paths = _expand_images(args.images)
+    enc = _encoder(args)
+    records = as_records(enc.detect(paths, conf=args.conf, iou=args.iou, batch_size=args.batch_size))
+    if args.json:
+        print(json.dumps([{"image": p, "detections": r} for p, r in zip(paths, records)], indent=2))
+        return 0
+    for p, r in zip(paths, records):
+        print(f"{p}: {len(r)} object(s)")
+        for d in r:
+            x1, y1, x2, y2 = d["box"]
+            print(f"  {d['score']:.4f}  {d['label']}  (#{d['class_id']})  [{x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}]")
     return 0
 
 
@@ -152,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-k", "--top-k", type=int, default=5)
     c.add_argument("--json", action="store_true", help="print JSON")
     c.set_defaults(func=cmd_classify)
+
+    d = sub.add_parser("detect", help="objects in images (detection models: Darknet YOLO, Ultralytics)")
+    model_args(d)
+    d.add_argument("--conf", type=float, default=0.25, help="score threshold (default 0.25)")
+    d.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
+    d.add_argument("--json", action="store_true", help="print JSON (boxes xyxy in image pixels)")
+    d.set_defaults(func=cmd_detect)
 
     i = sub.add_parser("info", help="show a model's metadata and this CPU's kernel levels")
     i.add_argument("model", nargs="?")

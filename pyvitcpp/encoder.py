@@ -166,6 +166,23 @@ class Encoder:
             out.append([{"label": self._label(i), "score": float(row[i]), "index": int(i)} for i in idx])
         return out[0] if single else out
 
+    def detect(self, images, *, conf: float = 0.25, iou: float = 0.45, max_det: int = 300, batch_size: int = 8):
+        """Objects in images, for detection models (a ``detect.kind`` in the file: Darknet YOLO,
+        Ultralytics YOLOv8/YOLO11).
+
+        Images are letterboxed to the model's input size; the heads are decoded (boxes whose score
+        exceeds `conf`), class-aware NMS drops boxes overlapping a better one of the same class by
+        IoU > `iou` (at most `max_det` kept), and boxes are mapped back to the original image
+        (clipped to it). float32 [B,3,H,W] pixels give boxes in input pixels.
+
+        One image -> a dict {'boxes': float32 [N, 4] xyxy, 'scores': float32 [N],
+        'class_ids': int64 [N], 'labels': list of N str}, by decreasing score; a list of images ->
+        a list of such dicts.
+        """
+        from .detect import detect
+
+        return detect(self, images, conf=conf, iou=iou, max_det=max_det, batch_size=batch_size)
+
     # ----------------------------------------------------------------------------------------
     def _label(self, i: int) -> str:
         if self.labels is not None and i < len(self.labels):

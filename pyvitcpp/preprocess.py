@@ -7,6 +7,12 @@
 - ``longest_edge_pad`` (SAM: segment_anything ResizeLongestSide, HF SamImageProcessor): resize
   so the longer edge is max(H, W) (each edge int(edge * scale + 0.5)), and after normalising,
   pad bottom/right with zeros to H x W.
+- ``letterbox`` (darknet, ultralytics): resize keeping the aspect ratio so the image fits H x W
+  (``letterbox_geometry``: scale r = min(H / h, W / w), the resized size and the centre offsets
+  rounded as ``letterbox_rounding`` says: ``ultralytics`` (LetterBox: round(w r), round(dw -+ 0.1))
+  or ``darknet`` (letterbox_image: integer division)), then pad around it with ``pad_value``
+  (in [0, 1] units, before normalising: 0.5 darknet, 114/255 ultralytics). ``stride``: the model's
+  input sides must be multiples of it. The geometry is kept so boxes map back to the image.
 Then scale by ``rescale_factor`` (1/255) and normalise per channel.
 PIL does the resizing because both references resize with PIL, so the pixels match.
 """
@@ -19,7 +25,27 @@ from typing import Sequence
 import numpy as np
 
 _FILTERS = {"bilinear": "BILINEAR", "bicubic": "BICUBIC"}
-RESIZE_MODES = ("squash", "shortest_edge_crop", "longest_edge_pad")
+RESIZE_MODES = ("squash", "shortest_edge_crop", "longest_edge_pad", "letterbox")
+LETTERBOX_ROUNDING = ("ultralytics", "darknet")
+
+
+def letterbox_geometry(w: int, h: int, H: int, W: int, rounding: str = "ultralytics"):
+    """Where an image of w x h lands in a letterboxed H x W input: (scale, new_w, new_h, left, top).
+    A box in input pixels maps back to the image as (x - left) / scale, (y - top) / scale."""
+    if w < 1 or h < 1:
+        raise ValueError(f"image of size {w}x{h} cannot be letterboxed")
+    if rounding == "darknet":  # darknet's letterbox_image (integer arithmetic)
+        if W / w < H / h:
+            new_w, new_h = W, max(1, (h * W) // w)
+        else:
+            new_h, new_w = H, max(1, (w * H) // h)
+        left, top = (W - new_w) // 2, (H - new_h) // 2
+    else:  # ultralytics LetterBox(center=True)
+        r = min(H / h, W / w)
+        new_w, new_h = max(1, int(round(w * r))), max(1, int(round(h * r)))
+        left, top = int(round((W - new_w) / 2 - 0.1)), int(round((H - new_h) / 2 - 0.1))
+    scale_x, scale_y = new_w / w, new_h / h
+    return (scale_x, scale_y), new_w, new_h, left, top
 # shortest_edge_crop resizes only the cropped region when the whole resized image would be more
 # than this many times the crop (memory stays bounded for any aspect ratio; ordinary photos,
 # at most 4:1 or so, take the reference's exact resize-then-crop path).
@@ -40,11 +66,33 @@ def load_image(path):
         raise ValueError(f"cannot decode image {path}: {e}") from None
 
 
+def to_pil(image):
+    """One image (path, PIL image or uint8 HxWx3 / HxW array) -> an RGB PIL image."""
+    from PIL import Image
+
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image)
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise TypeError(f"image arrays must be uint8 HxWx3 (got {image.dtype}); pass float32 "
+                            "[B,3,H,W] pixels for already-preprocessed input")
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        if image.ndim != 3 or image.shape[2] not in (3, 4):
+            raise ValueError(f"image arrays must be HxWx3 (or HxW), got shape {image.shape}")
+        return Image.fromarray(np.ascontiguousarray(image[:, :, :3]), "RGB")
+    raise TypeError(f"unsupported image type {type(image).__name__}: use a path, a PIL image, "
+                    "a uint8 HxWx3 array or float32 [B,3,H,W] pixels")
+
+
 class Preprocessor:
     def __init__(self, *, image_size: Sequence[int], resize_mode: str = "squash", crop_pct: float = 1.0,
                  interpolation: str = "bilinear", mean: Sequence[float] = (0.5, 0.5, 0.5),
                  std: Sequence[float] = (0.5, 0.5, 0.5), rescale_factor: float = 1 / 255,
-                 resize_size: Sequence[int] | None = None, crop_rounding: str = "round"):
+                 resize_size: Sequence[int] | None = None, crop_rounding: str = "round",
+                 pad_value: float = 114 / 255, stride: int = 1, letterbox_rounding: str = "ultralytics"):
         if len(image_size) != 2 or min(image_size) < 1:
             raise ValueError(f"image_size must be (H, W), got {image_size}")
         if resize_mode not in RESIZE_MODES:
@@ -55,6 +103,13 @@ class Preprocessor:
             raise ValueError(f"unsupported crop_rounding {crop_rounding!r}")
         if not 0 < crop_pct <= 1.0 + 1e-6:
             raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+        if letterbox_rounding not in LETTERBOX_ROUNDING:
+            raise ValueError(f"unsupported letterbox_rounding {letterbox_rounding!r} ({', '.join(LETTERBOX_ROUNDING)})")
+        if int(stride) < 1 or (resize_mode == "letterbox" and (image_size[0] % int(stride) or image_size[1] % int(stride))):
+            raise ValueError(f"image_size {tuple(image_size)} must be a multiple of the model's stride {stride}")
+        self.pad_value = float(pad_value)
+        self.stride = int(stride)
+        self.letterbox_rounding = letterbox_rounding
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.resize_mode = resize_mode
         self.crop_pct = float(crop_pct)
@@ -86,7 +141,9 @@ class Preprocessor:
         return cls(image_size=size, resize_mode=get("resize_mode", "squash"), crop_pct=get("crop_pct", 1.0),
                    interpolation=get("interpolation", "bilinear"), mean=get("mean", (0.5,) * 3),
                    std=get("std", (0.5,) * 3), rescale_factor=get("rescale_factor", 1 / 255),
-                   resize_size=get("resize_size"), crop_rounding=get("crop_rounding", "round"))
+                   resize_size=get("resize_size"), crop_rounding=get("crop_rounding", "round"),
+                   pad_value=get("pad_value", 114 / 255), stride=get("stride", 1),
+                   letterbox_rounding=get("letterbox_rounding", "ultralytics"))
 
     def resized(self, image_size: Sequence[int]) -> "Preprocessor":
         """The same processing for another model input size (H, W), for towers run away from
@@ -100,14 +157,18 @@ class Preprocessor:
         return Preprocessor(image_size=(h, w), resize_mode=self.resize_mode, crop_pct=self.crop_pct,
                             interpolation=self.interpolation, mean=self.mean.ravel(), std=self.std.ravel(),
                             rescale_factor=self.rescale_factor,
-                            resize_size=(h, w) if self.resize_mode in ("squash", "longest_edge_pad") else (short, short),
-                            crop_rounding=self.crop_rounding)
+                            resize_size=(h, w) if self.resize_mode in ("squash", "longest_edge_pad", "letterbox")
+                            else (short, short),
+                            crop_rounding=self.crop_rounding, pad_value=self.pad_value, stride=self.stride,
+                            letterbox_rounding=self.letterbox_rounding)
 
     def config(self) -> dict:
         return {"image_size": self.image_size, "resize_mode": self.resize_mode, "crop_pct": self.crop_pct,
                 "interpolation": self.interpolation, "mean": self.mean.ravel().tolist(),
                 "std": self.std.ravel().tolist(), "rescale_factor": self.rescale_factor,
-                "resize_size": self.resize_size, "crop_rounding": self.crop_rounding}
+                "resize_size": self.resize_size, "crop_rounding": self.crop_rounding,
+                **({"pad_value": self.pad_value, "stride": self.stride, "letterbox_rounding": self.letterbox_rounding}
+                   if self.resize_mode == "letterbox" else {})}
 
     # ------------------------------------------------------------------------------------------
     def __call__(self, images) -> np.ndarray:
@@ -123,24 +184,9 @@ class Preprocessor:
 
     def one(self, image) -> np.ndarray:
         """One image (path, PIL image or uint8 HxWx3 / HxW array) -> float32 [3, H, W]."""
-        from PIL import Image
-
-        if isinstance(image, (str, os.PathLike)):
-            im = load_image(image)
-        elif isinstance(image, Image.Image):
-            im = image if image.mode == "RGB" else image.convert("RGB")
-        elif isinstance(image, np.ndarray):
-            if image.dtype != np.uint8:
-                raise TypeError(f"image arrays must be uint8 HxWx3 (got {image.dtype}); pass float32 "
-                                "[B,3,H,W] pixels for already-preprocessed input")
-            if image.ndim == 2:
-                image = np.repeat(image[:, :, None], 3, axis=2)
-            if image.ndim != 3 or image.shape[2] not in (3, 4):
-                raise ValueError(f"image arrays must be HxWx3 (or HxW), got shape {image.shape}")
-            im = Image.fromarray(np.ascontiguousarray(image[:, :, :3]), "RGB")
-        else:
-            raise TypeError(f"unsupported image type {type(image).__name__}: use a path, a PIL image, "
-                            "a uint8 HxWx3 array or float32 [B,3,H,W] pixels")
+        im = to_pil(image)
+        if self.resize_mode == "letterbox":
+            return self._letterbox(im)
         im = self._resize_crop(im)
         x = np.asarray(im, dtype=np.float32).transpose(2, 0, 1) * np.float32(self.rescale_factor)
         x = (x - self.mean) / self.std
@@ -150,7 +196,23 @@ class Preprocessor:
             return out
         return x
 
+    def letterbox_geometry(self, w: int, h: int):
+        """(scale_xy, new_w, new_h, left, top) of a w x h image in this letterboxed input."""
+        return letterbox_geometry(w, h, self.image_size[0], self.image_size[1], self.letterbox_rounding)
+
+    def _letterbox(self, im) -> np.ndarray:
+        from PIL import Image
+
+        _, new_w, new_h, left, top = self.letterbox_geometry(*im.size)
+        if (new_w, new_h) != im.size:
+            im = im.resize((new_w, new_h), getattr(Image.Resampling, _FILTERS[self.interpolation]))
+        out = np.full((3,) + self.image_size, np.float32(self.pad_value), np.float32)
+        out[:, top:top + new_h, left:left + new_w] = (np.asarray(im, dtype=np.float32).transpose(2, 0, 1)
+                                                      * np.float32(self.rescale_factor))
+        return (out - self.mean) / self.std
+
     def _resize_crop(self, im):
+
         from PIL import Image
 
         resample = getattr(Image.Resampling, _FILTERS[self.interpolation])

@@ -25,7 +25,8 @@ ISAS = ["ref", "avx2", "avx512"]
 SIMD = ["avx2", "avx512"]
 SIZES = [1, 3, 7, 8, 15, 16, 17, 31, 33, 64, 65, 100, 768]
 NTH = [1, 2, 3, 5]
-ACTS = {0: "none", 1: "gelu_erf", 2: "gelu_tanh", 3: "quick_gelu", 4: "tanh", 5: "relu"}
+ACTS = {0: "none", 1: "gelu_erf", 2: "gelu_tanh", 3: "quick_gelu", 4: "tanh", 5: "relu",
+        10: "leaky_relu_0.1", 11: "mish", 12: "sigmoid"}
 
 
 def need(isa):
@@ -75,6 +76,12 @@ def act_truth(x, act):
         y = xd * torch.sigmoid(float(np.float32(1.702)) * xd)
     elif act == 4:
         y = torch.tanh(xd)
+    elif act == 10:
+        y = torch.where(xd >= 0, xd, float(np.float32(0.1)) * xd)
+    elif act == 11:
+        y = xd * torch.tanh(torch.nn.functional.softplus(xd, threshold=1e30))
+    elif act == 12:
+        y = torch.sigmoid(xd)
     else:
         y = torch.clamp_min(xd, 0.0)
     return y.numpy()
@@ -95,6 +102,10 @@ def act_tol_ref(x, y, act):
     if act == 3:
         # exp of the rounded product 1.702f*x: a relative error |1.702 x| u of the tail.
         return 4 * U * y * (4 + 1.702 * x) + 64 * FMIN
+    if act == 11:
+        # x tanh(log1p(exp x)): four correctly rounded-ish steps (exp, log1p, tanh, the product),
+        # none of which amplifies the previous one's relative error by more than 1.
+        return 8 * U * y + 64 * FMIN
     return 4 * U * y + 64 * FMIN
 
 

@@ -24,9 +24,12 @@ enum class Act : int32_t {
   Silu = 7,       // x * sigmoid(x)                         torch SiLU / swish
   LeakyRelu = 8,  // x >= 0 ? x : 0.01 x                    torch LeakyReLU() (its default slope)
   HardSwish = 9,  // x * min(max(x + 3, 0), 6) / 6          torch Hardswish
+  LeakyRelu01 = 10,  // x >= 0 ? x : 0.1 x                 darknet "leaky"
+  Mish = 11,      // x * tanh(log(1 + e^x))                 torch Mish, darknet "mish"
+  Sigmoid = 12,   // 1 / (1 + e^-x)                         torch sigmoid, darknet "logistic"
 };
 // The last Act value (hooks validate against it).
-constexpr int kActLast = 9;
+constexpr int kActLast = 12;
 
 // Y[M,N] = act(X[M,K] . W[N,K]^T + bias[N]) + residual[M,N]
 // W is in PyTorch Linear layout (row n holds the K weights of output n; GGUF ne0=K, ne1=N),

@@ -30,6 +30,15 @@ inline void map_act(const float* x, float* y, int64_t n, F f) {
   }
 }
 
+// mish(x) = x tanh(log(1 + e^x)) = x n / (n + 2) with n = e^x (e^x + 2): no log, and with the
+// exponent clamped at 20 no overflow (beyond it n / (n + 2) rounds to 1, as tanh does).
+// NaN propagates through the final product; -inf gives -inf * 0 = NaN, as PyTorch's formula does.
+inline typename VT::V mish_v(typename VT::V x) {
+  const typename VT::V e = VT::exp(VT::min(x, VT::set1(20.0f)));
+  const typename VT::V n = VT::mul(e, VT::add(e, VT::set1(2.0f)));
+  return VT::mul(x, VT::div(n, VT::add(n, VT::set1(2.0f))));
+}
+
 void act_apply(const float* x, float* y, int64_t n, Act act) {
   using V = typename VT::V;
   switch (act) {
@@ -53,6 +62,11 @@ void act_apply(const float* x, float* y, int64_t n, Act act) {
       map_act(x, y, n, [](V v) { return VT::max(VT::mul(VT::set1(0.01f), v), v); });
       return;
     case Act::HardSwish: map_act(x, y, n, [](V v) { return VT::hard_swish(v); }); return;
+    case Act::LeakyRelu01:
+      map_act(x, y, n, [](V v) { return VT::max(VT::mul(VT::set1(0.1f), v), v); });
+      return;
+    case Act::Mish: map_act(x, y, n, [](V v) { return mish_v(v); }); return;
+    case Act::Sigmoid: map_act(x, y, n, [](V v) { return VT::sigmoid(v); }); return;
   }
 }
 

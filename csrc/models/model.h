@@ -139,5 +139,7 @@ std::unique_ptr<ModelFamily> make_vit_family(const GGUFFile& f, WeightStore& w);
 std::unique_ptr<ModelFamily> make_cnn_family(const GGUFFile& f, WeightStore& w);
 // Segment Anything's image encoder with its neck (models/sam.cpp): general.architecture "sam".
 std::unique_ptr<ModelFamily> make_sam_family(const GGUFFile& f, WeightStore& w);
+// Darknet YOLO (models/darknet.cpp): general.architecture "darknet".
+std::unique_ptr<ModelFamily> make_darknet_family(const GGUFFile& f, WeightStore& w);
 
 }  // namespace pyvitcpp

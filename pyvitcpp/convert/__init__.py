@@ -105,6 +105,8 @@ def build_arg_parser(parser: Optional[argparse.ArgumentParser] = None) -> argpar
                         help="extra timm.create_model argument, repeatable (e.g. global_pool=avg)")
     parser.add_argument("--source", choices=["auto"] + [ld.name for ld in loaders()], default="auto",
                         help="source kind (default: detected)")
+    parser.add_argument("--cfg", default=None, metavar="PATH",
+                        help="darknet .cfg of a .weights file (default: the .cfg of the same stem beside it)")
     parser.add_argument("--name", default=None, help="general.name written to the file")
     parser.add_argument("--labels", default=None, metavar="FILE",
                         help="class names, one per line, in logit order (overrides the checkpoint's)")
@@ -123,6 +125,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         warnings.showwarning = _show_warning
         try:
             model_kwargs = _parse_model_args(getattr(args, "model_arg", None))
+            if getattr(args, "cfg", None):
+                model_kwargs["cfg"] = args.cfg
             convert(args.src, args.out, outtype=args.outtype, model_name=args.model_name,
                     labels=args.labels, verbose=not args.quiet, source=args.source,
                     name=args.name, model_kwargs=model_kwargs or None)

@@ -41,7 +41,7 @@ class PreprocessSpec:
     """
 
     image_size: Tuple[int, int]
-    resize_mode: str  # "squash" | "shortest_edge_crop" | "longest_edge_pad"
+    resize_mode: str  # "squash" | "shortest_edge_crop" | "longest_edge_pad" | "letterbox"
     crop_pct: float
     interpolation: str  # "bilinear" | "bicubic"
     mean: Tuple[float, float, float]
@@ -52,7 +52,7 @@ class PreprocessSpec:
     channel_order: str = "rgb"
 
     def __post_init__(self) -> None:
-        if self.resize_mode not in ("squash", "shortest_edge_crop", "longest_edge_pad"):
+        if self.resize_mode not in ("squash", "shortest_edge_crop", "longest_edge_pad", "letterbox"):
             raise ConversionError(f"unsupported resize mode {self.resize_mode!r}")
         if self.interpolation not in ("bilinear", "bicubic"):
             raise ConversionError(

@@ -173,3 +173,23 @@ def _sam_load(src, *, model_name=None, labels=None, name=None, model_kwargs=None
 register_loader(Loader("sam", "Segment Anything image encoder: segment_anything .pth (sam_vit_b/l/h; "
                               "read without torch) or Hugging Face SamModel / SamVisionModel folder",
                        _sam_detect, _sam_load, 4))
+
+
+def _darknet_detect(src: str, model_name: Optional[str]) -> bool:
+    from .darknet import is_darknet_weights
+    return is_darknet_weights(src)
+
+
+def _darknet_load(src, *, model_name=None, labels=None, name=None, model_kwargs=None):
+    from .darknet import load_darknet
+    kw = dict(model_kwargs or {})
+    cfg = kw.pop("cfg", None)
+    if kw:
+        raise ConversionError(f"darknet conversion takes no model arguments (got {', '.join(kw)}); use --cfg")
+    if model_name:
+        warn(f"--model-name {model_name!r} ignored: darknet's configuration is its .cfg")
+    return load_darknet(src, cfg, labels=labels, name=name)
+
+
+register_loader(Loader("darknet", "Darknet YOLO .weights + .cfg (same stem beside it, or --cfg): YOLOv3, "
+                                  "YOLOv3-tiny, YOLOv4-tiny", _darknet_detect, _darknet_load, 3))

@@ -26,6 +26,9 @@ inline float act_scalar(float x, Act act) {
       c = c < 0.0f ? 0.0f : (c > 6.0f ? 6.0f : c);
       return x * c / 6.0f;
     }
+    case Act::LeakyRelu01: return x >= 0.0f ? x : 0.1f * x;
+    case Act::Mish: return x * std::tanh(std::log1p(std::exp(x)));  // PyTorch's formula
+    case Act::Sigmoid: return 1.0f / (1.0f + std::exp(-x));
   }
   return x;
 }
