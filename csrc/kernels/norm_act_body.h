@@ -30,13 +30,21 @@ inline void map_act(const float* x, float* y, int64_t n, F f) {
   }
 }
 
-// mish(x) = x tanh(log(1 + e^x)) = x n / (n + 2) with n = e^x (e^x + 2): no log, and with the
-// exponent clamped at 20 no overflow (beyond it n / (n + 2) rounds to 1, as tanh does).
-// NaN propagates through the final product; -inf gives -inf * 0 = NaN, as PyTorch's formula does.
+// mish(x) = x tanh(log(1 + e^x)) = x e (e + 2) / (e (e + 2) + 2) with e = e^x: no log. With
+// h = e^(x/2) and q = h (e + 2) / (e (e + 2) + 2) (so the ratio is h q), a negative x takes
+// (x h) q: below x ~ -87, where e^x itself is subnormal, x e^x keeps full precision while it
+// is a normal float; a positive x takes x (h q), which cannot overflow. The exponent is clamped
+// at 20 (beyond it the ratio rounds to 1, as tanh does). min(0, x) / max(0, x) return x when it
+// is NaN, so NaN propagates; -inf gives -inf * 0 = NaN, as PyTorch's formula does.
 inline typename VT::V mish_v(typename VT::V x) {
-  const typename VT::V e = VT::exp(VT::min(x, VT::set1(20.0f)));
-  const typename VT::V n = VT::mul(e, VT::add(e, VT::set1(2.0f)));
-  return VT::mul(x, VT::div(n, VT::add(n, VT::set1(2.0f))));
+  using V = typename VT::V;
+  const V h = VT::exp(VT::mul(VT::min(x, VT::set1(20.0f)), VT::set1(0.5f)));
+  const V e = VT::mul(h, h);
+  const V e2 = VT::add(e, VT::set1(2.0f));
+  const V q = VT::div(VT::mul(h, e2), VT::fmadd(e, e2, VT::set1(2.0f)));
+  const V neg = VT::mul(VT::mul(VT::min(VT::zero(), x), h), q);
+  const V pos = VT::mul(VT::max(VT::zero(), x), VT::mul(h, q));
+  return VT::add(neg, pos);
 }
 
 void act_apply(const float* x, float* y, int64_t n, Act act) {
