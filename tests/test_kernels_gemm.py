@@ -23,9 +23,10 @@ from pyvitcpp import perf
 
 U = 2.0**-24
 LEVELS = ["ref", "avx2", "avx512"]
-ACTS = {0: "none", 1: "gelu_erf", 2: "gelu_tanh", 3: "quick_gelu", 4: "tanh", 5: "relu", 6: "relu6"}
+ACTS = {0: "none", 1: "gelu_erf", 2: "gelu_tanh", 3: "quick_gelu", 4: "tanh", 5: "relu", 6: "relu6",
+        8: "leaky_relu", 10: "leaky_relu_0.1", 11: "mish", 12: "sigmoid"}
 # Largest |act'(z)|: GELU (erf and tanh forms) peaks at 1.129, QuickGELU at 1.100.
-ACT_SLOPE = {0: 1.0, 1: 1.13, 2: 1.13, 3: 1.10, 4: 1.0, 5: 1.0, 6: 1.0}
+ACT_SLOPE = {0: 1.0, 1: 1.13, 2: 1.13, 3: 1.10, 4: 1.0, 5: 1.0, 6: 1.0, 8: 1.0, 10: 1.0, 11: 1.1, 12: 1.0}
 # Rounding allowed to one activation implementation, relative to |z| + |act(z)|: 2^-20 is 16
 # ulps, room for a vectorised erf/tanh/exp (the reference uses libm, within an ulp or two).
 ACT_REL = 2.0**-20
@@ -206,7 +207,7 @@ def test_special_values(level, wdtype):
     for act in ACTS:
         y = check_against_ref(level, Z, W, b, act, r, False, 2)
         y_ref = run("ref", Z, W, b, act, r)
-        if act in (0, 5, 6) or level == "ref":
+        if act in (0, 5, 6, 8, 10) or level == "ref":
             assert np.array_equal(y, y_ref)
         else:
             np.testing.assert_allclose(y, y_ref, rtol=0, atol=4 * ACT_REL * (np.abs(y_ref).max() + 1))
@@ -258,6 +259,12 @@ def act_f64(z, act):
         return torch.tanh(t).numpy()
     if act == 6:
         return torch.nn.functional.relu6(t).numpy()
+    if act in (8, 10):
+        return torch.nn.functional.leaky_relu(t, 0.01 if act == 8 else float(np.float32(0.1))).numpy()
+    if act == 11:
+        return torch.nn.functional.mish(t).numpy()
+    if act == 12:
+        return torch.sigmoid(t).numpy()
     return torch.relu(t).numpy()
 
 
@@ -273,7 +280,7 @@ def test_ref_against_float64(act, wdtype):
         y64 = act_f64(z, act) + r
         tol = tolerance(X, W, b, act, r, y_ref, c=1.0)
         err = np.abs(y_ref - y64)
-        assert np.all(err <= tol), f"ref off by {err.max():.3g} (tol {tol[np.argmax(err)]:.3g})"
+        assert np.all(err <= tol), f"ref off by {err.max():.3g} (tol {tol.ravel()[np.argmax(err)]:.3g})"
 
 
 def test_tolerance_is_tight():

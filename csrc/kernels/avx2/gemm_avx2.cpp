@@ -30,11 +30,15 @@ PYVITCPP_GEMM_FORCEINLINE void epilogue(__m256 (&c)[R][2], const GemmEpilogue& e
     b1 = full ? _mm256_loadu_ps(e.bias + 8) : _mm256_maskload_ps(e.bias + 8, m1);
   }
   alignas(32) float tmp[R * kNR];
-  // ReLU / ReLU6 stay in registers, max(0, v) as act_apply does it (a NaN in v passes through);
-  // the other activations go through act_apply on the tile.
-  const bool relu = e.act == Act::Relu || e.act == Act::Relu6;
+  // ReLU / ReLU6 / the leaky ReLUs stay in registers, with act_apply's own operations (max(0, v),
+  // max(slope v, v): a NaN in v passes through); the other activations go through act_apply on
+  // the tile.
+  const bool leaky = e.act == Act::LeakyRelu || e.act == Act::LeakyRelu01;
+  const bool relu = e.act == Act::Relu || e.act == Act::Relu6 || leaky;
   const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+  const __m256 slope = _mm256_set1_ps(e.act == Act::LeakyRelu01 ? 0.1f : 0.01f);
   auto clamp = [&](__m256 v) {
+    if (leaky) return _mm256_max_ps(_mm256_mul_ps(slope, v), v);
     v = _mm256_max_ps(zero, v);
     return e.act == Act::Relu6 ? _mm256_min_ps(six, v) : v;
   };

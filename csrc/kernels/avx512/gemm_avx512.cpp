@@ -30,11 +30,15 @@ PYVITCPP_GEMM_FORCEINLINE void epilogue(__m512 (&c)[R][2], const GemmEpilogue& e
     b1 = _mm512_maskz_loadu_ps(m1, e.bias + 16);
   }
   alignas(64) float tmp[R * kNR];
-  // ReLU / ReLU6 stay in registers, max(0, v) as act_apply does it (a NaN in v passes through);
-  // the other activations go through act_apply on the tile.
-  const bool relu = e.act == Act::Relu || e.act == Act::Relu6;
+  // ReLU / ReLU6 / the leaky ReLUs stay in registers, with act_apply's own operations (max(0, v),
+  // max(slope v, v): a NaN in v passes through); the other activations go through act_apply on
+  // the tile.
+  const bool leaky = e.act == Act::LeakyRelu || e.act == Act::LeakyRelu01;
+  const bool relu = e.act == Act::Relu || e.act == Act::Relu6 || leaky;
   const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+  const __m512 slope = _mm512_set1_ps(e.act == Act::LeakyRelu01 ? 0.1f : 0.01f);
   auto clamp = [&](__m512 v) {
+    if (leaky) return _mm512_max_ps(_mm512_mul_ps(slope, v), v);
     v = _mm512_max_ps(zero, v);
     return e.act == Act::Relu6 ? _mm512_min_ps(six, v) : v;
   };
