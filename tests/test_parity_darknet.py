@@ -221,3 +221,27 @@ def test_input_size_must_be_stride_multiple(tmp_path_factory):
     enc = pyvitcpp.Encoder(path)
     with pytest.raises(pyvitcpp.ModelError, match="multiple of its stride 32"):
         enc.forward(pixels(1, 416, 400), "head.0")
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("darknet.layer_types", ["convolutional", "dropout"], r"layer 1 \[dropout\]: unsupported layer type"),
+    ("darknet.size", [3], "darknet.size has 1 entries for 2 layers"),
+    ("darknet.activation", ["swish", "linear"], "unsupported activation 'swish'"),
+    ("darknet.feature_layers", [1], "darknet.feature_layers entry 1 is not a map layer"),
+    ("darknet.input_counts", [0, 3], "input_counts / darknet.inputs are inconsistent"),
+    ("darknet.stride", [0, 0], r"layer 0 \[convolutional\]: size, stride or padding out of range"),
+    ("darknet.layer_count", 3, "darknet.layer_types has 2 entries for 3 layers"),
+])
+def test_bad_darknet_metadata_is_a_model_error(tmp_path, key, value, match):
+    """A file whose layer list is inconsistent is refused with a ModelError naming the layer or key."""
+    from pyvitcpp.convert.darknet import load_darknet
+    from pyvitcpp.convert.writer import write_gguf
+    w = _write(tmp_path, SMALL)
+    cm = load_darknet(w)
+    cm.hparams = [(k, value if k == key else v, t) for k, v, t in cm.hparams]
+    if key not in [k for k, _, _ in cm.hparams]:
+        cm.hparams.append((key, value, "u32[]"))
+    out = str(tmp_path / "bad.gguf")
+    write_gguf(cm, out, outtype="f32", verbose=False)
+    with pytest.raises(pyvitcpp.ModelError, match=match):
+        pyvitcpp.Encoder(out)
