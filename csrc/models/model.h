@@ -139,5 +139,7 @@ std::unique_ptr<ModelFamily> make_vit_family(const GGUFFile& f, WeightStore& w);
 std::unique_ptr<ModelFamily> make_cnn_family(const GGUFFile& f, WeightStore& w);
 // Segment Anything's image encoder with its neck (models/sam.cpp): general.architecture "sam".
 std::unique_ptr<ModelFamily> make_sam_family(const GGUFFile& f, WeightStore& w);
+// Ultralytics YOLOv8 / YOLO11 detection models (models/yolo.cpp): general.architecture "yolov8".
+std::unique_ptr<ModelFamily> make_yolo_family(const GGUFFile& f, WeightStore& w);
 
 }  // namespace pyvitcpp

@@ -173,3 +173,18 @@ def _sam_load(src, *, model_name=None, labels=None, name=None, model_kwargs=None
 register_loader(Loader("sam", "Segment Anything image encoder: segment_anything .pth (sam_vit_b/l/h; "
                               "read without torch) or Hugging Face SamModel / SamVisionModel folder",
                        _sam_detect, _sam_load, 4))
+
+
+def _ultralytics_detect(src: str, model_name: Optional[str]) -> bool:
+    from .ultralytics import is_ultralytics
+    return is_ultralytics(src, model_name)
+
+
+def _ultralytics_load(src, *, model_name=None, labels=None, name=None, model_kwargs=None):
+    from .ultralytics import load_ultralytics
+    return load_ultralytics(src, model_name=model_name, labels=labels, name=name, model_kwargs=model_kwargs)
+
+
+register_loader(Loader("ultralytics", "Ultralytics YOLOv8 / YOLO11 detection: .pt checkpoint (needs the ultralytics "
+                                      "package) or state dict + --model-name yolov8n.yaml / yolo11n.yaml",
+                       _ultralytics_detect, _ultralytics_load, 3))
