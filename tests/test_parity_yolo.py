@@ -66,8 +66,9 @@ def run_reference(m, px: np.ndarray):
         hooks.append(m.model[li].register_forward_hook(lambda mod, inp, out, j=j: got.__setitem__(f"features.{j}", out)))
     try:
         with torch.no_grad():
-            y, _ = m(torch.from_numpy(px))
+            y, raw = m(torch.from_numpy(px))
             ref = {f"head.{i}": h.numpy() for i, h in enumerate(got["heads"])}
+            ref["pred"] = torch.cat((raw["boxes"], raw["scores"]), 1).numpy()
             for i, h in enumerate(got["heads"]):
                 ref[f"pred.{i}"] = torch.cat((detect.cv2[i](h), detect.cv3[i](h)), 1).numpy()
     finally:
@@ -114,11 +115,14 @@ def run_ours(path, isa, px, names):
     return model, model.run(px, names)
 
 
-CASES = [  # (isa, batch, H, W)
+CASES = [  # (isa, batch, H, W): batch 2 square, batch 1 non-square, and every kernel level
     ("avx512", 2, 320, 320),
-    ("avx512", 1, 256, 384),
-    ("avx2", 1, 160, 224),
-    ("ref", 1, 128, 160),
+    ("avx512", 1, 224, 320),
+    ("avx2", 1, 128, 192),
+    ("ref", 1, 64, 96),
+    pytest.param("avx512", 1, 640, 640, marks=pytest.mark.slow),
+    pytest.param("avx512", 2, 320, 480, marks=pytest.mark.slow),
+    pytest.param("avx2", 2, 416, 416, marks=pytest.mark.slow),
 ]
 
 
@@ -160,7 +164,7 @@ def test_decode_and_nms_match_ultralytics(gguf_files):
         from ultralytics.utils.ops import non_max_suppression
     yaml = "yolov8n.yaml"
     m = reference(yaml)
-    px = pixels(2, 320, 320, seed=7)
+    px = pixels(2, 256, 256, seed=7)
     _, y = run_reference(m, px)
     model, out = run_ours(gguf_files[yaml], "", px, ["pred.0", "pred.1", "pred.2"])
     md = dict(model.file.metadata)

@@ -6,8 +6,9 @@
 //
 // Activations are NHWC inside. Outputs (NCHW): head.{i} = Detect's i-th input (P3, P4, P5),
 // pred.{i} = Detect's i-th raw map cat(box branch [4 * reg_max], class branch [nc]) that the
-// DFL decode (pyvitcpp/detect_ultralytics.py) reads, and features.{i} = the backbone stage
-// outputs named by yolov8.feature_layers.
+// DFL decode (pyvitcpp/detect_ultralytics.py) reads, pred = those maps flattened and joined
+// along the anchors [B, 4 * reg_max + nc, sum h*w] (Detect's cat(boxes, scores)), and
+// features.{i} = the backbone stage outputs named by yolov8.feature_layers.
 //
 // C2f / C3k2 split cv1's output into two channel halves (slice views) and concatenate every
 // block's output for cv2; C2PSA's attention runs the graph's attention op with q and k
@@ -310,6 +311,7 @@ std::vector<std::string> YoloFamily::output_names() const {
   std::vector<std::string> n;
   for (size_t i = 0; i < detect_from_.size(); ++i) n.push_back("head." + std::to_string(i));
   for (size_t i = 0; i < detect_from_.size(); ++i) n.push_back("pred." + std::to_string(i));
+  n.push_back("pred");
   for (size_t i = 0; i < feature_layers_.size(); ++i) n.push_back("features." + std::to_string(i));
   return n;
 }
@@ -419,6 +421,7 @@ std::unique_ptr<Graph> YoloFamily::build(int64_t B, int64_t H, int64_t W) const 
   for (size_t i = 0; i < feature_layers_.size(); ++i)
     b.output("features." + std::to_string(i), to_nchw(out[feature_layers_[i]]));
   const std::string d = std::to_string(layers_.size()) + ".";
+  std::vector<int> flat;
   for (size_t i = 0; i < detect_from_.size(); ++i) {
     const int x = out[detect_from_[i]];
     b.output("head." + std::to_string(i), to_nchw(x));
@@ -429,8 +432,13 @@ std::unique_ptr<Graph> YoloFamily::build(int64_t B, int64_t H, int64_t W) const 
       bx = conv(bp + std::to_string(j), bx, lv.box[j], j + 1 < lv.box.size() ? Act::Silu : Act::None);
     for (size_t j = 0; j < lv.cls.size(); ++j)
       cx = conv(cp + std::to_string(j), cx, lv.cls[j], lv.cls_act[j] ? Act::Silu : Act::None);
-    b.output("pred." + std::to_string(i), to_nchw(b.concat(d + "pred." + std::to_string(i), {bx, cx}, 3)));
+    const int pi = b.concat(d + "pred." + std::to_string(i), {bx, cx}, 3);  // [B, h, w, no]
+    b.output("pred." + std::to_string(i), to_nchw(pi));
+    const std::vector<int64_t> s = b.shape(pi);
+    flat.push_back(b.reshape(pi, {s[0], s[1] * s[2], s[3]}));
   }
+  // Every level's anchors in one map [B, no, sum h*w], Detect's cat(boxes, scores) before the decode.
+  b.output("pred", b.permute(b.concat(d + "pred", flat, 1), {0, 2, 1}));
   return g;
 }
 
