@@ -142,6 +142,28 @@ def _sam_encoder(embed_dim, depth, heads, global_idx, image=1024, window=14, out
     return build
 
 
+
+def _ultralytics_detect(yaml: str, image: int = 640):
+    """An ultralytics DetectionModel from its yaml (80 classes), pickled as a .pt checkpoint; the
+    compared output is Detect's raw maps cat(boxes, scores) [B, 144, anchors] (our ``pred``)."""
+    def build(folder: str) -> BuiltModel:
+        try:
+            from ultralytics.nn.tasks import DetectionModel
+        except ImportError as e:  # pragma: no cover - ultralytics is in the test extra (AGPL, test-only)
+            raise Skip(f"ultralytics not importable ({e})") from None
+        import torch
+
+        torch.manual_seed(0)
+        m = DetectionModel(yaml, verbose=False).eval()
+        path = os.path.join(folder, yaml.replace(".yaml", ".pt"))
+        torch.save({"model": m}, path)
+
+        def forward(px):
+            _, raw = m(px)  # eval mode: (decoded boxes, raw maps)
+            return torch.cat((raw["boxes"], raw["scores"]), 1)
+        return BuiltModel(m, forward, path, {}, image, "pred")
+    return build
+
 MODELS: Dict[str, ModelSpec] = {}
 
 
@@ -159,6 +181,8 @@ for _spec in [
     ModelSpec("dinov2_small_518", _hf_dinov2_small(518), max_batch=1),
     ModelSpec("resnet50", _timm_cnn("resnet50")),
     ModelSpec("efficientnet_lite0", _timm_cnn("tf_efficientnet_lite0")),
+    ModelSpec("yolov8n", _ultralytics_detect("yolov8n.yaml")),
+    ModelSpec("yolo11n", _ultralytics_detect("yolo11n.yaml")),
     # segment_anything sam_vit_b's image encoder with its neck at 1024x1024
     ModelSpec("sam_vit_b_encoder", _sam_encoder(768, 12, 12, (2, 5, 8, 11)), max_batch=1),
     # A few-layer toy for the smoke test (tests/test_bench.py): seconds, not minutes.
