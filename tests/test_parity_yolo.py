@@ -225,3 +225,87 @@ def test_bad_inputs(gguf_files):
 def pyvitcpp_ModelError():
     import pyvitcpp
     return pyvitcpp.ModelError
+
+
+def _rewrite(tmp_path, yaml, edit):
+    """The converted model with its metadata edited, written to a new file."""
+    import copy
+    from pyvitcpp.convert.writer import write_gguf
+    if ("cm", yaml) not in _MODELS:
+        _MODELS["cm", yaml] = load_model(str(_pt(tmp_path, yaml)))
+    cm = copy.deepcopy(_MODELS["cm", yaml])
+    edit(cm)
+    out = tmp_path / "edited.gguf"
+    write_gguf(cm, str(out), outtype="f32", verbose=False)
+    return str(out)
+
+
+def _pt(tmp_path, yaml):
+    pt = tmp_path / f"{yaml}.pt"
+    if not pt.exists():
+        torch.save({"model": reference(yaml)}, pt)
+    return pt
+
+
+def test_bad_files_name_the_cause(tmp_path):
+    import pyvitcpp
+
+    def set_key(key, value, kind=None):
+        def edit(cm):
+            for j, (k, v, t) in enumerate(cm.hparams):
+                if k == key:
+                    cm.hparams[j] = (k, value, kind or t)
+                    return
+            raise AssertionError(key)
+        return edit
+
+    cases = [
+        (set_key("yolov8.layer.3.type", "c3"), "yolov8.layer.3.type = 'c3'"),
+        (set_key("yolov8.layer.11.from", [10, 12]), "not an earlier layer"),
+        (set_key("yolov8.detect.from", [15, 18, 40]), "yolov8.detect.from holds 40"),
+        (set_key("yolov8.num_classes", 7), "yolov8.num_classes is 7"),
+        (lambda cm: cm.tensors.pop("model.4.m.1.cv2.weight"), "model.4.m.1.cv2.weight"),
+    ]
+    for edit, msg in cases:
+        with pytest.raises(pyvitcpp.ModelError, match=msg):
+            _core.Model(_rewrite(tmp_path, "yolov8n.yaml", edit), 1, "", True)
+
+    # A grouped (not depthwise) conv: the engine says it does not run those.
+    def grouped(cm):
+        w = cm.tensors["model.1.weight"]  # [32, 16, 3, 3] -> groups of 2
+        cm.tensors["model.1.weight"] = np.ascontiguousarray(w[:, : w.shape[1] // 2])
+    with pytest.raises(pyvitcpp.ModelError, match="grouped convolutions other than depthwise"):
+        _core.Model(_rewrite(tmp_path, "yolov8n.yaml", grouped), 1, "", True)
+
+
+def test_converter_refuses_what_it_cannot_run(tmp_path):
+    from pyvitcpp.convert import ConversionError
+    from ultralytics.nn.tasks import SegmentationModel
+    seg = SegmentationModel("yolov8n-seg.yaml", nc=3, verbose=False)
+    pt = tmp_path / "seg.pt"
+    torch.save({"model": seg}, pt)
+    with pytest.raises(ConversionError, match="not Detect"):
+        load_model(str(pt))
+    st = tmp_path / "w.safetensors"
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in reference("yolov8n.yaml").state_dict().items()}, str(st))
+    with pytest.raises(ConversionError, match="yolov8n.yaml or yolo11s.yaml"):
+        load_model(str(st), model_name="yolov5n.yaml", source="ultralytics")
+    with pytest.raises(ConversionError, match="needs --model-name"):
+        load_model(str(st), source="ultralytics")
+
+
+@pytest.mark.parametrize("outtype,min_cos", [("f16", 0.99999), ("q8_0", 0.998)])
+def test_quantized(gguf_files, tmp_path, outtype, min_cos):
+    """F16 / Q8_0 files (1x1 convs with C % 32 == 0 block-quantized, the rest F16) against the
+    reference's F32 maps (measured: F16 0.999999, Q8_0 0.9994 on pred)."""
+    yaml = "yolov8n.yaml"
+    m = reference(yaml)
+    px = pixels(1, 256, 256, seed=3)
+    ref, _ = run_reference(m, px)
+    path = tmp_path / f"y-{outtype}.gguf"
+    convert(str(_pt(tmp_path, yaml)), str(path), outtype=outtype, verbose=False)
+    names = ["head.0", "head.1", "head.2", "pred"]
+    _, out = run_ours(str(path), "", px, names)
+    for n in names:
+        assert cosine(out[n], ref[n]) >= min_cos, n
