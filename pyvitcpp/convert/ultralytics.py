@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .cnn import _flatten_1x1, fold_bn
 from ._model import (BOOL, F32, F32_ARRAY, STR, STR_ARRAY, U32, U32_ARRAY, ConversionError, ConvertedModel,
                      PreprocessSpec)
 
@@ -96,24 +97,12 @@ def fold_convs(sd: Dict[str, np.ndarray], eps_of=None) -> Dict[str, np.ndarray]:
             if p + ".bn.weight" not in sd:
                 raise ConversionError(f"conv '{k}' has no batch norm '{p}.bn' (expected Conv = conv + BN + act)")
             eps = eps_of(p) if eps_of else BN_EPS
-            try:
-                g, beta = sd[p + ".bn.weight"], sd[p + ".bn.bias"]
-                mean, var = sd[p + ".bn.running_mean"], sd[p + ".bn.running_var"]
-            except KeyError as e:
-                raise ConversionError(f"batch norm '{p}.bn' is incomplete: missing {e.args[0]}") from None
-            scale = g.astype(np.float64) / np.sqrt(var.astype(np.float64) + eps)
-            w = v.astype(np.float64) * scale.reshape(-1, 1, 1, 1)
-            b = beta.astype(np.float64) - mean.astype(np.float64) * scale
-            if p + ".conv.bias" in sd:
-                b = b + sd[p + ".conv.bias"].astype(np.float64) * scale
-            out[p + ".weight"], out[p + ".bias"] = w.astype(np.float32), b.astype(np.float32)
+            out[p + ".weight"], out[p + ".bias"] = fold_bn(v, sd, p + ".bn", eps, sd.get(p + ".conv.bias"))
         elif ".bn." in k or k.endswith(".conv.bias") or ".dfl." in k or k.endswith("num_batches_tracked"):
             continue
         elif k.startswith("model.") and k.endswith((".weight", ".bias")):
             out[k] = np.ascontiguousarray(v, dtype=np.float32)
-    for k, v in list(out.items()):  # 1x1 convs 2-D: block-quantizable, a Linear over channels anyway
-        if v.ndim == 4 and v.shape[2:] == (1, 1) and v.shape[1] > 1:
-            out[k] = np.ascontiguousarray(v.reshape(v.shape[0], v.shape[1]))
+    _flatten_1x1(out)  # 1x1 convs 2-D: block-quantizable, a Linear over channels anyway
     return out
 
 
