@@ -155,14 +155,16 @@ def test_parity(gguf_files, yaml, isa, B, H, W):
         assert cosine(mine, ref_dec) >= 0.99999
 
 
-def test_decode_and_nms_match_ultralytics(gguf_files):
-    """Our decode -> class-aware NMS keeps the same boxes as ultralytics' non_max_suppression."""
+@pytest.mark.parametrize("yaml", list(FEATURE_LAYERS))
+def test_decode_and_nms_match_ultralytics(gguf_files, yaml):
+    """Our decode -> class-aware NMS keeps the same boxes as ultralytics' non_max_suppression
+    (measured: the same count, 6-11 boxes per image, coordinates within 2.5e-4 px; one box of
+    slack for ties that fp32 rounding may flip)."""
     from torchvision.ops import batched_nms
     try:
         from ultralytics.utils.nms import non_max_suppression
     except ImportError:  # older ultralytics
         from ultralytics.utils.ops import non_max_suppression
-    yaml = "yolov8n.yaml"
     m = reference(yaml)
     px = pixels(2, 256, 256, seed=7)
     _, y = run_reference(m, px)
