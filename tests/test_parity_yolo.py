@@ -311,3 +311,38 @@ def test_quantized(gguf_files, tmp_path, outtype, min_cos):
     _, out = run_ours(str(path), "", px, names)
     for n in names:
         assert cosine(out[n], ref[n]) >= min_cos, n
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("yaml", ["yolo11m.yaml", "yolov8n-p2.yaml", "yolov8s.yaml"])
+def test_other_scales_and_heads(tmp_path, yaml):
+    """YOLO11 m (C3k blocks inside C3k2), the 4-level P2 head (strides 4..32) and a wider v8:
+    head.{i} and pred from the .pt path, and (for the named-yaml families) the same tensors from
+    the state dict + yaml name path."""
+    m = randomize(DetectionModel(yaml, nc=3, verbose=False).eval(), 2, 1.2)
+    pt = tmp_path / "m.pt"
+    torch.save({"model": m}, pt)
+    path = str(tmp_path / "m.gguf")
+    convert(str(pt), path, outtype="f32", verbose=False)
+    px = pixels(1, 64, 96, seed=1)
+    got = {}
+    h = m.model[-1].register_forward_pre_hook(lambda mod, inp: got.__setitem__("h", [t.clone() for t in inp[0]]))
+    try:
+        with torch.no_grad():
+            _, raw = m(torch.from_numpy(px))
+    finally:
+        h.remove()
+    ref = {f"head.{i}": t.numpy() for i, t in enumerate(got["h"])}
+    ref["pred"] = torch.cat((raw["boxes"], raw["scores"]), 1).numpy()
+    _, out = run_ours(path, "", px, sorted(ref))
+    for n in ref:
+        check(out[n], ref[n], f"{yaml} {n}")
+    if "-p2" not in yaml:
+        from safetensors.torch import save_file
+        st = tmp_path / "w.safetensors"
+        save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(st))
+        a, b = load_model(str(st), model_name=yaml), load_model(str(pt))
+        assert sorted(a.tensors) == sorted(b.tensors)
+        ka = {k: v for k, v, _ in a.hparams if k.startswith("yolov8.layer")}
+        kb = {k: v for k, v, _ in b.hparams if k.startswith("yolov8.layer")}
+        assert ka == kb
