@@ -294,7 +294,7 @@ def test_converter_refuses_what_it_cannot_run(tmp_path):
     with pytest.raises(ConversionError, match="yolov8n.yaml or yolo11s.yaml"):
         load_model(str(st), model_name="yolov5n.yaml", source="ultralytics")
     with pytest.raises(ConversionError, match="needs --model-name"):
-        load_model(str(st), source="ultralytics")
+        load_model(str(st))  # recognised as an ultralytics state dict, which needs its yaml name
 
 
 @pytest.mark.parametrize("outtype,min_cos", [("f16", 0.99999), ("q8_0", 0.998)])

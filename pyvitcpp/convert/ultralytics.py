@@ -389,7 +389,15 @@ def is_ultralytics(src: str, model_name: Optional[str]) -> bool:
         return False
     if model_name and _NAME_RE.match(os.path.basename(model_name).lower()):
         return True
-    return src.lower().endswith(".pt") and is_ultralytics_pickle(src)
+    if src.lower().endswith(".pt") and is_ultralytics_pickle(src):
+        return True
+    # An ultralytics state dict (so the loader can ask for its yaml name).
+    from ._state_dict import state_dict_keys_or_none
+    try:
+        keys = state_dict_keys_or_none(src)
+    except Exception:  # noqa: BLE001 - not a state dict we can list: not ours
+        return False
+    return bool(keys) and "model.0.conv.weight" in keys and any(k.endswith(".dfl.conv.weight") for k in keys)
 
 
 def _load_pt_object(path: str):
