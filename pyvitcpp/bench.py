@@ -155,6 +155,16 @@ def _ultralytics_detect(yaml: str, image: int = 640):
 
         torch.manual_seed(0)
         m = DetectionModel(yaml, verbose=False).eval()
+        # Seeded weights and BN statistics with O(1) activations (the default init shrinks them
+        # layer by layer until the raw maps are the head's biases and every runtime agrees).
+        with torch.no_grad():
+            for n, p in m.named_parameters():
+                if ".dfl." not in n:
+                    p.copy_(torch.randn(p.shape) * (1.2 / p[0].numel() ** 0.5 if p.ndim >= 2 else 0.1)
+                            + (1.0 if n.endswith("bn.weight") else 0.0))
+            for n, b in m.named_buffers():
+                if n.endswith("running_var"):
+                    b.copy_(0.5 + torch.rand(b.shape))
         path = os.path.join(folder, yaml.replace(".yaml", ".pt"))
         torch.save({"model": m}, path)
 
