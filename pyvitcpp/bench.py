@@ -166,6 +166,37 @@ def _darknet(cfg_fn: str, image: int = 416):
     return build
 
 
+def _ultralytics_detect(yaml: str, image: int = 640):
+    """An ultralytics DetectionModel from its yaml (80 classes), pickled as a .pt checkpoint; the
+    compared output is Detect's raw maps cat(boxes, scores) [B, 144, anchors] (our ``pred``)."""
+    def build(folder: str) -> BuiltModel:
+        try:
+            from ultralytics.nn.tasks import DetectionModel
+        except ImportError as e:  # pragma: no cover - ultralytics is in the test extra (AGPL, test-only)
+            raise Skip(f"ultralytics not importable ({e})") from None
+        import torch
+
+        torch.manual_seed(0)
+        m = DetectionModel(yaml, verbose=False).eval()
+        # Seeded weights and BN statistics with O(1) activations (the default init shrinks them
+        # layer by layer until the raw maps are the head's biases and every runtime agrees).
+        with torch.no_grad():
+            for n, p in m.named_parameters():
+                if ".dfl." not in n:
+                    p.copy_(torch.randn(p.shape) * (1.2 / p[0].numel() ** 0.5 if p.ndim >= 2 else 0.1)
+                            + (1.0 if n.endswith("bn.weight") else 0.0))
+            for n, b in m.named_buffers():
+                if n.endswith("running_var"):
+                    b.copy_(0.5 + torch.rand(b.shape))
+        path = os.path.join(folder, yaml.replace(".yaml", ".pt"))
+        torch.save({"model": m}, path)
+
+        def forward(px):
+            _, raw = m(px)  # eval mode: (decoded boxes, raw maps)
+            return torch.cat((raw["boxes"], raw["scores"]), 1)
+        return BuiltModel(m, forward, path, {}, image, "pred")
+    return build
+
 MODELS: Dict[str, ModelSpec] = {}
 
 
@@ -183,6 +214,8 @@ for _spec in [
     ModelSpec("dinov2_small_518", _hf_dinov2_small(518), max_batch=1),
     ModelSpec("resnet50", _timm_cnn("resnet50")),
     ModelSpec("efficientnet_lite0", _timm_cnn("tf_efficientnet_lite0")),
+    ModelSpec("yolov8n", _ultralytics_detect("yolov8n.yaml")),
+    ModelSpec("yolo11n", _ultralytics_detect("yolo11n.yaml")),
     # segment_anything sam_vit_b's image encoder with its neck at 1024x1024
     ModelSpec("sam_vit_b_encoder", _sam_encoder(768, 12, 12, (2, 5, 8, 11)), max_batch=1),
     # darknet's yolov3-tiny.cfg layer list at 416x416 (head.0, the 13x13 map, is compared)

@@ -174,7 +174,16 @@ def detect(enc, images, *, conf: float = 0.25, iou: float = 0.45, max_det: int =
     md = enc.metadata
     decoder = _decoder(md)
     pp = enc.preprocessor
-    heads = sorted((n for n in enc.output_names if n.startswith("head.")), key=lambda n: int(n.split(".")[1]))
+    # The maps the decoder reads: detect.outputs when the file names them (ultralytics: Detect's
+    # raw per-level maps pred.{i}), else the head.{i} maps (darknet: the [yolo] layers' inputs).
+    named = md.get("detect.outputs")
+    if named:
+        heads = [str(n) for n in named]
+        missing = [n for n in heads if n not in enc.output_names]
+        if missing:
+            raise _model_error(f"{enc.path}: detect.outputs names {', '.join(missing)}, which the model does not output")
+    else:
+        heads = sorted((n for n in enc.output_names if n.startswith("head.")), key=lambda n: int(n.split(".")[1]))
     if not heads:
         raise _model_error(f"{enc.path}: the model has no head.{{i}} outputs")
     labels = md.get("detect.labels")

@@ -141,5 +141,7 @@ std::unique_ptr<ModelFamily> make_cnn_family(const GGUFFile& f, WeightStore& w);
 std::unique_ptr<ModelFamily> make_sam_family(const GGUFFile& f, WeightStore& w);
 // Darknet YOLO (models/darknet.cpp): general.architecture "darknet".
 std::unique_ptr<ModelFamily> make_darknet_family(const GGUFFile& f, WeightStore& w);
+// Ultralytics YOLOv8 / YOLO11 detection models (models/yolo.cpp): general.architecture "yolov8".
+std::unique_ptr<ModelFamily> make_yolo_family(const GGUFFile& f, WeightStore& w);
 
 }  // namespace pyvitcpp

@@ -100,7 +100,8 @@ def build_arg_parser(parser: Optional[argparse.ArgumentParser] = None) -> argpar
                         help="weight type of matrices (1-D tensors and embeddings stay F32; block types fall "
                              "back to F16 for rows not a multiple of 32); default f16")
     parser.add_argument("--model-name", default=None,
-                        help="timm model name, required for a bare state dict (e.g. deit_tiny_patch16_224)")
+                        help="timm model name, required for a bare state dict (e.g. deit_tiny_patch16_224); "
+                             "for an ultralytics YOLO state dict its yaml name (yolov8n.yaml, yolo11s.yaml)")
     parser.add_argument("--model-arg", action="append", default=None, metavar="KEY=VALUE",
                         help="extra timm.create_model argument, repeatable (e.g. global_pool=avg)")
     parser.add_argument("--source", choices=["auto"] + [ld.name for ld in loaders()], default="auto",

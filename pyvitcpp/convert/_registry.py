@@ -193,3 +193,17 @@ def _darknet_load(src, *, model_name=None, labels=None, name=None, model_kwargs=
 
 register_loader(Loader("darknet", "Darknet YOLO .weights + .cfg (same stem beside it, or --cfg): YOLOv3, "
                                   "YOLOv3-tiny, YOLOv4-tiny", _darknet_detect, _darknet_load, 3))
+
+def _ultralytics_detect(src: str, model_name: Optional[str]) -> bool:
+    from .ultralytics import is_ultralytics
+    return is_ultralytics(src, model_name)
+
+
+def _ultralytics_load(src, *, model_name=None, labels=None, name=None, model_kwargs=None):
+    from .ultralytics import load_ultralytics
+    return load_ultralytics(src, model_name=model_name, labels=labels, name=name, model_kwargs=model_kwargs)
+
+
+register_loader(Loader("ultralytics", "Ultralytics YOLOv8 / YOLO11 detection: .pt checkpoint (needs the ultralytics "
+                                      "package) or state dict + --model-name yolov8n.yaml / yolo11n.yaml",
+                       _ultralytics_detect, _ultralytics_load, 3))
