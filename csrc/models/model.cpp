@@ -346,9 +346,11 @@ Model::Model(const std::string& path, int threads, const std::string& isa, bool 
     family_ = make_cnn_family(*file_, *weights_);
   else if (arch == "sam")
     family_ = make_sam_family(*file_, *weights_);
+  else if (arch == "swin")
+    family_ = make_swin_family(*file_, *weights_);
   else
     throw ModelError(path + ": unsupported architecture '" + arch +
-                     "' (this version runs: vit, dinov2, siglip, clip, efficientnet, resnet, sam)");
+                     "' (this version runs: vit, dinov2, siglip, clip, efficientnet, resnet, sam, swin)");
   register_model(this);  // last: a constructor that throws has not registered
 }
 

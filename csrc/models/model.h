@@ -139,5 +139,7 @@ std::unique_ptr<ModelFamily> make_vit_family(const GGUFFile& f, WeightStore& w);
 std::unique_ptr<ModelFamily> make_cnn_family(const GGUFFile& f, WeightStore& w);
 // Segment Anything's image encoder with its neck (models/sam.cpp): general.architecture "sam".
 std::unique_ptr<ModelFamily> make_sam_family(const GGUFFile& f, WeightStore& w);
+// Swin Transformer V1 / V2 (models/swin.cpp): general.architecture "swin".
+std::unique_ptr<ModelFamily> make_swin_family(const GGUFFile& f, WeightStore& w);
 
 }  // namespace pyvitcpp
