@@ -142,6 +142,26 @@ def _sam_encoder(embed_dim, depth, heads, global_idx, image=1024, window=14, out
     return build
 
 
+def _hf_swin(v2: bool, image: int, window: int):
+    def build(folder: str) -> BuiltModel:
+        import torch
+        import transformers
+
+        kw = dict(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=window, image_size=image,
+                  num_labels=1000)
+        cls = "Swinv2ForImageClassification" if v2 else "SwinForImageClassification"
+        cfg = (transformers.Swinv2Config if v2 else transformers.SwinConfig)(**kw)
+        torch.manual_seed(0)
+        m = getattr(transformers, cls)(cfg).eval()
+        with torch.no_grad():  # non-zero relative position tables (their inits are zeros)
+            for name, p in m.named_parameters():
+                if "relative_position_bias_table" in name:
+                    p.normal_(0.0, 0.02)
+        m.save_pretrained(folder)
+        return BuiltModel(m, lambda px: m(pixel_values=px).logits, folder, {}, image, "logits", folder, cls)
+    return build
+
+
 MODELS: Dict[str, ModelSpec] = {}
 
 
@@ -161,6 +181,9 @@ for _spec in [
     ModelSpec("efficientnet_lite0", _timm_cnn("tf_efficientnet_lite0")),
     # segment_anything sam_vit_b's image encoder with its neck at 1024x1024
     ModelSpec("sam_vit_b_encoder", _sam_encoder(768, 12, 12, (2, 5, 8, 11)), max_batch=1),
+    # Swin-T (HF SwinForImageClassification, microsoft/swin-tiny-patch4-window7-224's config) and Swin-V2-T
+    ModelSpec("swin_tiny", _hf_swin(False, 224, 7)),
+    ModelSpec("swinv2_tiny", _hf_swin(True, 256, 8)),
     # A few-layer toy for the smoke test (tests/test_bench.py): seconds, not minutes.
     ModelSpec("vit_test_tiny", _hf_vit(64, 2, 2, 128, image=32, patch=8), hidden=True),
     ModelSpec("sam_test_tiny", _sam_encoder(72, 2, 3, (1,), image=64, window=3, out=32), hidden=True),
