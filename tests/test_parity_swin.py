@@ -321,12 +321,38 @@ def test_swin_tiny_200x232(tmp_path, real_images, source):
         print(f"{source} swin_tiny 200x232 {key}: cosine {c:.10f}, max abs {err:.3g} (bound {bound:.3g})")
 
 
+def _format_rounded(m, qt):
+    """A copy of m whose matrices went through the file's storage type as the writer picks it
+    (block types for rows of whole blocks, else F16; the position-bias tensors stay F32)."""
+    import copy
+
+    import gguf
+    mq = copy.deepcopy(m)
+    keep = ("relative_position_bias_table", "continuous_position_bias_mlp", "cpb_mlp", "position_embeddings",
+            "logit_scale")
+    qtype = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0}.get(qt)
+    with torch.no_grad():
+        for name, p in mq.named_parameters():
+            if p.ndim < 2 or any(k in name for k in keep):
+                continue
+            a = p.detach().numpy().astype(np.float32)
+            if qtype is not None and a.shape[-1] % 32 == 0:
+                a2 = a.reshape(-1, a.shape[-1])
+                r = gguf.quants.dequantize(gguf.quants.quantize(a2, qtype), qtype).reshape(a.shape)
+            else:
+                r = a.astype(np.float16).astype(np.float32)
+            p.copy_(torch.from_numpy(np.ascontiguousarray(r)))
+    return mq
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("v2", [False, True])
 def test_quantized_rows(tmp_path, real_images, v2):
     """README's accuracy rows: Swin-T / Swin-V2-T width (C0 96, heads 3-6-12-24) with depths
-    2-2-2-2, seeded random weights, real-photo crops at the native size; cosine of `pooled` and
-    `logits` against the PyTorch F32 reference."""
+    2-2-2-2, seeded random weights (V2 logit scales up to the clamp, so sharp softmaxes), three
+    real-photo crops at the native size. Cosine of `pooled` against PyTorch F32 (the figure), and
+    against PyTorch running the same format-rounded weights (the engine's own error; block types
+    also quantize the activations to 8 bits on the fly)."""
     kw = dict(embed_dim=96, depths=[2, 2, 2, 2], num_heads=[3, 6, 12, 24], num_labels=1000,
               window_size=8 if v2 else 7, image_size=256 if v2 else 224)
     cls = transformers.Swinv2ForImageClassification if v2 else transformers.SwinForImageClassification
@@ -335,13 +361,17 @@ def test_quantized_rows(tmp_path, real_images, v2):
     _randomize(m, 51)
     m.save_pretrained(tmp_path / "m")
     px = _pixels(real_images, 3, (kw["image_size"],) * 2, seed=1)
-    ref = hf_reference(m, px)
-    figures = {}
-    for qt, min_cos in [("f16", 0.9999), ("q8_0", 0.999), ("q4_0", 0.98)]:
+    ref = hf_reference(m, px)["pooled"]
+    # V2's cosine attention multiplies cosine errors by the logit scale (up to 100 here): the 8-bit
+    # activations of the block types move its output by ~1e-2 (F16 weights alone: 1.4e-4 to F32)
+    limits = [("f16", 0.99999), ("q8_0", 0.98), ("q4_0", 0.95)] if v2 else \
+        [("f16", 0.99999), ("q8_0", 0.9999), ("q4_0", 0.999)]
+    for qt, engine_min in limits:
         out = tmp_path / f"{qt}.gguf"
         convert(str(tmp_path / "m"), str(out), outtype=qt, verbose=False)
-        ours = pyvitcpp.Encoder(out, threads=2).forward(px, ["pooled", "logits"])
-        figures[qt] = (cosine(ours["pooled"], ref["pooled"]), cosine(ours["logits"], ref["logits"]))
-        print(f"{'swinv2' if v2 else 'swin'} {qt} ({_default_level()}): pooled cosine {figures[qt][0]:.6f}, "
-              f"logits cosine {figures[qt][1]:.6f}")
-        assert figures[qt][0] >= min_cos, (qt, figures[qt])
+        ours = pyvitcpp.Encoder(out, threads=2).forward(px, ["pooled"])["pooled"]
+        rounded = hf_reference(_format_rounded(m, qt), px)["pooled"]
+        c, c_same, c_fmt = cosine(ours, ref), cosine(ours, rounded), cosine(rounded, ref)
+        print(f"{'swinv2' if v2 else 'swin'} {qt} ({_default_level()}): pooled cosine to PyTorch F32 {c:.6f}; "
+              f"PyTorch on the {qt}-rounded weights {c_fmt:.6f}; ours to that {c_same:.6f}")
+        assert c_same >= engine_min, (qt, c_same)
