@@ -170,17 +170,23 @@ def _default_level():
     return pyvitcpp.cpu_info()["level"]
 
 
-def test_hf_v1_window_shrinks_to_grid(tmp_path, real_images):
-    """80x80: grids 20, 10, 5 with window 5: the last stage's grid equals the window, so HF runs it
-    as one unshifted window (per_input rule); 76x100 pads the pixels (not whole patches)."""
-    m = hf_model(False, seed=5)
+def _hf_check_sizes(m, tmp_path, real_images, sizes, batch):
+    """Save m as an HF folder, convert it (F32) and check every output at each size."""
     m.save_pretrained(tmp_path / "m")
     out = tmp_path / "m.gguf"
     convert(str(tmp_path / "m"), str(out), outtype="f32", verbose=False)
     enc = pyvitcpp.Encoder(out, threads=2)
-    for hw in [(80, 80), (78, 102)]:
-        px = _pixels(real_images, 2, hw, seed=3)
-        check(enc.forward(px, list(hf_reference(m, px))), hf_reference(m, px))
+    for hw in sizes:
+        px = _pixels(real_images, batch, hw, seed=3)
+        ref = hf_reference(m, px)
+        check(enc.forward(px, list(ref)), ref)
+    return out
+
+
+def test_hf_v1_window_shrinks_to_grid(tmp_path, real_images):
+    """80x80: grids 20, 10, 5 with window 5: the last stage's grid equals the window, so HF runs it
+    as one unshifted window (per_input rule); 76x100 pads the pixels (not whole patches)."""
+    _hf_check_sizes(hf_model(False, seed=5), tmp_path, real_images, [(80, 80), (78, 102)], batch=2)
 
 
 def test_hf_absolute_embeddings_and_old_names(tmp_path, real_images):
@@ -189,14 +195,7 @@ def test_hf_absolute_embeddings_and_old_names(tmp_path, real_images):
     attention.output.dense, intermediate.dense) gives the same file contents."""
     from safetensors.torch import load_file, save_file
     m = hf_model(False, seed=9, use_absolute_embeddings=True)
-    m.save_pretrained(tmp_path / "m")
-    out = tmp_path / "m.gguf"
-    convert(str(tmp_path / "m"), str(out), outtype="f32", verbose=False)
-    enc = pyvitcpp.Encoder(out, threads=2)
-    for hw in [(96, 96), (88, 120)]:
-        px = _pixels(real_images, 1, hw, seed=8)
-        ref = hf_reference(m, px)
-        check(enc.forward(px, list(ref)), ref)
+    out = _hf_check_sizes(m, tmp_path, real_images, SIZES, batch=1)
     sd = load_file(str(tmp_path / "m" / "model.safetensors"))
     old = {}
     for k, v in sd.items():

@@ -286,9 +286,20 @@ def _timm_spec(m, model_name: str) -> dict:
                 pretrained_windows=pre if v2 else None)
 
 
+class _WithoutBuffers:
+    """The meta model's state dict less the buffers older checkpoints carry and newer ones do not
+    (relative_position_index, attn_mask, relative_coords_table, k_bias): the engine rebuilds them."""
+
+    def __init__(self, m):
+        self.m = m
+
+    def state_dict(self):
+        return {k: v for k, v in self.m.state_dict().items() if not _IGNORED.match(k)}
+
+
 def load_timm_swin(src: str, *, model_name: Optional[str] = None, labels=None, name: Optional[str] = None,
                    model_kwargs: Optional[dict] = None) -> ConvertedModel:
-    from .timm_vit import _create_meta, _import_timm, preprocess_from_data_config
+    from .timm_vit import _compare_keys, _create_meta, _import_timm, preprocess_from_data_config
     if not model_name:
         raise ConversionError(f"{src}: give the timm model name (e.g. swin_tiny_patch4_window7_224)")
     timm = _import_timm()
@@ -303,15 +314,7 @@ def load_timm_swin(src: str, *, model_name: Optional[str] = None, labels=None, n
         n = sd.get("head.fc.weight")
         kwargs["num_classes"] = 0 if n is None else int(n.shape[0])
     m = _create_meta(timm, model_name, kwargs)
-    expected = {k: tuple(v.shape) for k, v in m.state_dict().items() if not _IGNORED.match(k)}
-    missing, unexpected = sorted(set(expected) - set(sd)), sorted(set(sd) - set(expected))
-    if missing or unexpected:
-        raise ConversionError(f"the state dict does not match timm model {model_name!r} with {kwargs}: missing "
-                              f"{missing[:6]}, unexpected {unexpected[:6]}")
-    for k, shape in expected.items():
-        if tuple(sd[k].shape) != shape:
-            raise ConversionError(f"the state dict does not match timm model {model_name!r}: {k} has shape "
-                                  f"{tuple(sd[k].shape)}, the model expects {shape}")
+    _compare_keys(sd, _WithoutBuffers(m), model_name)
     s = _timm_spec(m, model_name)
     what = f"{src} ({model_name})"
     t = _map(sd, what, hf=False)
