@@ -374,3 +374,27 @@ def test_quantized_rows(tmp_path, real_images, v2):
         print(f"{'swinv2' if v2 else 'swin'} {qt} ({_default_level()}): pooled cosine to PyTorch F32 {c:.6f}; "
               f"PyTorch on the {qt}-rounded weights {c_fmt:.6f}; ours to that {c_same:.6f}")
         assert c_same >= engine_min, (qt, c_same)
+
+
+def test_preprocessing_and_labels(tmp_path):
+    """HF: the folder's preprocessor_config.json (Swin's hub file: ViTImageProcessor, size 224,
+    bicubic, ImageNet mean/std) and id2label; timm: the model's pretrained config (swin_tiny:
+    crop_pct 0.9, bicubic) and the ImageNet labels for a 1000-class head."""
+    import json
+    m = hf_model(False, seed=2, num_labels=3, id2label={0: "cat", 1: "dog", 2: "fox"}, label2id=None)
+    m.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "preprocessor_config.json").write_text(json.dumps({
+        "do_normalize": True, "do_resize": True, "image_mean": [0.485, 0.456, 0.406],
+        "image_std": [0.229, 0.224, 0.225], "image_processor_type": "ViTImageProcessor", "resample": 3,
+        "size": 224}))
+    cm = load_model(str(tmp_path / "m"))
+    assert cm.labels == ["cat", "dog", "fox"]
+    assert cm.preprocess.resize_mode == "squash" and cm.preprocess.image_size == (224, 224)
+    assert cm.preprocess.interpolation == "bicubic" and cm.preprocess.mean == (0.485, 0.456, 0.406)
+    t, name, kw = timm_model(False, seed=2, num_classes=1000)
+    torch.save(t.state_dict(), str(tmp_path / "t.pth"))
+    kw = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}
+    cm = load_model(str(tmp_path / "t.pth"), model_name=name, model_kwargs=kw)
+    assert len(cm.labels) == 1000 and cm.labels[0].startswith("tench")
+    assert cm.preprocess.resize_mode == "shortest_edge_crop" and cm.preprocess.crop_pct == pytest.approx(0.9)
+    assert cm.preprocess.interpolation == "bicubic"
