@@ -398,3 +398,22 @@ def test_preprocessing_and_labels(tmp_path):
     assert len(cm.labels) == 1000 and cm.labels[0].startswith("tench")
     assert cm.preprocess.resize_mode == "shortest_edge_crop" and cm.preprocess.crop_pct == pytest.approx(0.9)
     assert cm.preprocess.interpolation == "bicubic"
+
+
+def test_timm_official_variants_spec():
+    """Every timm swin_* / swinv2_* architecture (built on the meta device, no weights) gives a
+    spec the schema can hold: per-stage windows (7 or 12 and the shrunk last stages, swin_s3's
+    per-stage windows), shifts below the windows, V2's pretrained window sizes."""
+    from pyvitcpp.convert.swin import _timm_spec, swin_hparams
+    from pyvitcpp.convert.timm_vit import _create_meta
+    names = [n for n in timm.list_models(["swin_*", "swinv2_*"]) if not n.startswith("swinv2_cr")]
+    assert "swin_base_patch4_window12_384" in names and "swinv2_tiny_window8_256" in names
+    for name in names:
+        s = _timm_spec(_create_meta(timm, name, {}), name)
+        hp = {k: v for k, v, _ in swin_hparams(window_rule="fixed", shift_order="roll_pad", pad_pixels=False, **s)}
+        wins, shifts = hp["swin.stage_windows"], hp["swin.stage_shifts"]
+        assert len(wins) == 2 * len(s["depths"]) and all(0 <= sh < w for sh, w in zip(shifts, wins)), name
+        if name == "swin_base_patch4_window12_384":
+            assert wins == [12] * 8 and shifts == [6] * 6 + [0, 0]
+        if name == "swin_tiny_patch4_window7_224":
+            assert wins == [7] * 8 and shifts == [3] * 6 + [0, 0]
