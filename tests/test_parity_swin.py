@@ -402,8 +402,7 @@ def test_preprocessing_and_labels(tmp_path):
 
 def test_timm_official_variants_spec():
     """timm's swin_* / swinv2_* architectures (a representative set, built on the meta device, no
-    weights) give a
-    spec the schema can hold: per-stage windows (7 or 12 and the shrunk last stages, swin_s3's
+    weights) give a spec the schema can hold: per-stage windows (7 or 12 and the shrunk last stages, swin_s3's
     per-stage windows), shifts below the windows, V2's pretrained window sizes."""
     from pyvitcpp.convert.swin import _timm_spec, swin_hparams
     from pyvitcpp.convert.timm_vit import _create_meta
