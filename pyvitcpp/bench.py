@@ -197,6 +197,26 @@ def _ultralytics_detect(yaml: str, image: int = 640):
         return BuiltModel(m, forward, path, {}, image, "pred")
     return build
 
+def _hf_swin(v2: bool, image: int, window: int):
+    def build(folder: str) -> BuiltModel:
+        import torch
+        import transformers
+
+        kw = dict(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=window, image_size=image,
+                  num_labels=1000)
+        cls = "Swinv2ForImageClassification" if v2 else "SwinForImageClassification"
+        cfg = (transformers.Swinv2Config if v2 else transformers.SwinConfig)(**kw)
+        torch.manual_seed(0)
+        m = getattr(transformers, cls)(cfg).eval()
+        with torch.no_grad():  # non-zero relative position tables (their inits are zeros)
+            for name, p in m.named_parameters():
+                if "relative_position_bias_table" in name:
+                    p.normal_(0.0, 0.02)
+        m.save_pretrained(folder)
+        return BuiltModel(m, lambda px: m(pixel_values=px).logits, folder, {}, image, "logits", folder, cls)
+    return build
+
+
 MODELS: Dict[str, ModelSpec] = {}
 
 
@@ -220,6 +240,9 @@ for _spec in [
     ModelSpec("sam_vit_b_encoder", _sam_encoder(768, 12, 12, (2, 5, 8, 11)), max_batch=1),
     # darknet's yolov3-tiny.cfg layer list at 416x416 (head.0, the 13x13 map, is compared)
     ModelSpec("yolov3_tiny", _darknet("yolov3_tiny_cfg")),
+    # Swin-T (HF SwinForImageClassification, microsoft/swin-tiny-patch4-window7-224's config) and Swin-V2-T
+    ModelSpec("swin_tiny", _hf_swin(False, 224, 7)),
+    ModelSpec("swinv2_tiny", _hf_swin(True, 256, 8)),
     # A few-layer toy for the smoke test (tests/test_bench.py): seconds, not minutes.
     ModelSpec("vit_test_tiny", _hf_vit(64, 2, 2, 128, image=32, patch=8), hidden=True),
     ModelSpec("sam_test_tiny", _sam_encoder(72, 2, 3, (1,), image=64, window=3, out=32), hidden=True),

@@ -350,9 +350,11 @@ Model::Model(const std::string& path, int threads, const std::string& isa, bool 
     family_ = make_darknet_family(*file_, *weights_);
   else if (arch == "yolov8")
     family_ = make_yolo_family(*file_, *weights_);
+  else if (arch == "swin")
+    family_ = make_swin_family(*file_, *weights_);
   else
     throw ModelError(path + ": unsupported architecture '" + arch +
-                     "' (this version runs: vit, dinov2, siglip, clip, efficientnet, resnet, sam, darknet, yolov8)");
+                     "' (this version runs: vit, dinov2, siglip, clip, efficientnet, resnet, sam, swin, darknet, yolov8)");
   register_model(this);  // last: a constructor that throws has not registered
 }
 

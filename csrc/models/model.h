@@ -143,5 +143,7 @@ std::unique_ptr<ModelFamily> make_sam_family(const GGUFFile& f, WeightStore& w);
 std::unique_ptr<ModelFamily> make_darknet_family(const GGUFFile& f, WeightStore& w);
 // Ultralytics YOLOv8 / YOLO11 detection models (models/yolo.cpp): general.architecture "yolov8".
 std::unique_ptr<ModelFamily> make_yolo_family(const GGUFFile& f, WeightStore& w);
+// Swin Transformer V1 / V2 (models/swin.cpp): general.architecture "swin".
+std::unique_ptr<ModelFamily> make_swin_family(const GGUFFile& f, WeightStore& w);
 
 }  // namespace pyvitcpp

@@ -207,3 +207,22 @@ def _ultralytics_load(src, *, model_name=None, labels=None, name=None, model_kwa
 register_loader(Loader("ultralytics", "Ultralytics YOLOv8 / YOLO11 detection: .pt checkpoint (needs the ultralytics "
                                       "package) or state dict + --model-name yolov8n.yaml / yolo11n.yaml",
                        _ultralytics_detect, _ultralytics_load, 3))
+
+def _swin_detect(src: str, model_name: Optional[str]) -> bool:
+    from .swin import is_hf_swin, is_timm_swin
+    return is_hf_swin(src) if os.path.isdir(src) else is_timm_swin(src, model_name)
+
+
+def _swin_load(src, *, model_name=None, labels=None, name=None, model_kwargs=None):
+    from .swin import load_hf_swin, load_timm_swin
+    if os.path.isdir(src):
+        if model_kwargs:
+            raise ConversionError("model arguments (--model-arg) apply to timm models only")
+        if model_name:
+            warn(f"--model-name {model_name!r} ignored: a Hugging Face folder describes itself")
+        return load_hf_swin(src, labels=labels, name=name)
+    return load_timm_swin(src, model_name=model_name, labels=labels, name=name, model_kwargs=model_kwargs)
+
+
+register_loader(Loader("swin", "Swin Transformer V1/V2: timm swin_* / swinv2_* state dict + model name, or "
+                               "Hugging Face Swin / Swinv2 folder", _swin_detect, _swin_load, 3))

@@ -28,7 +28,8 @@ FILE_TYPE = {"f32": 0, "f16": 1, "q8_0": 7, "q4_0": 2, "q4_1": 3, "q5_0": 8, "q5
 # Tensors that stay F32 whatever the outtype: the engine adds them to activations directly
 # (SAM's rel-pos tables enter the attention scores).
 ALWAYS_F32 = frozenset({"v.class_embd", "v.dist_embd", "v.position_embd.weight"})
-ALWAYS_F32_SUFFIXES = (".attn_rel_h", ".attn_rel_w")
+ALWAYS_F32_SUFFIXES = (".attn_rel_h", ".attn_rel_w",
+                       ".attn_rel_bias", ".cpb_fc1.weight", ".cpb_fc2.weight")  # Swin's position bias
 # Tensors kept for a later decoder (SAM's prompt encoder and mask decoder): F32, or F16 for
 # matrices, never block-quantized.
 NEVER_QUANTIZED_PREFIXES = ("sam.pe.", "sam.md.", "sam.shared_pe.")
