@@ -3,8 +3,10 @@
     >>> import pyvitcpp
     >>> pyvitcpp.perf.fma_peak("avx2", threads=2)                      # GFLOP/s, FMA loop
     >>> pyvitcpp.perf.gemm_bench("avx2", 197 * 8, 3072, 768, threads=2)  # GFLOP/s, our GEMM
+    >>> pyvitcpp.perf.int8_peak("avx512", threads=2)                   # GOP/s, vpdpbusd loop
+    >>> pyvitcpp.perf.gemm_bench("avx512", 197 * 8, 3072, 768, "q8_0", threads=2)  # vs int8_peak
 
-Both run the named kernel level ("avx2" or "avx512"; `gemm_bench` also "ref"), raise ValueError
+All three run the named kernel level ("avx2" or "avx512"; `gemm_bench` also "ref"), raise ValueError
 for an unknown level and RuntimeError for one this CPU cannot run, release the GIL, time on
 real threads with a barrier after each round, and return the best of 5 timed chunks after a
 warm-up (the best chunk is the one least disturbed by other work on a shared machine). With
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from ._core import perf as _perf
 
-__all__ = ["fma_peak", "gemm_bench"]
+__all__ = ["fma_peak", "gemm_bench", "int8_peak"]
 
 
 def fma_peak(isa: str, threads: int = 1, min_seconds: float = 0.5, per_cycle: bool = False) -> float:
@@ -33,3 +35,13 @@ def gemm_bench(isa: str, M: int, N: int, K: int, wtype: str = "f32", threads: in
     quantized GEMM with the activations quantized inside the timed call. per_cycle=True
     (threads=1): flop per core cycle instead."""
     return _perf.gemm_bench(isa, M, N, K, wtype, threads=threads, min_seconds=min_seconds, per_cycle=per_cycle)
+
+
+def int8_peak(isa: str, threads: int = 1, min_seconds: float = 0.5, per_cycle: bool = False) -> float:
+    """GOP/s (multiply-add = 2, as gemm_bench counts 2*M*N*K) of a register-only loop of the
+    level's int8 dot-product instruction, independent accumulators, summed over `threads`
+    threads: avx512, VNNI vpdpbusd (u8 x s8 -> s32, 64 products per instruction), the
+    instruction of the avx512 block-quantized GEMM; avx2, vpmaddubsw (u8 x s8 -> s16 pairs,
+    32 products), the avx2 one's. The peak a block-type gemm_bench is judged by.
+    per_cycle=True (threads=1): ops per core cycle instead."""
+    return _perf.int8_peak(isa, threads=threads, min_seconds=min_seconds, per_cycle=per_cycle)

@@ -1,6 +1,7 @@
 // Measurement tools, public as pyvitcpp.perf (the `pyvitcpp bench` peaks, docs/PERFORMANCE.md):
 // the GFLOP/s of one level's GEMM at a given shape, timed on real threads, and the FMA peak of
-// a register-only loop that the GEMM is judged by.
+// a register-only loop that the GEMM is judged by, and the int8 peak of the level's integer
+// dot-product instruction that the block-quantized GEMM is judged by.
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
@@ -179,6 +180,24 @@ double fma_peak(const std::string& isa, int threads, double min_seconds, bool pe
   return per_cycle ? rate : rate * 1e-9;
 }
 
+// GOP/s (multiply-add = 2) of a register-only loop of the level's int8 dot-product instruction
+// (avx512: VNNI vpdpbusd; avx2: vpmaddubsw), timed like fma_peak: the peak the block-quantized
+// GEMM is judged by.
+double int8_peak(const std::string& isa, int threads, double min_seconds, bool per_cycle) {
+  const Isa lvl = level_or_throw(isa);
+  if (threads < 1 || threads > 1024) throw py::value_error("threads must be in 1..1024");
+  double (*probe)(int64_t) = nullptr;
+  if (lvl == Isa::Avx2) probe = avx2::gemm_int8_probe;
+  else if (lvl == Isa::Avx512) probe = avx512::gemm_int8_probe;
+  else throw py::value_error("int8_peak needs a SIMD level (avx2 or avx512)");
+  py::gil_scoped_release nogil;
+  const int64_t iters = 2000000;
+  const double ops = probe(1);  // ops per iteration
+  const double rate = best_rate(threads, min_seconds, ops * static_cast<double>(iters) * threads,
+                                [&](int) { probe(iters); }, per_cycle);
+  return per_cycle ? rate : rate * 1e-9;
+}
+
 }  // namespace
 
 void bind_perf(py::module_& m) {
@@ -193,6 +212,11 @@ void bind_perf(py::module_& m) {
         "GFLOP/s of a register-only FMA loop (independent accumulators) at the level's vector\n"
         "width, summed over `threads` threads; best of 5 timed chunks. per_cycle=True (threads=1):\n"
         "flop per core cycle instead.");
+  m.def("int8_peak", &int8_peak, py::arg("isa"), py::arg("threads") = 1, py::arg("min_seconds") = 0.5,
+        py::arg("per_cycle") = false,
+        "GOP/s (multiply-add = 2) of a register-only loop of the level's int8 dot-product instruction\n"
+        "(avx512: VNNI vpdpbusd; avx2: vpmaddubsw), independent accumulators, summed over `threads`\n"
+        "threads; best of 5 timed chunks. per_cycle=True (threads=1): ops per core cycle instead.");
 }
 
 }  // namespace pyvitcpp

@@ -172,6 +172,34 @@ double gemm_fma_probe(int64_t iters) {
   return static_cast<double>(iters) * 12 * 8 * 2;
 }
 
+double gemm_int8_probe(int64_t iters) {
+  // 12 independent chains of vpmaddubsw (u8 x s8, pairs summed into int16), the product
+  // instruction of the avx2 block-quantized GEMM (kernels/avx2/quant_avx2.cpp). Each chain feeds
+  // its int16 result back as the next unsigned bytes (a constant pair of operands would be
+  // hoisted out of the loop); the values saturate harmlessly, only the rate is measured.
+  __m256i acc[12];
+#pragma GCC unroll 24
+  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_epi16(static_cast<int16_t>(i));
+  const __m256i s = _mm256_set1_epi8(-2);
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 24
+    for (int i = 0; i < 12; ++i) acc[i] = _mm256_maddubs_epi16(acc[i], s);
+#if defined(__GNUC__)
+    __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[1]), "+x"(acc[2]), "+x"(acc[3]), "+x"(acc[4]),
+                     "+x"(acc[5]), "+x"(acc[6]), "+x"(acc[7]), "+x"(acc[8]), "+x"(acc[9]),
+                     "+x"(acc[10]), "+x"(acc[11]));
+#endif
+  }
+  __m256i t = acc[0];
+#pragma GCC unroll 24
+  for (int i = 1; i < 12; ++i) t = _mm256_add_epi16(t, acc[i]);
+  alignas(32) int16_t out[16];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(out), t);
+  volatile int sink = out[0];
+  (void)sink;
+  return static_cast<double>(iters) * 12 * 32 * 2;
+}
+
 }  // namespace avx2
 
 void register_gemm_avx2(KernelTable& t) {
