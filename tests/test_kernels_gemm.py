@@ -379,6 +379,17 @@ def test_int8_peak(isa):
         assert 1.0 < opc <= 2 * 64 * 2 * 1.05
     with pytest.raises(RuntimeError, match="threads=1"):
         perf.int8_peak(isa, 2, 0.02, per_cycle=True)
+    # per CPU second of the thread: the core's rate while it ran, never below the wall-clock one
+    # by much (x0.7: the two runs are apart) and bounded by a 6 GHz core's 2 x 128 ops per cycle
+    cpu = perf.int8_peak(isa, 1, 0.05, cpu_time=True)
+    assert 0.7 * peak < cpu < 6e9 * 2 * 128 * 1e-9
+    g = perf.gemm_bench(isa, 48, 64, 256, "q8_0", 1, 0.05, cpu_time=True)
+    assert 0.1 < g < 3 * cpu
+    assert 0.1 < perf.fma_peak(isa, 1, 0.05, cpu_time=True) < cpu
+    with pytest.raises(RuntimeError, match="cpu_time needs threads=1"):
+        perf.gemm_bench(isa, 8, 8, 32, "q8_0", 2, 0.01, cpu_time=True)
+    with pytest.raises(ValueError, match="exclude each other"):
+        perf.int8_peak(isa, 1, 0.01, per_cycle=True, cpu_time=True)
 
 
 def test_int8_peak_bad_arguments():

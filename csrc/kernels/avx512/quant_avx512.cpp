@@ -30,7 +30,7 @@ namespace {
 
 #include "kernels/quant_driver.h"  // ActScratch, Kind, qgemm_run
 
-constexpr int kMR = 6;
+constexpr int kMR = 4;
 
 // Rows [r0, r1) of X -> codes, scales, z * S and dx * S per block (the spec's rounding: rint).
 void quantize_rows(const float* X, int64_t ldx, int64_t r0, int64_t r1, int64_t K, int z, float qmax,
@@ -84,13 +84,9 @@ void ukernel(int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const i
   const __m512i m4 = _mm512_set1_epi8(0x0f);
   const uint8_t* wp[2] = {w0, w1};
   for (int64_t b = 0; b < nb; ++b) {
-    // The integer sums start at -z * S (the zero-point term): one broadcast load per row
-    // instead of a subtraction per accumulator after the block.
     __m512i acc[R][P];
-    for (int r = 0; r < R; ++r) {
-      const __m512i zs = _mm512_set1_epi32(-xzs[r * ldb + b]);
-      for (int p = 0; p < P; ++p) acc[r][p] = zs;
-    }
+    for (int r = 0; r < R; ++r)
+      for (int p = 0; p < P; ++p) acc[r][p] = _mm512_setzero_si512();
     const int8_t* xb = xq + 32 * b;
     if (KIND == kNib) {
       for (int s = 0; s < 4; ++s) {
@@ -125,8 +121,9 @@ void ukernel(int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const i
     }
     for (int r = 0; r < R; ++r) {
       const __m512 dx = _mm512_set1_ps(xd[r * ldb + b]);
+      const __m512i zs = _mm512_set1_epi32(xzs[r * ldb + b]);
       for (int p = 0; p < P; ++p) {
-        const __m512 f = _mm512_cvtepi32_ps(acc[r][p]);
+        const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][p], zs));
         facc[r][p] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw[p], dx), facc[r][p]);
       }
       if (HAS_M) {
@@ -153,11 +150,7 @@ Ukernel pick(int R, int P) {
     case 6: return ukernel<3, 1, KIND, HAS_M>;
     case 7: return ukernel<3, 2, KIND, HAS_M>;
     case 8: return ukernel<4, 1, KIND, HAS_M>;
-    case 9: return ukernel<4, 2, KIND, HAS_M>;
-    case 10: return ukernel<5, 1, KIND, HAS_M>;
-    case 11: return ukernel<5, 2, KIND, HAS_M>;
-    case 12: return ukernel<6, 1, KIND, HAS_M>;
-    default: return ukernel<6, 2, KIND, HAS_M>;
+    default: return ukernel<4, 2, KIND, HAS_M>;
   }
 }
 
