@@ -188,39 +188,35 @@ double gemm_bench(const std::string& isa, int64_t M, int64_t N, int64_t K, const
   return per == Per::Cycle ? rate : rate * 1e-9;
 }
 
-double fma_peak(const std::string& isa, int threads, double min_seconds, bool per_cycle, bool cpu_time) {
+// The rate of a register-only probe loop (kernels/<isa>/gemm_<isa>.h: `iters` rounds, returns
+// the work done), on `threads` threads: fma_peak and int8_peak.
+double probe_peak(const char* name, double (*avx2_probe)(int64_t), double (*avx512_probe)(int64_t),
+                  const std::string& isa, int threads, double min_seconds, bool per_cycle, bool cpu_time) {
   const Per per = per_of(per_cycle, cpu_time);
   const Isa lvl = level_or_throw(isa);
   if (threads < 1 || threads > 1024) throw py::value_error("threads must be in 1..1024");
   double (*probe)(int64_t) = nullptr;
-  if (lvl == Isa::Avx2) probe = avx2::gemm_fma_probe;
-  else if (lvl == Isa::Avx512) probe = avx512::gemm_fma_probe;
-  else throw py::value_error("fma_peak needs a SIMD level (avx2 or avx512)");
+  if (lvl == Isa::Avx2) probe = avx2_probe;
+  else if (lvl == Isa::Avx512) probe = avx512_probe;
+  else throw py::value_error(std::string(name) + " needs a SIMD level (avx2 or avx512)");
   py::gil_scoped_release nogil;
   const int64_t iters = 2000000;
-  const double flops = probe(1);  // flops per iteration
-  const double rate = best_rate(threads, min_seconds, flops * static_cast<double>(iters) * threads,
+  const double work = probe(1);  // per iteration
+  const double rate = best_rate(threads, min_seconds, work * static_cast<double>(iters) * threads,
                                 [&](int) { probe(iters); }, per);
   return per == Per::Cycle ? rate : rate * 1e-9;
 }
 
-// GOP/s (multiply-add = 2) of a register-only loop of the level's int8 dot-product instruction
-// (avx512: VNNI vpdpbusd; avx2: vpmaddubsw), timed like fma_peak: the peak the block-quantized
-// GEMM is judged by.
+double fma_peak(const std::string& isa, int threads, double min_seconds, bool per_cycle, bool cpu_time) {
+  return probe_peak("fma_peak", avx2::gemm_fma_probe, avx512::gemm_fma_probe, isa, threads, min_seconds, per_cycle,
+                    cpu_time);
+}
+
+// GOP/s (multiply-add = 2) of the level's int8 dot-product instruction (avx512: VNNI vpdpbusd;
+// avx2: vpmaddubsw): the peak the block-quantized GEMM is judged by.
 double int8_peak(const std::string& isa, int threads, double min_seconds, bool per_cycle, bool cpu_time) {
-  const Per per = per_of(per_cycle, cpu_time);
-  const Isa lvl = level_or_throw(isa);
-  if (threads < 1 || threads > 1024) throw py::value_error("threads must be in 1..1024");
-  double (*probe)(int64_t) = nullptr;
-  if (lvl == Isa::Avx2) probe = avx2::gemm_int8_probe;
-  else if (lvl == Isa::Avx512) probe = avx512::gemm_int8_probe;
-  else throw py::value_error("int8_peak needs a SIMD level (avx2 or avx512)");
-  py::gil_scoped_release nogil;
-  const int64_t iters = 2000000;
-  const double ops = probe(1);  // ops per iteration
-  const double rate = best_rate(threads, min_seconds, ops * static_cast<double>(iters) * threads,
-                                [&](int) { probe(iters); }, per);
-  return per == Per::Cycle ? rate : rate * 1e-9;
+  return probe_peak("int8_peak", avx2::gemm_int8_probe, avx512::gemm_int8_probe, isa, threads, min_seconds, per_cycle,
+                    cpu_time);
 }
 
 }  // namespace
