@@ -288,9 +288,11 @@ def _cpu_brand() -> str:
     return platform.processor() or platform.machine()
 
 
-def measure_peaks(isa: str, threads: int, seconds: float) -> dict:
+def measure_peaks(isa: str, threads: int, seconds: float, int8: bool = False) -> dict:
     """GFLOP/s of our GEMM at a ViT-B shape (M = 197*8, K = 768, N = 3072) and of a
-    register-only FMA loop, both at `isa` on `threads` threads (best of 5 chunks)."""
+    register-only FMA loop, both at `isa` on `threads` threads (best of 5 chunks); with int8,
+    also the GOP/s of the level's int8 dot-product loop (perf.int8_peak) and of our Q8_0 GEMM
+    at that shape."""
     from . import perf
 
     out = {"isa": isa}
@@ -298,6 +300,12 @@ def measure_peaks(isa: str, threads: int, seconds: float) -> dict:
         return out
     out["fma"] = perf.fma_peak(isa, threads=threads, min_seconds=seconds)
     out["gemm"] = perf.gemm_bench(isa, 197 * 8, 3072, 768, "f32", threads=threads, min_seconds=seconds)
+    if int8:  # the header's int8 figures: the level's int8 dot-product loop and our Q8_0 GEMM
+        out["int8"] = perf.int8_peak(isa, threads=threads, min_seconds=seconds)
+        out["q8_0"] = perf.gemm_bench(isa, 197 * 8, 3072, 768, "q8_0", threads=threads, min_seconds=seconds)
+        # one core per CPU second of its thread: what a shared machine's wall clock hides
+        out["int8_cpu"] = perf.int8_peak(isa, 1, seconds, cpu_time=True)
+        out["q8_0_cpu"] = perf.gemm_bench(isa, 197 * 8, 3072, 768, "q8_0", 1, seconds, cpu_time=True)
     return out
 
 
@@ -581,7 +589,7 @@ def run(args, log=print) -> str:
     info = _core.cpu_info()
     level = info["level"]
     peak_isa = next((i for i in args.isa if i), level) if args.isa else level
-    peaks = measure_peaks(peak_isa, args.threads, args.peak_seconds) if args.peak_seconds > 0 else {"isa": peak_isa}
+    peaks = measure_peaks(peak_isa, args.threads, args.peak_seconds, int8=True) if args.peak_seconds > 0 else {"isa": peak_isa}
     names = [m for m in args.models]
     if names == ["all"]:
         names = [n for n, s in MODELS.items() if not s.hidden]
@@ -596,6 +604,13 @@ def run(args, log=print) -> str:
         "Peaks (GFLOP/s, measured here before each batch's rounds, shown after 'of'): our F32 GEMM at "
         f"M=1576 K=768 N=3072 and a register-only FMA loop, {peak_isa}, {args.threads} threads; at the start: " + (
             f"GEMM {peaks['gemm']:.1f}, FMA {peaks['fma']:.1f}" if "gemm" in peaks else "not measured"),
+        "",
+        (f"Int8 (GOP/s, multiply-add = 2, at the start): a register-only "
+         f"{'VNNI vpdpbusd' if peak_isa == 'avx512' else 'vpmaddubsw'} loop {peaks['int8']:.1f}; our Q8_0 GEMM at "
+         f"that shape (activations quantized in the call) {peaks['q8_0']:.1f}, "
+         f"{100 * peaks['q8_0'] / peaks['int8']:.0f}% of it; one thread per CPU second of it (perf cpu_time=True): "
+         f"loop {peaks['int8_cpu']:.1f}, Q8_0 GEMM {peaks['q8_0_cpu']:.1f}, "
+         f"{100 * peaks['q8_0_cpu'] / peaks['int8_cpu']:.0f}%" if "int8" in peaks else "Int8 peak: not measured"),
         "",
     ]
     speed = ["| model | batch | runtime | p50 ms | p90 ms | images/s | GFLOP/s | % GEMM peak | % FMA peak "

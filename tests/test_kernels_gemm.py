@@ -366,3 +366,43 @@ def test_measure_hooks(isa):
         assert 1.0 < perf.fma_peak(isa, 1, min_seconds=0.05, per_cycle=True) <= 2 * 2 * 16 * 1.05
     with pytest.raises(RuntimeError, match="threads=1"):
         perf.gemm_bench(isa, 40, 70, 96, "f32", 2, 0.02, per_cycle=True)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_int8_peak(isa):
+    """The int8 dot-product loop (avx512 vpdpbusd, avx2 vpmaddubsw) that the quantized GEMM is
+    judged by: positive, bounded per cycle, and not beaten by the GEMM built on it."""
+    level_or_skip(isa)
+    peak = perf.int8_peak(isa, 1, min_seconds=0.05)
+    assert peak > 1.0
+    # the GEMM cannot beat the instruction it runs on (x3: the two are timed apart on a shared machine)
+    assert perf.gemm_bench(isa, 48, 64, 256, "q8_0", 1, 0.05) < 3 * peak
+    try:
+        opc = perf.int8_peak(isa, 1, min_seconds=0.05, per_cycle=True)
+    except RuntimeError as e:  # perf_event_open refused (perf_event_paranoid, containers)
+        assert "cycle counter" in str(e)
+    else:
+        # at most 2 instructions per cycle x 64 products (a zmm vpdpbusd) x 2 ops
+        assert 1.0 < opc <= 2 * 64 * 2 * 1.05
+    with pytest.raises(RuntimeError, match="threads=1"):
+        perf.int8_peak(isa, 2, 0.02, per_cycle=True)
+    # per CPU second of the thread: the core's rate while it ran, never below the wall-clock one
+    # by much (x0.7: the two runs are apart) and bounded by a 6 GHz core's 2 x 128 ops per cycle
+    cpu = perf.int8_peak(isa, 1, 0.05, cpu_time=True)
+    assert 0.7 * peak < cpu < 6e9 * 2 * 128 * 1e-9
+    g = perf.gemm_bench(isa, 48, 64, 256, "q8_0", 1, 0.05, cpu_time=True)
+    assert 0.1 < g < 3 * cpu
+    assert 0.1 < perf.fma_peak(isa, 1, 0.05, cpu_time=True) < cpu
+    with pytest.raises(RuntimeError, match="cpu_time needs threads=1"):
+        perf.gemm_bench(isa, 8, 8, 32, "q8_0", 2, 0.01, cpu_time=True)
+    with pytest.raises(ValueError, match="exclude each other"):
+        perf.int8_peak(isa, 1, 0.01, per_cycle=True, cpu_time=True)
+
+
+def test_int8_peak_bad_arguments():
+    with pytest.raises(ValueError, match="SIMD level"):
+        perf.int8_peak("ref")
+    with pytest.raises(ValueError):
+        perf.int8_peak("sse9")
+    with pytest.raises(ValueError, match="threads"):
+        perf.int8_peak("avx2", threads=0)

@@ -11,7 +11,7 @@ namespace pyvitcpp {
 void bind_gguf(pybind11::module_& m);   // bind_gguf.cpp: GGUFFile, GGUFError
 void bind_model(pybind11::module_& m);  // bind_model.cpp: Model, cpu_info
 void bind_quant(pybind11::module_& m);  // bind_quant.cpp: quantize, dequantize, requantize
-void bind_perf(pybind11::module_& m);   // bind_perf.cpp: _core.perf: gemm_bench, fma_peak
+void bind_perf(pybind11::module_& m);   // bind_perf.cpp: _core.perf: gemm_bench, fma_peak, int8_peak
 // bind_gguf.cpp: raises OSError(errno, strerror, path) (FileNotFoundError, IsADirectoryError, ...)
 // for a file that cannot be opened or read.
 [[noreturn]] void raise_os_error(const std::system_error& e, const std::string& path);

@@ -3,6 +3,8 @@
 // threading live in gemm_driver.h; this file holds the microkernels and their epilogue.
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "kernels/avx2/gemm_avx2.h"
 #define PYVITCPP_GEMM_ISA avx2
 #include "kernels/gemm_driver.h"
@@ -150,30 +152,61 @@ void gemm(const GemmArgs& a, int ith, int nth) { gemm_run<Traits>(a, ith, nth, g
 
 }  // namespace
 
-double gemm_fma_probe(int64_t iters) {
-  // 12 independent accumulator chains: enough to cover FMA latency x throughput (4 x 2).
-  __m256 acc[12];
+namespace {
+
+// `iters` rounds of acc[i] = step(acc[i]) over 12 independent chains (enough to cover FMA
+// latency x throughput, 4 x 2), kept in registers and the loop kept from being folded away:
+// the probes' common loop.
+template <class V, class Init, class Step, class Add>
+V run_chains(int64_t iters, const Init& init, const Step& step, const Add& add) {
+  V acc[12];
 #pragma GCC unroll 24
-  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i) * 1e-3f);
-  const __m256 m = _mm256_set1_ps(0.999999f), d = _mm256_set1_ps(1e-7f);
+  for (int i = 0; i < 12; ++i) acc[i] = init(i);
   for (int64_t it = 0; it < iters; ++it) {
 #pragma GCC unroll 24
-    for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], m, d);
-    // Keep the chains in registers and the loop from being folded away.
+    for (int i = 0; i < 12; ++i) acc[i] = step(acc[i]);
 #if defined(__GNUC__)
     __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[1]), "+x"(acc[2]), "+x"(acc[3]), "+x"(acc[4]),
                      "+x"(acc[5]), "+x"(acc[6]), "+x"(acc[7]), "+x"(acc[8]), "+x"(acc[9]),
                      "+x"(acc[10]), "+x"(acc[11]));
 #endif
   }
-  __m256 s = acc[0];
+  V s = acc[0];
 #pragma GCC unroll 24
-  for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, acc[i]);
-  alignas(32) float out[8];
-  _mm256_store_ps(out, s);
-  volatile float sink = out[0];
-  (void)sink;
+  for (int i = 1; i < 12; ++i) s = add(s, acc[i]);
+  return s;  // the sum of the chains, for the caller to consume
+}
+
+// Reads a byte of v into a volatile, so that the chains' results are used.
+template <class V>
+void sink(V v) {
+  unsigned char out[sizeof(V)];
+  std::memcpy(out, &v, sizeof(V));
+  volatile unsigned char keep = out[0];
+  (void)keep;
+}
+
+}  // namespace
+
+double gemm_fma_probe(int64_t iters) {
+  const __m256 m = _mm256_set1_ps(0.999999f), d = _mm256_set1_ps(1e-7f);
+  sink(run_chains<__m256>(
+      iters, [](int i) { return _mm256_set1_ps(static_cast<float>(i) * 1e-3f); },
+      [&](__m256 a) { return _mm256_fmadd_ps(a, m, d); }, [](__m256 a, __m256 b) { return _mm256_add_ps(a, b); }));
   return static_cast<double>(iters) * 12 * 8 * 2;
+}
+
+double gemm_int8_probe(int64_t iters) {
+  // vpmaddubsw (u8 x s8, pairs summed into int16): the product instruction of the avx2
+  // block-quantized GEMM (kernels/avx2/quant_avx2.cpp). Each chain feeds its int16 result back
+  // as the next unsigned bytes (a constant pair of operands would be hoisted out of the loop);
+  // the values saturate harmlessly, only the rate is measured.
+  const __m256i w = _mm256_set1_epi8(-2);
+  sink(run_chains<__m256i>(
+      iters, [](int i) { return _mm256_set1_epi16(static_cast<int16_t>(i)); },
+      [&](__m256i a) { return _mm256_maddubs_epi16(a, w); },
+      [](__m256i a, __m256i b) { return _mm256_add_epi16(a, b); }));
+  return static_cast<double>(iters) * 12 * 32 * 2;
 }
 
 }  // namespace avx2

@@ -145,16 +145,18 @@ void gemm(const GemmArgs& a, int ith, int nth) { gemm_run<Traits>(a, ith, nth, g
 
 }  // namespace
 
-double gemm_fma_probe(int64_t iters) {
-  // 24 independent accumulator chains (of the 32 zmm registers).
-  __m512 acc[24];
+namespace {
+
+// `iters` rounds of acc[i] = step(acc[i]) over 24 independent chains (of the 32 zmm registers),
+// kept in registers and the loop kept from being folded away: the probes' common loop.
+template <class V, class Init, class Step, class Add>
+V run_chains(int64_t iters, const Init& init, const Step& step, const Add& add) {
+  V acc[24];
 #pragma GCC unroll 24
-  for (int i = 0; i < 24; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i) * 1e-3f);
-  const __m512 m = _mm512_set1_ps(0.999999f), d = _mm512_set1_ps(1e-7f);
+  for (int i = 0; i < 24; ++i) acc[i] = init(i);
   for (int64_t it = 0; it < iters; ++it) {
 #pragma GCC unroll 24
-    for (int i = 0; i < 24; ++i) acc[i] = _mm512_fmadd_ps(acc[i], m, d);
-    // Keep the chains in registers and the loop from being folded away.
+    for (int i = 0; i < 24; ++i) acc[i] = step(acc[i]);
 #if defined(__GNUC__) && defined(__AVX512F__)  // not in the SIMDe-emulated test build: no zmm there
     __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[1]), "+v"(acc[2]), "+v"(acc[3]), "+v"(acc[4]),
                      "+v"(acc[5]), "+v"(acc[6]), "+v"(acc[7]), "+v"(acc[8]), "+v"(acc[9]),
@@ -164,12 +166,34 @@ double gemm_fma_probe(int64_t iters) {
                      "+v"(acc[22]), "+v"(acc[23]));
 #endif
   }
-  __m512 s = acc[0];
+  V s = acc[0];
 #pragma GCC unroll 24
-  for (int i = 1; i < 24; ++i) s = _mm512_add_ps(s, acc[i]);
+  for (int i = 1; i < 24; ++i) s = add(s, acc[i]);
+  return s;  // the sum of the chains, for the caller to consume
+}
+
+}  // namespace
+
+double gemm_fma_probe(int64_t iters) {
+  const __m512 m = _mm512_set1_ps(0.999999f), d = _mm512_set1_ps(1e-7f);
+  const __m512 s = run_chains<__m512>(
+      iters, [](int i) { return _mm512_set1_ps(static_cast<float>(i) * 1e-3f); },
+      [&](__m512 a) { return _mm512_fmadd_ps(a, m, d); }, [](__m512 a, __m512 b) { return _mm512_add_ps(a, b); });
   volatile float sink = _mm512_reduce_add_ps(s);
   (void)sink;
   return static_cast<double>(iters) * 24 * 16 * 2;
+}
+
+double gemm_int8_probe(int64_t iters) {
+  // vpdpbusd (u8 x s8, 4 products summed into each int32 lane): the instruction of the avx512
+  // block-quantized GEMM (kernels/avx512/quant_avx512.cpp).
+  const __m512i u = _mm512_set1_epi8(3), w = _mm512_set1_epi8(-2);
+  const __m512i s = run_chains<__m512i>(
+      iters, [](int i) { return _mm512_set1_epi32(i); }, [&](__m512i a) { return _mm512_dpbusd_epi32(a, u, w); },
+      [](__m512i a, __m512i b) { return _mm512_add_epi32(a, b); });
+  volatile int sink = _mm512_reduce_add_epi32(s);
+  (void)sink;
+  return static_cast<double>(iters) * 24 * 64 * 2;
 }
 
 }  // namespace avx512

@@ -11,5 +11,9 @@ constexpr int kGemmNR = 32;
 // Runs `iters` rounds of 24 independent 16-wide FMAs in registers (no memory traffic);
 // returns the flops done. Used to measure this core's FMA peak at the avx512 vector width.
 double gemm_fma_probe(int64_t iters);
+// Runs `iters` rounds of 24 independent vpdpbusd (VNNI u8 x s8 -> s32, 64 products each) in
+// registers; returns the int8 ops done (multiply-add = 2, as a GEMM's 2MNK counts them). The
+// int8 peak the avx512 block-quantized GEMM is judged by.
+double gemm_int8_probe(int64_t iters);
 }  // namespace avx512
 }  // namespace pyvitcpp
