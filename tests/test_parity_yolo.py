@@ -346,3 +346,38 @@ def test_other_scales_and_heads(tmp_path, yaml):
         ka = {k: v for k, v, _ in a.hparams if k.startswith("yolov8.layer")}
         kb = {k: v for k, v, _ in b.hparams if k.startswith("yolov8.layer")}
         assert ka == kb
+
+
+@pytest.mark.parametrize("yaml", list(FEATURE_LAYERS))
+def test_encoder_detect_end_to_end(gguf_files, yaml):
+    """Encoder.detect on a real non-square photo (letterbox, our maps, DFL decode, NMS, boxes mapped
+    back to the photo) gives the boxes of ultralytics' own chain on the same letterboxed pixels:
+    DetectionModel -> non_max_suppression -> scale_boxes (its letterbox inverse)."""
+    skimage_data = pytest.importorskip("skimage.data")
+    from pyvitcpp import Encoder
+    try:
+        from ultralytics.utils.nms import non_max_suppression
+    except ImportError:  # older ultralytics
+        from ultralytics.utils.ops import non_max_suppression
+    from ultralytics.utils.ops import scale_boxes
+
+    photo = skimage_data.chelsea()  # 300 x 451
+    enc = Encoder(gguf_files[yaml])
+    px = enc.preprocessor([photo])
+    assert px.shape[2:] == tuple(enc.preprocessor.image_size)
+    m = reference(yaml)
+    _, y = run_reference(m, px)
+    conf = float(np.quantile(y[:, 4:].max(axis=1), 0.95))
+    want = non_max_suppression(torch.from_numpy(y), conf_thres=conf, iou_thres=0.45, max_det=300)[0]
+    want[:, :4] = scale_boxes(px.shape[2:], want[:, :4], photo.shape[:2])
+    want = want.numpy()
+    got = enc.detect(photo, conf=conf, iou=0.45)
+    assert len(want) >= 3, f"only {len(want)} reference boxes: the check would be weak"
+    assert abs(len(got["scores"]) - len(want)) <= 1, f"{len(got['scores'])} boxes vs {len(want)}"
+    assert got["boxes"].shape[1] == 4 and np.all(got["boxes"][:, 2] <= photo.shape[1])
+    matched = 0
+    for r in want:
+        d = np.abs(got["boxes"] - r[:4]).max(axis=1) + 1e3 * (got["class_ids"] != int(r[5]))
+        matched += d.min() <= 0.05
+    assert matched >= len(want) - 1, f"{matched} of {len(want)} boxes matched"
+    assert got["labels"][0].startswith("class")
