@@ -6,6 +6,7 @@
 #include "kernels/avx2/gemm_avx2.h"
 #define PYVITCPP_GEMM_ISA avx2
 #include "kernels/gemm_driver.h"
+#include "kernels/conv_direct_driver.h"
 #include "kernels/simd_act.h"
 
 namespace pyvitcpp {
@@ -120,6 +121,33 @@ void ukernel(int64_t kc, const float* A, const void* B, float* cbuf, bool load_c
   epilogue<R>(c, *epi);
 }
 
+// Direct conv (conv_direct_driver.h): R pixels x 16 outputs, x[c] broadcast from each pixel's
+// own pointer for the tap, the panel's slice streamed; the whole K in registers.
+template <int R>
+void direct_ukernel(int64_t ntaps, const float* const* xp, const int64_t* boff, const float* panel,
+                    int64_t cg, const GemmEpilogue& e) {
+  __m256 c[R][2];
+  #pragma GCC unroll 16
+  for (int i = 0; i < R; ++i) c[i][0] = c[i][1] = _mm256_setzero_ps();
+  for (int64_t t = 0; t < ntaps; ++t) {
+    const float* x[R];
+    #pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) x[i] = xp[t * R + i];
+    const float* B = panel + boff[t];
+#pragma GCC unroll 4
+    for (int64_t k = 0; k < cg; ++k) {
+      const __m256 b0 = _mm256_loadu_ps(B + k * kNR), b1 = _mm256_loadu_ps(B + k * kNR + 8);
+      #pragma GCC unroll 16
+      for (int i = 0; i < R; ++i) {
+        const __m256 v = _mm256_broadcast_ss(x[i] + k);
+        c[i][0] = _mm256_fmadd_ps(v, b0, c[i][0]);
+        c[i][1] = _mm256_fmadd_ps(v, b1, c[i][1]);
+      }
+    }
+  }
+  epilogue<R>(c, e);
+}
+
 struct Traits {
   static constexpr int MR = kMR, NR = kNR;
   static constexpr int KC = 256, MC = 96, MC1 = 204, NCP = 32, RMIN = 4;
@@ -133,6 +161,11 @@ struct Traits {
                                        ukernel<4, true>, ukernel<5, true>, ukernel<6, true>};
     return k;
   }
+  static const ConvUkernel* direct_kernels() {
+    static const ConvUkernel k[kMR] = {direct_ukernel<1>, direct_ukernel<2>, direct_ukernel<3>,
+                                       direct_ukernel<4>, direct_ukernel<5>, direct_ukernel<6>};
+    return k;
+  }
   static void cvt_f16(const uint16_t* src, float* dst, int64_t n) {
     for (int64_t i = 0; i < n; i += 8)
       _mm256_store_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
@@ -142,7 +175,10 @@ static_assert(Traits::MC % Traits::MR == 0 && Traits::MC1 % Traits::MR == 0, "MC
 
 void (*g_fallback)(const GemmArgs&, int, int) = nullptr;
 
-void gemm(const GemmArgs& a, int ith, int nth) { gemm_run<Traits>(a, ith, nth, g_fallback); }
+void gemm(const GemmArgs& a, int ith, int nth) {
+  if (conv_direct_ok(a)) conv_direct_run<Traits>(a, ith, nth);
+  else gemm_run<Traits>(a, ith, nth, g_fallback);
+}
 
 }  // namespace
 

@@ -5,6 +5,7 @@
 
 #define PYVITCPP_GEMM_ISA avx512
 #include "kernels/gemm_driver.h"
+#include "kernels/conv_direct_driver.h"
 #include "kernels/avx512/gemm_avx512.h"
 #include "kernels/simd_act.h"
 
@@ -115,6 +116,40 @@ void ukernel(int64_t kc, const float* A, const void* B, float* cbuf, bool load_c
   epilogue<R>(c, *epi);
 }
 
+// Direct conv (conv_direct_driver.h): R pixels x 32 outputs, x[c] broadcast from each pixel's
+// own pointer for the tap, the panel's slice streamed; the whole K in registers.
+template <int R>
+void direct_ukernel(int64_t ntaps, const float* const* xp, const int64_t* boff, const float* panel,
+                    int64_t cg, const GemmEpilogue& e) {
+  __m512 c[R][2];
+  #pragma GCC unroll 16
+  for (int i = 0; i < R; ++i) c[i][0] = c[i][1] = _mm512_setzero_ps();
+  for (int64_t t = 0; t < ntaps; ++t) {
+    const float* x[R];
+    #pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) x[i] = xp[t * R + i];
+    const float* B = panel + boff[t];
+#pragma GCC unroll 2
+    for (int64_t k = 0; k < cg; ++k) {
+      const __m512 b0 = _mm512_loadu_ps(B + k * kNR), b1 = _mm512_loadu_ps(B + k * kNR + 16);
+      #pragma GCC unroll 16
+      for (int i = 0; i < R; ++i) {
+        const __m512 v = _mm512_set1_ps(x[i][k]);
+        c[i][0] = _mm512_fmadd_ps(v, b0, c[i][0]);
+        c[i][1] = _mm512_fmadd_ps(v, b1, c[i][1]);
+      }
+    }
+  }
+  epilogue<R>(c, e);
+}
+
+const ConvUkernel* direct_kernels() {
+  static const ConvUkernel k[kMR] = {
+      direct_ukernel<1>, direct_ukernel<2>, direct_ukernel<3>, direct_ukernel<4>,  direct_ukernel<5>,  direct_ukernel<6>,
+      direct_ukernel<7>, direct_ukernel<8>, direct_ukernel<9>, direct_ukernel<10>, direct_ukernel<11>, direct_ukernel<12>};
+  return k;
+}
+
 template <bool F16>
 const GemmUkernel* kernels() {
   static const GemmUkernel k[kMR] = {
@@ -128,6 +163,7 @@ struct Traits {
   static constexpr int KC = 128, MC = 144, MC1 = MC, NCP = 16, RMIN = 2;
   static const GemmUkernel* f32_kernels() { return kernels<false>(); }
   static const GemmUkernel* f16_kernels() { return kernels<true>(); }
+  static const ConvUkernel* direct_kernels() { return avx512::direct_kernels(); }
   static void cvt_f16(const uint16_t* src, float* dst, int64_t n) {
     for (int64_t i = 0; i < n; i += 16)
       _mm512_store_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
@@ -137,7 +173,10 @@ static_assert(Traits::MC % Traits::MR == 0 && Traits::MC1 % Traits::MR == 0, "MC
 
 void (*g_fallback)(const GemmArgs&, int, int) = nullptr;
 
-void gemm(const GemmArgs& a, int ith, int nth) { gemm_run<Traits>(a, ith, nth, g_fallback); }
+void gemm(const GemmArgs& a, int ith, int nth) {
+  if (conv_direct_ok(a)) conv_direct_run<Traits>(a, ith, nth);
+  else gemm_run<Traits>(a, ith, nth, g_fallback);
+}
 
 }  // namespace
 
