@@ -261,6 +261,26 @@ def test_conv_direct_vs_ref(isa, case):
     check_close(got, apply_act64(want_nb, "relu6") + res, mag_nb + np.abs(res), K, f"{isa} conv+res {case}")
 
 
+@pytest.mark.parametrize("isa", LEVELS)
+@pytest.mark.parametrize("case", DIRECT_CASES[:7], ids=lambda c: "x".join(map(str, c)))
+def test_conv_direct_f16_weights(isa, case):
+    """F16 weights (the converter's default): the conv widens them as it loads; against the spec
+    on the same weights rounded to fp16, and the forced gather."""
+    isa_or_skip(isa)
+    B, H, W, C, OC, k, s, d, pad, same = case
+    g = rng(sum(case) + 29)
+    x = g.standard_normal((B, H, W, C)).astype(np.float32)
+    w = (g.standard_normal((OC, C, k, k)) / np.sqrt(k * k * C)).astype(np.float16).astype(np.float32)
+    bias = (0.1 * g.standard_normal(OC)).astype(np.float32)
+    want, mag = torch_conv64(x, w, bias, s, d, pad, same, 1)
+    kw = dict(stride=s, dilation=d, pad=pad, same=same, act=ACT["silu"])
+    got = T.conv2d(isa, x, w, bias, nth=3, f16=True, **kw)
+    np.testing.assert_array_equal(got, T.conv2d(isa, x, w, bias, nth=1, f16=True, **kw))
+    check_close(got, apply_act64(want, "silu"), mag, k * k * C, f"{isa} f16 conv {case}")
+    forced = T.conv2d(isa, x, w, bias, nth=2, f16=True, direct=False, **kw)
+    check_close(got, forced.astype(np.float64), mag, k * k * C, f"{isa} f16 direct vs gather {case}")
+
+
 def test_conv2d_bad_args():
     x = np.zeros((1, 4, 4, 6), np.float32)
     with pytest.raises(ValueError, match="groups"):

@@ -1,5 +1,5 @@
 // Direct (im2col-free, pack-free) convolution over an NHWC map, shared by the avx2 and avx512
-// GEMMs: the path a level's gemm takes for GemmArgs::conv with F32 packed weights when
+// GEMMs: the path a level's gemm takes for GemmArgs::conv with F32 or F16 packed weights when
 // conv_direct_ok() says so (else the gathering GEMM of gemm_driver.h runs). Specification: the
 // same GEMM, Y = act(im2col(X) . W^T + bias) + residual (kernels.h), twin ref::conv2d_direct.
 //
@@ -33,11 +33,12 @@ namespace PYVITCPP_GEMM_ISA {
 namespace {  // NOLINT(google-build-namespaces): see gemm_driver.h
 
 // Microkernel of the direct conv: ntaps taps; for tap t, xp[t*R + i] is pixel i's input at that
-// tap (cg floats, or zeros) and panel + boff[t] the panel's cg x NR slice for it (row stride NR).
-using ConvUkernel = void (*)(int64_t ntaps, const float* const* xp, const int64_t* boff, const float* panel,
+// tap (cg floats, or zeros) and panel + boff[t] (in elements: F32, or F16 converted as loaded)
+// the panel's cg x NR slice for it (row stride NR).
+using ConvUkernel = void (*)(int64_t ntaps, const float* const* xp, const int64_t* boff, const void* panel,
                              int64_t cg, const GemmEpilogue& e);
 
-// Whether the direct path runs this conv. Needs F32 weights packed by this level, and at least
+// Whether the direct path runs this conv. Needs F32 or F16 weights packed by this level, and at least
 // 8 channels per tap (below that the per-tap pointer set-up outweighs the FMAs). Pixels that
 // are 4 KiB apart in memory (C * stride_w * 4 a multiple of 4096: 1024 channels at stride 1,
 // 512 at stride 2) would put all R broadcast streams into one L1 set; those keep the gather.
@@ -47,7 +48,7 @@ inline bool conv_direct_ok(const GemmArgs& a) {
     const char* e = std::getenv("PYVITCPP_CONV_DIRECT");
     return !(e && e[0] == '0');
   }();
-  if (!enabled || !a.conv || !a.W_packed || a.wtype != DType::F32) return false;
+  if (!enabled || !a.conv || !a.W_packed || (a.wtype != DType::F32 && a.wtype != DType::F16)) return false;
   const ConvGather& g = *a.conv;
   if (!g.allow_direct || g.cg < 8) return false;
   const int64_t step = g.C * g.w.stride * static_cast<int64_t>(sizeof(float));
@@ -89,8 +90,10 @@ void conv_direct_run(const GemmArgs& a, int ith, int nth) {
   // Rows per block: the input they read, about rows * C * sh * sw floats, within ~256 KiB.
   const int64_t per_row = std::max<int64_t>(1, g.C * g.h.stride * g.w.stride * static_cast<int64_t>(sizeof(float)));
   const int64_t blk_tiles = std::max<int64_t>(1, (int64_t{1} << 18) / per_row / MR);
-  const ConvUkernel* kern = T::direct_kernels();
-  const float* Wp = static_cast<const float*>(a.W_packed);
+  const bool f16 = a.wtype == DType::F16;
+  const ConvUkernel* kern = T::direct_kernels(f16);
+  const char* Wp = static_cast<const char*>(a.W_packed);
+  const int64_t esz = f16 ? 2 : 4;
 
   const int64_t OW = g.w.out, OH = g.h.out;
   // The tile's pointer tables: xp (nt taps x R pixels) and boff (the kept taps' offsets in a
@@ -141,13 +144,13 @@ void conv_direct_run(const GemmArgs& a, int ith, int nth) {
     e.bias = a.bias ? a.bias + n0 : nullptr;
     e.y = a.Y + r0 * a.ldy + n0;
     e.res = a.residual ? a.residual + r0 * a.ldr + n0 : nullptr;
-    kern[R - 1](nt, xp, boff, Wp + p * K * NR, cg, e);
+    kern[R - 1](nt, xp, boff, Wp + p * K * NR * esz, cg, e);
   };
   auto tile_rows = [&](int64_t t, int64_t* r0) {
     *r0 = m0 + rows * t / ntiles;
     return static_cast<int>(m0 + rows * (t + 1) / ntiles - *r0);
   };
-  if (K * NR * (q1 - q0) * static_cast<int64_t>(sizeof(float)) <= (int64_t{1} << 19)) {
+  if (K * NR * (q1 - q0) * esz <= (int64_t{1} << 19)) {
     // The thread's panels fit in L2: each tile's input stays in L1 across them.
     for (int64_t t = 0; t < ntiles; ++t) {
       int64_t r0;

@@ -17,6 +17,7 @@
 #include "core/aligned.h"
 #include "core/cpu.h"
 #include "core/dtype.h"
+#include "core/fp16.h"
 #include "kernels/conv.h"
 #include "kernels/kernels.h"
 #include "ops/conv_ops.h"
@@ -128,11 +129,13 @@ farray pool_hook(const std::string& isa, const py::object& xo, int64_t k, int64_
 // packs (gather=True, the graph's fused conv) or reads from an Im2col op's buffer (gather=False,
 // and always for NCHW pixels). With gather, direct=True lets the SIMD levels run the conv
 // directly (kernels/conv_direct_driver.h, where conv_direct_ok allows); direct=False forces the
-// gathering GEMM. x: NHWC [B, H, W, C] (or NCHW when nchw);
+// gathering GEMM. f16: the weight is stored as F16 (a converter's default), which the GEMMs
+// widen as they load (give w already rounded to fp16 to compare with the spec). x: NHWC
+// [B, H, W, C] (or NCHW when nchw);
 // w: PyTorch [OC, C/groups, k, k]; residual: [B, OH, OW, OC] or None. Returns NHWC.
 farray conv_hook(const std::string& isa, const py::object& xo, const py::object& wo, const py::object& bo,
                  int64_t stride, int64_t dil, int64_t pad, bool same, int64_t groups, int act,
-                 const py::object& ro, bool nchw, bool gather, int nth, bool direct) {
+                 const py::object& ro, bool nchw, bool gather, int nth, bool direct, bool f16) {
   farray x = f32(xo, "x", 4), w = f32(wo, "w", 4);
   const int64_t B = x.shape(0);
   const int64_t C = nchw ? x.shape(1) : x.shape(3);
@@ -176,14 +179,19 @@ farray conv_hook(const std::string& isa, const py::object& xo, const py::object&
   const int64_t M = B * a.h.out * a.w.out, K = k * k * Cg;
   const bool use_gather = gather && !nchw;
   std::vector<float> cols(use_gather ? 0 : static_cast<size_t>(M * K)), wg(static_cast<size_t>(OCg * K));
+  std::vector<uint16_t> wh(f16 ? wg.size() : 0);
   py::gil_scoped_release nogil;
   for (int64_t g = 0; g < groups; ++g) {
     permute_conv_weight_khwc(a.W + g * OCg * Cg * k * k, DType::F32, OCg, Cg, k, k, wg.data());
+    const DType wt = f16 ? DType::F16 : DType::F32;
+    if (f16)
+      for (size_t i = 0; i < wg.size(); ++i) wh[i] = fp32_to_fp16(wg[i]);
+    const void* wraw = f16 ? static_cast<const void*>(wh.data()) : wg.data();
     AlignedBuffer packed;
-    const size_t pbytes = t.gemm_pack_size(DType::F32, OCg, K);
+    const size_t pbytes = t.gemm_pack_size(wt, OCg, K);
     if (pbytes) {
       packed.resize(pbytes);
-      t.gemm_pack(wg.data(), DType::F32, OCg, K, packed.data());
+      t.gemm_pack(wraw, wt, OCg, K, packed.data());
     }
     GemmArgs ga;
     ConvGather cg;
@@ -196,7 +204,7 @@ farray conv_hook(const std::string& isa, const py::object& xo, const py::object&
       ga.X = cols.data(); ga.ldx = K;
     }
     ga.M = M; ga.N = OCg; ga.K = K;
-    ga.W_raw = wg.data(); ga.wtype = DType::F32;
+    ga.W_raw = wraw; ga.wtype = wt;
     ga.W_packed = pbytes ? packed.data() : nullptr;
     ga.bias = a.bias ? a.bias + g * OCg : nullptr;
     ga.act = a.act;
@@ -294,7 +302,7 @@ void bind_test_conv(py::module_& t) {
   t.def("conv2d", &conv_hook, py::arg("isa"), py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("stride") = 1,
         py::arg("dilation") = 1, py::arg("pad") = 0, py::arg("same") = false, py::arg("groups") = 1,
         py::arg("act") = 0, py::arg("residual") = py::none(), py::arg("nchw") = false, py::arg("gather") = true,
-        py::arg("nth") = 1, py::arg("direct") = true);
+        py::arg("nth") = 1, py::arg("direct") = true, py::arg("f16") = false);
   t.def("conv_rate", &conv_rate, py::arg("isa"), py::arg("B"), py::arg("H"), py::arg("W"), py::arg("C"),
         py::arg("OC"), py::arg("k"), py::arg("stride") = 1, py::arg("pad") = 0, py::arg("path") = "direct",
         py::arg("shares") = 1, py::arg("reps") = 3,

@@ -122,9 +122,10 @@ void ukernel(int64_t kc, const float* A, const void* B, float* cbuf, bool load_c
 }
 
 // Direct conv (conv_direct_driver.h): R pixels x 16 outputs, x[c] broadcast from each pixel's
-// own pointer for the tap, the panel's slice streamed; the whole K in registers.
-template <int R>
-void direct_ukernel(int64_t ntaps, const float* const* xp, const int64_t* boff, const float* panel,
+// own pointer for the tap, the panel's slice (F32, or F16 converted as loaded) streamed; the
+// whole K in registers.
+template <int R, bool F16>
+void direct_ukernel(int64_t ntaps, const float* const* xp, const int64_t* boff, const void* panel,
                     int64_t cg, const GemmEpilogue& e) {
   __m256 c[R][2];
   #pragma GCC unroll 16
@@ -133,10 +134,12 @@ void direct_ukernel(int64_t ntaps, const float* const* xp, const int64_t* boff, 
     const float* x[R];
     #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) x[i] = xp[t * R + i];
-    const float* B = panel + boff[t];
+    const void* B = F16 ? static_cast<const void*>(static_cast<const uint16_t*>(panel) + boff[t])
+                        : static_cast<const void*>(static_cast<const float*>(panel) + boff[t]);
 #pragma GCC unroll 4
     for (int64_t k = 0; k < cg; ++k) {
-      const __m256 b0 = _mm256_loadu_ps(B + k * kNR), b1 = _mm256_loadu_ps(B + k * kNR + 8);
+      __m256 b0, b1;
+      load_b<F16>(B, k, b0, b1);
       #pragma GCC unroll 16
       for (int i = 0; i < R; ++i) {
         const __m256 v = _mm256_broadcast_ss(x[i] + k);
@@ -161,10 +164,12 @@ struct Traits {
                                        ukernel<4, true>, ukernel<5, true>, ukernel<6, true>};
     return k;
   }
-  static const ConvUkernel* direct_kernels() {
-    static const ConvUkernel k[kMR] = {direct_ukernel<1>, direct_ukernel<2>, direct_ukernel<3>,
-                                       direct_ukernel<4>, direct_ukernel<5>, direct_ukernel<6>};
-    return k;
+  static const ConvUkernel* direct_kernels(bool f16) {
+    static const ConvUkernel k32[kMR] = {direct_ukernel<1, false>, direct_ukernel<2, false>, direct_ukernel<3, false>,
+                                         direct_ukernel<4, false>, direct_ukernel<5, false>, direct_ukernel<6, false>};
+    static const ConvUkernel k16[kMR] = {direct_ukernel<1, true>, direct_ukernel<2, true>, direct_ukernel<3, true>,
+                                         direct_ukernel<4, true>, direct_ukernel<5, true>, direct_ukernel<6, true>};
+    return f16 ? k16 : k32;
   }
   static void cvt_f16(const uint16_t* src, float* dst, int64_t n) {
     for (int64_t i = 0; i < n; i += 8)
