@@ -27,6 +27,8 @@
 //    panels: the K x NR panel is read from L2 by every tile of the block
 //     tiles: pointer table, microkernel
 #pragma once
+#include <cstddef>
+#include <utility>
 
 namespace pyvitcpp {
 namespace PYVITCPP_GEMM_ISA {
@@ -37,6 +39,50 @@ namespace {  // NOLINT(google-build-namespaces): see gemm_driver.h
 // the panel's cg x NR slice for it (row stride NR).
 using ConvUkernel = void (*)(int64_t ntaps, const float* const* xp, const int64_t* boff, const void* panel,
                              int64_t cg, const GemmEpilogue& e);
+
+// The microkernel, one body for both levels over the level's Traits: V (the vector), vzero,
+// bcast (a float broadcast from memory), fma, load_b<F16> (one packed panel row as two vectors,
+// F16 widened) and epilogue<R> (bias, activation, residual, store: the GEMM's own).
+template <class T, int R, bool F16>
+void conv_direct_ukernel(int64_t ntaps, const float* const* xp, const int64_t* boff, const void* panel, int64_t cg,
+                         const GemmEpilogue& e) {
+  using V = typename T::V;
+  V c[R][2];
+  #pragma GCC unroll 16
+  for (int i = 0; i < R; ++i) c[i][0] = c[i][1] = T::vzero();
+  for (int64_t t = 0; t < ntaps; ++t) {
+    const float* x[R];
+    #pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) x[i] = xp[t * R + i];
+    const void* B = F16 ? static_cast<const void*>(static_cast<const uint16_t*>(panel) + boff[t])
+                        : static_cast<const void*>(static_cast<const float*>(panel) + boff[t]);
+#pragma GCC unroll 2
+    for (int64_t k = 0; k < cg; ++k) {
+      V b0, b1;
+      T::template load_b<F16>(B, k, b0, b1);
+      #pragma GCC unroll 16
+      for (int i = 0; i < R; ++i) {
+        const V v = T::bcast(x[i] + k);
+        c[i][0] = T::fma(v, b0, c[i][0]);
+        c[i][1] = T::fma(v, b1, c[i][1]);
+      }
+    }
+  }
+  T::template epilogue<R>(c, e);
+}
+
+template <class T, bool F16, size_t... I>
+const ConvUkernel* conv_direct_table(std::index_sequence<I...>) {
+  static const ConvUkernel k[] = {conv_direct_ukernel<T, static_cast<int>(I) + 1, F16>...};
+  return k;
+}
+
+// Microkernels for R = 1..MR rows (index R - 1).
+template <class T>
+const ConvUkernel* conv_direct_kernels(bool f16) {
+  return f16 ? conv_direct_table<T, true>(std::make_index_sequence<T::MR>())
+             : conv_direct_table<T, false>(std::make_index_sequence<T::MR>());
+}
 
 // Whether the direct path runs this conv. Needs F32 or F16 weights packed by this level, and at least
 // 8 channels per tap (below that the per-tap pointer set-up outweighs the FMAs). Pixels that
@@ -62,12 +108,9 @@ void conv_direct_run(const GemmArgs& a, int ith, int nth) {
   const int64_t M = a.M, N = a.N;
   if (M <= 0 || N <= 0) return;
   const int64_t npanels = gemm_ceil_div(N, NR);
-  int pm = 1, pn = 1;
-  gemm_choose_grid(M, npanels, nth, MR, NR, T::RMIN, &pm, &pn);
-  const int im = ith / pn, in = ith % pn;
-  const int64_t m0 = M * im / pm, m1 = M * (im + 1) / pm;
-  const int64_t q0 = npanels * in / pn, q1 = npanels * (in + 1) / pn;
-  if (m0 >= m1 || q0 >= q1) return;
+  GemmRect rect;
+  if (!gemm_thread_rect(M, npanels, ith, nth, MR, NR, T::RMIN, &rect)) return;
+  const int64_t m0 = rect.m0, m1 = rect.m1, q0 = rect.q0, q1 = rect.q1;
 
   const int64_t cg = g.cg, KH = g.h.k, KW = g.w.k, taps = KH * KW;
   const int64_t K = taps * cg;
@@ -91,7 +134,7 @@ void conv_direct_run(const GemmArgs& a, int ith, int nth) {
   const int64_t per_row = std::max<int64_t>(1, g.C * g.h.stride * g.w.stride * static_cast<int64_t>(sizeof(float)));
   const int64_t blk_tiles = std::max<int64_t>(1, (int64_t{1} << 18) / per_row / MR);
   const bool f16 = a.wtype == DType::F16;
-  const ConvUkernel* kern = T::direct_kernels(f16);
+  const ConvUkernel* kern = conv_direct_kernels<T>(f16);
   const char* Wp = static_cast<const char*>(a.W_packed);
   const int64_t esz = f16 ? 2 : 4;
 

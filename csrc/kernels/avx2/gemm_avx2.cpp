@@ -121,36 +121,6 @@ void ukernel(int64_t kc, const float* A, const void* B, float* cbuf, bool load_c
   epilogue<R>(c, *epi);
 }
 
-// Direct conv (conv_direct_driver.h): R pixels x 16 outputs, x[c] broadcast from each pixel's
-// own pointer for the tap, the panel's slice (F32, or F16 converted as loaded) streamed; the
-// whole K in registers.
-template <int R, bool F16>
-void direct_ukernel(int64_t ntaps, const float* const* xp, const int64_t* boff, const void* panel,
-                    int64_t cg, const GemmEpilogue& e) {
-  __m256 c[R][2];
-  #pragma GCC unroll 16
-  for (int i = 0; i < R; ++i) c[i][0] = c[i][1] = _mm256_setzero_ps();
-  for (int64_t t = 0; t < ntaps; ++t) {
-    const float* x[R];
-    #pragma GCC unroll 16
-    for (int i = 0; i < R; ++i) x[i] = xp[t * R + i];
-    const void* B = F16 ? static_cast<const void*>(static_cast<const uint16_t*>(panel) + boff[t])
-                        : static_cast<const void*>(static_cast<const float*>(panel) + boff[t]);
-#pragma GCC unroll 4
-    for (int64_t k = 0; k < cg; ++k) {
-      __m256 b0, b1;
-      load_b<F16>(B, k, b0, b1);
-      #pragma GCC unroll 16
-      for (int i = 0; i < R; ++i) {
-        const __m256 v = _mm256_broadcast_ss(x[i] + k);
-        c[i][0] = _mm256_fmadd_ps(v, b0, c[i][0]);
-        c[i][1] = _mm256_fmadd_ps(v, b1, c[i][1]);
-      }
-    }
-  }
-  epilogue<R>(c, e);
-}
-
 struct Traits {
   static constexpr int MR = kMR, NR = kNR;
   static constexpr int KC = 256, MC = 96, MC1 = 204, NCP = 32, RMIN = 4;
@@ -164,13 +134,15 @@ struct Traits {
                                        ukernel<4, true>, ukernel<5, true>, ukernel<6, true>};
     return k;
   }
-  static const ConvUkernel* direct_kernels(bool f16) {
-    static const ConvUkernel k32[kMR] = {direct_ukernel<1, false>, direct_ukernel<2, false>, direct_ukernel<3, false>,
-                                         direct_ukernel<4, false>, direct_ukernel<5, false>, direct_ukernel<6, false>};
-    static const ConvUkernel k16[kMR] = {direct_ukernel<1, true>, direct_ukernel<2, true>, direct_ukernel<3, true>,
-                                         direct_ukernel<4, true>, direct_ukernel<5, true>, direct_ukernel<6, true>};
-    return f16 ? k16 : k32;
-  }
+  // For the direct conv's microkernel (conv_direct_driver.h).
+  using V = __m256;
+  static V vzero() { return _mm256_setzero_ps(); }
+  static V bcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  template <bool F16>
+  static void load_b(const void* B, int64_t k, V& b0, V& b1) { avx2::load_b<F16>(B, k, b0, b1); }
+  template <int R>
+  static void epilogue(V (&c)[R][2], const GemmEpilogue& e) { avx2::epilogue<R>(c, e); }
   static void cvt_f16(const uint16_t* src, float* dst, int64_t n) {
     for (int64_t i = 0; i < n; i += 8)
       _mm256_store_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));

@@ -116,45 +116,6 @@ void ukernel(int64_t kc, const float* A, const void* B, float* cbuf, bool load_c
   epilogue<R>(c, *epi);
 }
 
-// Direct conv (conv_direct_driver.h): R pixels x 32 outputs, x[c] broadcast from each pixel's
-// own pointer for the tap, the panel's slice (F32, or F16 converted as loaded) streamed; the
-// whole K in registers.
-template <int R, bool F16>
-void direct_ukernel(int64_t ntaps, const float* const* xp, const int64_t* boff, const void* panel,
-                    int64_t cg, const GemmEpilogue& e) {
-  __m512 c[R][2];
-  #pragma GCC unroll 16
-  for (int i = 0; i < R; ++i) c[i][0] = c[i][1] = _mm512_setzero_ps();
-  for (int64_t t = 0; t < ntaps; ++t) {
-    const float* x[R];
-    #pragma GCC unroll 16
-    for (int i = 0; i < R; ++i) x[i] = xp[t * R + i];
-    const void* B = F16 ? static_cast<const void*>(static_cast<const uint16_t*>(panel) + boff[t])
-                        : static_cast<const void*>(static_cast<const float*>(panel) + boff[t]);
-#pragma GCC unroll 2
-    for (int64_t k = 0; k < cg; ++k) {
-      __m512 b0, b1;
-      load_b<F16>(B, k, b0, b1);
-      #pragma GCC unroll 16
-      for (int i = 0; i < R; ++i) {
-        const __m512 v = _mm512_set1_ps(x[i][k]);
-        c[i][0] = _mm512_fmadd_ps(v, b0, c[i][0]);
-        c[i][1] = _mm512_fmadd_ps(v, b1, c[i][1]);
-      }
-    }
-  }
-  epilogue<R>(c, e);
-}
-
-template <bool F16>
-const ConvUkernel* direct_kernels() {
-  static const ConvUkernel k[kMR] = {
-      direct_ukernel<1, F16>, direct_ukernel<2, F16>, direct_ukernel<3, F16>,   direct_ukernel<4, F16>,
-      direct_ukernel<5, F16>, direct_ukernel<6, F16>, direct_ukernel<7, F16>,   direct_ukernel<8, F16>,
-      direct_ukernel<9, F16>, direct_ukernel<10, F16>, direct_ukernel<11, F16>, direct_ukernel<12, F16>};
-  return k;
-}
-
 template <bool F16>
 const GemmUkernel* kernels() {
   static const GemmUkernel k[kMR] = {
@@ -168,9 +129,15 @@ struct Traits {
   static constexpr int KC = 128, MC = 144, MC1 = MC, NCP = 16, RMIN = 2;
   static const GemmUkernel* f32_kernels() { return kernels<false>(); }
   static const GemmUkernel* f16_kernels() { return kernels<true>(); }
-  static const ConvUkernel* direct_kernels(bool f16) {
-    return f16 ? avx512::direct_kernels<true>() : avx512::direct_kernels<false>();
-  }
+  // For the direct conv's microkernel (conv_direct_driver.h).
+  using V = __m512;
+  static V vzero() { return _mm512_setzero_ps(); }
+  static V bcast(const float* p) { return _mm512_set1_ps(*p); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  template <bool F16>
+  static void load_b(const void* B, int64_t k, V& b0, V& b1) { avx512::load_b<F16>(B, k, b0, b1); }
+  template <int R>
+  static void epilogue(V (&c)[R][2], const GemmEpilogue& e) { avx512::epilogue<R>(c, e); }
   static void cvt_f16(const uint16_t* src, float* dst, int64_t n) {
     for (int64_t i = 0; i < n; i += 16)
       _mm512_store_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
