@@ -213,6 +213,74 @@ def test_conv2d_vs_torch(isa, case):
     check_close(got, want, mag, K, f"{isa} conv nchw {case}")
 
 
+# The direct conv (kernels/conv_direct_driver.h): what the avx2/avx512 GEMMs run for a gathered
+# conv with F32 weights, >= 8 channels a group and pixels not 4 KiB apart. Awkward sizes: odd
+# channel counts, images smaller than the kernel, tiles of pixels that cross image rows and
+# images, strides 2-3, dilation, SAME padding, output-channel tails of every panel width.
+DIRECT_CASES = [
+    # (B, H, W, C, OC, k, stride, dil, pad, same)
+    (1, 1, 1, 8, 1, 3, 1, 1, 1, False),     # one pixel: only the centre tap is inside
+    (2, 3, 5, 9, 33, 3, 1, 1, 1, False),    # 30 pixels: tiles cross rows and images
+    (1, 7, 7, 17, 64, 3, 2, 1, 1, False),   # ResNet-style strided 3x3
+    (3, 5, 4, 24, 40, 1, 2, 1, 0, False),   # 1x1 stride 2 (downsample)
+    (1, 9, 11, 13, 31, 5, 1, 2, 0, True),   # dilated, SAME
+    (2, 14, 14, 32, 70, 3, 1, 1, 1, False),  # 392 pixels: many tiles, N tail 6
+    (1, 2, 2, 64, 16, 7, 1, 1, 3, False),   # kernel larger than the image: taps skipped
+    (1, 6, 6, 8, 12, 3, 3, 1, 0, False),    # stride 3, no padding
+    (1, 7, 7, 96, 48, 3, 1, 1, 1, True),    # 49 pixels (ResNet layer 4 at batch 1)
+    (2, 3, 3, 1024, 20, 1, 1, 1, 0, False),  # 4 KiB between pixels: stays on the gather
+]
+
+
+@pytest.mark.parametrize("isa", LEVELS)
+@pytest.mark.parametrize("case", DIRECT_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_conv_direct_vs_ref(isa, case):
+    """Each level's conv (direct where allowed) against the scalar specification and float64
+    torch, with every epilogue; thread splits give the same bits; the forced gather agrees."""
+    isa_or_skip(isa)
+    B, H, W, C, OC, k, s, d, pad, same = case
+    g = rng(sum(case) + 17)
+    x = g.standard_normal((B, H, W, C)).astype(np.float32)
+    w = (g.standard_normal((OC, C, k, k)) / np.sqrt(k * k * C)).astype(np.float32)
+    bias = (0.1 * g.standard_normal(OC)).astype(np.float32)
+    want, mag = torch_conv64(x, w, bias, s, d, pad, same, 1)
+    K = k * k * C
+    kw = dict(stride=s, dilation=d, pad=pad, same=same)
+    for act in ("none", "relu", "silu", "leaky_relu"):
+        spec = T.conv2d("direct", x, w, bias, act=ACT[act], nth=1, **kw)
+        outs = [T.conv2d(isa, x, w, bias, act=ACT[act], nth=nth, **kw) for nth in (1, 2, 3, 7)]
+        for o in outs[1:]:
+            np.testing.assert_array_equal(o, outs[0])  # the split does not change a sum's order
+        check_close(outs[0], apply_act64(want, act), mag, K, f"{isa} conv {case} {act}")
+        check_close(outs[0], spec.astype(np.float64), mag, K, f"{isa} vs spec {case} {act}", extra=1e-30)
+        forced = T.conv2d(isa, x, w, bias, act=ACT[act], nth=2, direct=False, **kw)
+        check_close(outs[0], forced.astype(np.float64), mag, K, f"{isa} direct vs gather {case} {act}")
+    res = g.standard_normal(want.shape).astype(np.float32)
+    got = T.conv2d(isa, x, w, None, act=ACT["relu6"], residual=res, nth=3, **kw)
+    want_nb, mag_nb = torch_conv64(x, w, None, s, d, pad, same, 1)
+    check_close(got, apply_act64(want_nb, "relu6") + res, mag_nb + np.abs(res), K, f"{isa} conv+res {case}")
+
+
+@pytest.mark.parametrize("isa", LEVELS)
+@pytest.mark.parametrize("case", DIRECT_CASES[:7], ids=lambda c: "x".join(map(str, c)))
+def test_conv_direct_f16_weights(isa, case):
+    """F16 weights (the converter's default): the conv widens them as it loads; against the spec
+    on the same weights rounded to fp16, and the forced gather."""
+    isa_or_skip(isa)
+    B, H, W, C, OC, k, s, d, pad, same = case
+    g = rng(sum(case) + 29)
+    x = g.standard_normal((B, H, W, C)).astype(np.float32)
+    w = (g.standard_normal((OC, C, k, k)) / np.sqrt(k * k * C)).astype(np.float16).astype(np.float32)
+    bias = (0.1 * g.standard_normal(OC)).astype(np.float32)
+    want, mag = torch_conv64(x, w, bias, s, d, pad, same, 1)
+    kw = dict(stride=s, dilation=d, pad=pad, same=same, act=ACT["silu"])
+    got = T.conv2d(isa, x, w, bias, nth=3, f16=True, **kw)
+    np.testing.assert_array_equal(got, T.conv2d(isa, x, w, bias, nth=1, f16=True, **kw))
+    check_close(got, apply_act64(want, "silu"), mag, k * k * C, f"{isa} f16 conv {case}")
+    forced = T.conv2d(isa, x, w, bias, nth=2, f16=True, direct=False, **kw)
+    check_close(got, forced.astype(np.float64), mag, k * k * C, f"{isa} f16 direct vs gather {case}")
+
+
 def test_conv2d_bad_args():
     x = np.zeros((1, 4, 4, 6), np.float32)
     with pytest.raises(ValueError, match="groups"):

@@ -134,6 +134,22 @@ inline void gemm_choose_grid(int64_t M, int64_t npanels, int nth, int MR, int NR
   *pn_out = nth / best_pm;
 }
 
+// Thread ith's rectangle of the output under gemm_choose_grid: rows [m0, m1) x panels [q0, q1).
+// False when it is empty.
+struct GemmRect {
+  int64_t m0 = 0, m1 = 0, q0 = 0, q1 = 0;
+};
+inline bool gemm_thread_rect(int64_t M, int64_t npanels, int ith, int nth, int MR, int NR, int rmin, GemmRect* r) {
+  int pm = 1, pn = 1;
+  gemm_choose_grid(M, npanels, nth, MR, NR, rmin, &pm, &pn);
+  const int im = ith / pn, in = ith % pn;
+  r->m0 = M * im / pm;
+  r->m1 = M * (im + 1) / pm;
+  r->q0 = npanels * in / pn;
+  r->q1 = npanels * (in + 1) / pn;
+  return r->m0 < r->m1 && r->q0 < r->q1;
+}
+
 // Copies rows [0, rows) x columns [0, K) of X (row stride ldx) into tiles of MR rows, each
 // K x MR, k-major (X[r0 + i][k] at dst[r0*K + k*MR + i]): the microkernel then reads one
 // contiguous stream whatever ldx is (rows at a stride that is a multiple of 4 KiB would
@@ -310,12 +326,9 @@ void gemm_run(const GemmArgs& a, int ith, int nth, void (*fallback)(const GemmAr
   const int64_t M = a.M, N = a.N, K = a.K;
   if (M <= 0 || N <= 0 || K <= 0) return;
   const int64_t npanels = gemm_ceil_div(N, NR);
-  int pm = 1, pn = 1;
-  gemm_choose_grid(M, npanels, nth, MR, NR, T::RMIN, &pm, &pn);
-  const int im = ith / pn, in = ith % pn;
-  const int64_t m0 = M * im / pm, m1 = M * (im + 1) / pm;
-  const int64_t q0 = npanels * in / pn, q1 = npanels * (in + 1) / pn;
-  if (m0 >= m1 || q0 >= q1) return;
+  GemmRect rect;
+  if (!gemm_thread_rect(M, npanels, ith, nth, MR, NR, T::RMIN, &rect)) return;
+  const int64_t m0 = rect.m0, m1 = rect.m1, q0 = rect.q0, q1 = rect.q1;
 
   const int64_t nkb = gemm_ceil_div(K, T::KC);
   const int64_t kcb = gemm_ceil_div(K, nkb);  // balanced K blocks

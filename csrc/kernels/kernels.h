@@ -187,6 +187,9 @@ struct ConvGather {
   const float* X = nullptr;
   int64_t B = 0, C = 0, c0 = 0, cg = 0;
   ConvAxis h, w;
+  // The SIMD levels may run such a GEMM as a direct conv (kernels/conv_direct_driver.h) instead
+  // of gathering and packing X; false forces the gather (tests compare the two).
+  bool allow_direct = true;
 };
 // Columns [k0, k0 + n) of row r of that matrix into dst (ISA-neutral, kernels/conv_gather.cpp).
 void conv_gather_row(const ConvGather& g, int64_t r, int64_t k0, int64_t n, float* dst);

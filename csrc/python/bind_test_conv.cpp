@@ -7,13 +7,17 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstring>
+#include <ctime>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "core/aligned.h"
 #include "core/cpu.h"
 #include "core/dtype.h"
+#include "core/fp16.h"
 #include "kernels/conv.h"
 #include "kernels/kernels.h"
 #include "ops/conv_ops.h"
@@ -123,11 +127,15 @@ farray pool_hook(const std::string& isa, const py::object& xo, int64_t k, int64_
 // CNN graphs run: per group, that level's GEMM with the weight permuted to (ky, kx, c) columns
 // and packed, over the group's im2col matrix, which the GEMM gathers from the NHWC map as it
 // packs (gather=True, the graph's fused conv) or reads from an Im2col op's buffer (gather=False,
-// and always for NCHW pixels). x: NHWC [B, H, W, C] (or NCHW when nchw);
+// and always for NCHW pixels). With gather, direct=True lets the SIMD levels run the conv
+// directly (kernels/conv_direct_driver.h, where conv_direct_ok allows); direct=False forces the
+// gathering GEMM. f16: the weight is stored as F16 (a converter's default), which the GEMMs
+// widen as they load (give w already rounded to fp16 to compare with the spec). x: NHWC
+// [B, H, W, C] (or NCHW when nchw);
 // w: PyTorch [OC, C/groups, k, k]; residual: [B, OH, OW, OC] or None. Returns NHWC.
 farray conv_hook(const std::string& isa, const py::object& xo, const py::object& wo, const py::object& bo,
                  int64_t stride, int64_t dil, int64_t pad, bool same, int64_t groups, int act,
-                 const py::object& ro, bool nchw, bool gather, int nth) {
+                 const py::object& ro, bool nchw, bool gather, int nth, bool direct, bool f16) {
   farray x = f32(xo, "x", 4), w = f32(wo, "w", 4);
   const int64_t B = x.shape(0);
   const int64_t C = nchw ? x.shape(1) : x.shape(3);
@@ -171,18 +179,24 @@ farray conv_hook(const std::string& isa, const py::object& xo, const py::object&
   const int64_t M = B * a.h.out * a.w.out, K = k * k * Cg;
   const bool use_gather = gather && !nchw;
   std::vector<float> cols(use_gather ? 0 : static_cast<size_t>(M * K)), wg(static_cast<size_t>(OCg * K));
+  std::vector<uint16_t> wh(f16 ? wg.size() : 0);
   py::gil_scoped_release nogil;
   for (int64_t g = 0; g < groups; ++g) {
     permute_conv_weight_khwc(a.W + g * OCg * Cg * k * k, DType::F32, OCg, Cg, k, k, wg.data());
+    const DType wt = f16 ? DType::F16 : DType::F32;
+    if (f16)
+      for (size_t i = 0; i < wg.size(); ++i) wh[i] = fp32_to_fp16(wg[i]);
+    const void* wraw = f16 ? static_cast<const void*>(wh.data()) : wg.data();
     AlignedBuffer packed;
-    const size_t pbytes = t.gemm_pack_size(DType::F32, OCg, K);
+    const size_t pbytes = t.gemm_pack_size(wt, OCg, K);
     if (pbytes) {
       packed.resize(pbytes);
-      t.gemm_pack(wg.data(), DType::F32, OCg, K, packed.data());
+      t.gemm_pack(wraw, wt, OCg, K, packed.data());
     }
     GemmArgs ga;
     ConvGather cg;
     cg.X = a.X; cg.B = B; cg.C = C; cg.c0 = g * Cg; cg.cg = Cg; cg.h = a.h; cg.w = a.w;
+    cg.allow_direct = direct;
     if (use_gather) {
       ga.conv = &cg;
     } else {
@@ -190,7 +204,7 @@ farray conv_hook(const std::string& isa, const py::object& xo, const py::object&
       ga.X = cols.data(); ga.ldx = K;
     }
     ga.M = M; ga.N = OCg; ga.K = K;
-    ga.W_raw = wg.data(); ga.wtype = DType::F32;
+    ga.W_raw = wraw; ga.wtype = wt;
     ga.W_packed = pbytes ? packed.data() : nullptr;
     ga.bias = a.bias ? a.bias + g * OCg : nullptr;
     ga.act = a.act;
@@ -203,6 +217,73 @@ farray conv_hook(const std::string& isa, const py::object& xo, const py::object&
     for (int i = 0; i < nth; ++i) t.gemm(ga, i, nth);
   }
   return y;
+}
+
+// GFLOP/s of one thread's CPU time (CLOCK_THREAD_CPUTIME_ID: no core cycle counter in the dev
+// VMs; CPU time leaves out the time other processes hold the core) running a conv as the CNN graphs do (NHWC map, weight
+// permuted and packed once outside the timing, bias + ReLU epilogue, `shares` shares run one
+// after another): path "direct" (where the level allows), "gather" (the gathering GEMM) or "gemm"
+// (the plain GEMM over an im2col matrix made outside the timing: what a 1x1 conv runs as a Linear).
+// Best of 5 chunks of `reps` calls (shared machines: the least disturbed chunk).
+double conv_rate(const std::string& isa, int64_t B, int64_t H, int64_t W, int64_t C, int64_t OC, int64_t k,
+                   int64_t stride, int64_t pad, const std::string& path, int shares, int reps) {
+  if (path != "direct" && path != "gather" && path != "gemm") fail("path must be direct, gather or gemm");
+  const bool direct = path == "direct";
+  const KernelTable& t = table(isa);
+  check_geom(k, stride, 1, pad, shares);
+  if (B < 1 || H < 1 || W < 1 || C < 1 || OC < 1 || reps < 1) fail("sizes and reps must be >= 1");
+  ConvGather cg;
+  cg.B = B; cg.C = C; cg.c0 = 0; cg.cg = C;
+  cg.h = axis(H, k, stride, 1, pad, false);
+  cg.w = axis(W, k, stride, 1, pad, false);
+  cg.allow_direct = direct;
+  const int64_t M = B * cg.h.out * cg.w.out, K = k * k * C;
+  std::vector<float> x(static_cast<size_t>(B * H * W * C)), w(static_cast<size_t>(OC * K)), bias(OC);
+  std::vector<float> y(static_cast<size_t>(M * OC));
+  uint32_t st = 12345;
+  auto rnd = [&] { st = st * 1664525u + 1013904223u; return static_cast<float>(st >> 8) / 8388608.0f - 1.0f; };
+  for (auto& v : x) v = rnd();
+  for (auto& v : w) v = rnd();
+  for (auto& v : bias) v = rnd();
+  AlignedBuffer packed;
+  const size_t pbytes = t.gemm_pack_size(DType::F32, OC, K);
+  if (pbytes) {
+    packed.resize(pbytes);
+    t.gemm_pack(w.data(), DType::F32, OC, K, packed.data());
+  }
+  cg.X = x.data();
+  GemmArgs ga;
+  std::vector<float> cols;
+  if (path == "gemm") {  // the im2col matrix made once, outside the timing: the plain GEMM alone
+    cols.resize(static_cast<size_t>(M * K));
+    im2col(cg, false, cols.data(), 0, 1);
+    ga.X = cols.data();
+    ga.ldx = K;
+  } else {
+    ga.conv = &cg;
+  }
+  ga.M = M; ga.N = OC; ga.K = K;
+  ga.W_raw = w.data(); ga.wtype = DType::F32;
+  ga.W_packed = pbytes ? packed.data() : nullptr;
+  ga.bias = bias.data();
+  ga.act = Act::Relu;
+  ga.Y = y.data();
+  ga.ldy = OC;
+  py::gil_scoped_release nogil;
+  auto cpu_s = [] {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+  };
+  auto call = [&] { for (int i = 0; i < shares; ++i) t.gemm(ga, i, shares); };
+  call();
+  double best = 0;
+  for (int c = 0; c < 5; ++c) {
+    const double c0 = cpu_s();
+    for (int r = 0; r < reps; ++r) call();
+    best = std::max(best, 2e-9 * static_cast<double>(M * OC * K) * reps / std::max(cpu_s() - c0, 1e-9));
+  }
+  return best;
 }
 
 py::tuple same_padding(int64_t in, int64_t k, int64_t stride, int64_t dil) {
@@ -221,7 +302,11 @@ void bind_test_conv(py::module_& t) {
   t.def("conv2d", &conv_hook, py::arg("isa"), py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("stride") = 1,
         py::arg("dilation") = 1, py::arg("pad") = 0, py::arg("same") = false, py::arg("groups") = 1,
         py::arg("act") = 0, py::arg("residual") = py::none(), py::arg("nchw") = false, py::arg("gather") = true,
-        py::arg("nth") = 1);
+        py::arg("nth") = 1, py::arg("direct") = true, py::arg("f16") = false);
+  t.def("conv_rate", &conv_rate, py::arg("isa"), py::arg("B"), py::arg("H"), py::arg("W"), py::arg("C"),
+        py::arg("OC"), py::arg("k"), py::arg("stride") = 1, py::arg("pad") = 0, py::arg("path") = "direct",
+        py::arg("shares") = 1, py::arg("reps") = 3,
+        "GFLOP/s (thread CPU time) of one thread running the level's conv GEMM (direct or gathering)");
   t.def("same_padding", &same_padding, py::arg("size"), py::arg("k"), py::arg("stride"), py::arg("dilation") = 1,
         "TF SAME geometry along one axis: (output size, padding before)");
 }

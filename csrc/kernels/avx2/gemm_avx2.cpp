@@ -8,6 +8,7 @@
 #include "kernels/avx2/gemm_avx2.h"
 #define PYVITCPP_GEMM_ISA avx2
 #include "kernels/gemm_driver.h"
+#include "kernels/conv_direct_driver.h"
 #include "kernels/simd_act.h"
 
 namespace pyvitcpp {
@@ -139,6 +140,15 @@ struct Traits {
                                        ukernel<4, true>, ukernel<5, true>, ukernel<6, true>};
     return k;
   }
+  // For the direct conv's microkernel (conv_direct_driver.h).
+  using V = __m256;
+  static V vzero() { return _mm256_setzero_ps(); }
+  static V bcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  template <bool F16>
+  static void load_b(const void* B, int64_t k, V& b0, V& b1) { avx2::load_b<F16>(B, k, b0, b1); }
+  template <int R>
+  static void epilogue(V (&c)[R][2], const GemmEpilogue& e) { avx2::epilogue<R>(c, e); }
   static void cvt_f16(const uint16_t* src, float* dst, int64_t n) {
     for (int64_t i = 0; i < n; i += 8)
       _mm256_store_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
@@ -148,7 +158,10 @@ static_assert(Traits::MC % Traits::MR == 0 && Traits::MC1 % Traits::MR == 0, "MC
 
 void (*g_fallback)(const GemmArgs&, int, int) = nullptr;
 
-void gemm(const GemmArgs& a, int ith, int nth) { gemm_run<Traits>(a, ith, nth, g_fallback); }
+void gemm(const GemmArgs& a, int ith, int nth) {
+  if (conv_direct_ok(a)) conv_direct_run<Traits>(a, ith, nth);
+  else gemm_run<Traits>(a, ith, nth, g_fallback);
+}
 
 }  // namespace
 

@@ -5,6 +5,7 @@
 
 #define PYVITCPP_GEMM_ISA avx512
 #include "kernels/gemm_driver.h"
+#include "kernels/conv_direct_driver.h"
 #include "kernels/avx512/gemm_avx512.h"
 #include "kernels/simd_act.h"
 
@@ -132,6 +133,15 @@ struct Traits {
   static constexpr int KC = 128, MC = 144, MC1 = MC, NCP = 16, RMIN = 2;
   static const GemmUkernel* f32_kernels() { return kernels<false>(); }
   static const GemmUkernel* f16_kernels() { return kernels<true>(); }
+  // For the direct conv's microkernel (conv_direct_driver.h).
+  using V = __m512;
+  static V vzero() { return _mm512_setzero_ps(); }
+  static V bcast(const float* p) { return _mm512_set1_ps(*p); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  template <bool F16>
+  static void load_b(const void* B, int64_t k, V& b0, V& b1) { avx512::load_b<F16>(B, k, b0, b1); }
+  template <int R>
+  static void epilogue(V (&c)[R][2], const GemmEpilogue& e) { avx512::epilogue<R>(c, e); }
   static void cvt_f16(const uint16_t* src, float* dst, int64_t n) {
     for (int64_t i = 0; i < n; i += 16)
       _mm512_store_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
@@ -141,7 +151,10 @@ static_assert(Traits::MC % Traits::MR == 0 && Traits::MC1 % Traits::MR == 0, "MC
 
 void (*g_fallback)(const GemmArgs&, int, int) = nullptr;
 
-void gemm(const GemmArgs& a, int ith, int nth) { gemm_run<Traits>(a, ith, nth, g_fallback); }
+void gemm(const GemmArgs& a, int ith, int nth) {
+  if (conv_direct_ok(a)) conv_direct_run<Traits>(a, ith, nth);
+  else gemm_run<Traits>(a, ith, nth, g_fallback);
+}
 
 }  // namespace
 

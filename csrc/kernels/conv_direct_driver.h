@@ -1,0 +1,221 @@
+// Direct (im2col-free, pack-free) convolution over an NHWC map, shared by the avx2 and avx512
+// GEMMs: the path a level's gemm takes for GemmArgs::conv with F32 or F16 packed weights when
+// conv_direct_ok() says so (else the gathering GEMM of gemm_driver.h runs). Specification: the
+// same GEMM, Y = act(im2col(X) . W^T + bias) + residual (kernels.h), twin ref::conv2d_direct.
+//
+// Included by kernels/<isa>/gemm_<isa>.cpp right after gemm_driver.h, INSIDE nothing (it opens
+// the level's namespace itself, as gemm_driver.h does), so each ISA-flagged TU gets a private
+// copy with internal linkage.
+//
+// How: the weight is the GEMM's own packed panels (NR outputs, k = (ky, kx, c) rows), so a
+// panel's rows for tap t are the contiguous slice [t*cg, (t+1)*cg). A register tile is R <= MR
+// consecutive output pixels (rows of Y; they may cross an image row or an image) by NR
+// outputs. For each tap the microkernel gets R pointers, one per pixel, to that pixel's input
+// channel vector at that tap, or to a zero vector where the tap falls in the padding, and
+// broadcasts x[c] from each while streaming the panel's slice: no gather copy and no transpose
+// of X, and the whole K is summed in registers (no partial sums, one epilogue per tile).
+// Taps that are padding for every pixel of the tile are skipped.
+//
+// Summation order per output: taps in (ky, kx) order, channels in order, one FMA chain, the
+// same for any thread split (each output's chain depends only on the tile's taps).
+//
+// Loop nest per thread (its rectangle of rows x panels, gemm_choose_grid):
+//   when the thread's panels fit in L2 (<= 512 KiB):
+//     tiles: pointer table for the tile's taps
+//      panels: microkernel with the epilogue fused (the tile's input is reused from L1)
+//   else: blocks of rows whose input (about rows * C * sh * sw floats) stays in L2
+//    panels: the K x NR panel is read from L2 by every tile of the block
+//     tiles: pointer table, microkernel
+#pragma once
+#include <cstddef>
+#include <utility>
+
+namespace pyvitcpp {
+namespace PYVITCPP_GEMM_ISA {
+namespace {  // NOLINT(google-build-namespaces): see gemm_driver.h
+
+// Microkernel of the direct conv: ntaps taps; for tap t, xp[t*R + i] is pixel i's input at that
+// tap (cg floats, or zeros) and panel + boff[t] (in elements: F32, or F16 converted as loaded)
+// the panel's cg x NR slice for it (row stride NR).
+using ConvUkernel = void (*)(int64_t ntaps, const float* const* xp, const int64_t* boff, const void* panel,
+                             int64_t cg, const GemmEpilogue& e);
+
+// The microkernel, one body for both levels over the level's Traits: V (the vector), vzero,
+// bcast (a float broadcast from memory), fma, load_b<F16> (one packed panel row as two vectors,
+// F16 widened) and epilogue<R> (bias, activation, residual, store: the GEMM's own).
+template <class T, int R, bool F16>
+void conv_direct_ukernel(int64_t ntaps, const float* const* xp, const int64_t* boff, const void* panel, int64_t cg,
+                         const GemmEpilogue& e) {
+  using V = typename T::V;
+  V c[R][2];
+  #pragma GCC unroll 16
+  for (int i = 0; i < R; ++i) c[i][0] = c[i][1] = T::vzero();
+  for (int64_t t = 0; t < ntaps; ++t) {
+    const float* x[R];
+    #pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) x[i] = xp[t * R + i];
+    const void* B = F16 ? static_cast<const void*>(static_cast<const uint16_t*>(panel) + boff[t])
+                        : static_cast<const void*>(static_cast<const float*>(panel) + boff[t]);
+#pragma GCC unroll 2
+    for (int64_t k = 0; k < cg; ++k) {
+      V b0, b1;
+      T::template load_b<F16>(B, k, b0, b1);
+      #pragma GCC unroll 16
+      for (int i = 0; i < R; ++i) {
+        const V v = T::bcast(x[i] + k);
+        c[i][0] = T::fma(v, b0, c[i][0]);
+        c[i][1] = T::fma(v, b1, c[i][1]);
+      }
+    }
+  }
+  T::template epilogue<R>(c, e);
+}
+
+template <class T, bool F16, size_t... I>
+const ConvUkernel* conv_direct_table(std::index_sequence<I...>) {
+  static const ConvUkernel k[] = {conv_direct_ukernel<T, static_cast<int>(I) + 1, F16>...};
+  return k;
+}
+
+// Microkernels for R = 1..MR rows (index R - 1).
+template <class T>
+const ConvUkernel* conv_direct_kernels(bool f16) {
+  return f16 ? conv_direct_table<T, true>(std::make_index_sequence<T::MR>())
+             : conv_direct_table<T, false>(std::make_index_sequence<T::MR>());
+}
+
+// Whether the direct path runs this conv. Needs F32 or F16 weights packed by this level, and at least
+// 8 channels per tap (below that the per-tap pointer set-up outweighs the FMAs). Pixels that
+// are 4 KiB apart in memory (C * stride_w * 4 a multiple of 4096: 1024 channels at stride 1,
+// 512 at stride 2) would put all R broadcast streams into one L1 set; those keep the gather.
+// PYVITCPP_CONV_DIRECT=0 turns the path off (A/B of the two paths in one build).
+inline bool conv_direct_ok(const GemmArgs& a) {
+  static const bool enabled = [] {
+    const char* e = std::getenv("PYVITCPP_CONV_DIRECT");
+    return !(e && e[0] == '0');
+  }();
+  if (!enabled || !a.conv || !a.W_packed || (a.wtype != DType::F32 && a.wtype != DType::F16)) return false;
+  const ConvGather& g = *a.conv;
+  if (!g.allow_direct || g.cg < 8) return false;
+  const int64_t step = g.C * g.w.stride * static_cast<int64_t>(sizeof(float));
+  return step % 4096 != 0;
+}
+
+template <class T>
+void conv_direct_run(const GemmArgs& a, int ith, int nth) {
+  constexpr int MR = T::MR, NR = T::NR;
+  const ConvGather& g = *a.conv;
+  const int64_t M = a.M, N = a.N;
+  if (M <= 0 || N <= 0) return;
+  const int64_t npanels = gemm_ceil_div(N, NR);
+  GemmRect rect;
+  if (!gemm_thread_rect(M, npanels, ith, nth, MR, NR, T::RMIN, &rect)) return;
+  const int64_t m0 = rect.m0, m1 = rect.m1, q0 = rect.q0, q1 = rect.q1;
+
+  const int64_t cg = g.cg, KH = g.h.k, KW = g.w.k, taps = KH * KW;
+  const int64_t K = taps * cg;
+  // Zeros standing in for taps in the padding (cg floats, grown and cleared on demand).
+  static thread_local GemmScratch zero_s, ptr_s;
+  static thread_local size_t zero_n = 0;
+  float* zeros = zero_s.get(static_cast<size_t>(cg));
+  if (zero_s.n != zero_n) {  // new (or grown) buffer
+    std::memset(zeros, 0, zero_s.n * sizeof(float));
+    zero_n = zero_s.n;
+  }
+  // Pointer tables of one tile: taps * MR pixel pointers, taps panel-slice pointers.
+  const size_t ptr_floats = (static_cast<size_t>(taps) * (MR + 1) * sizeof(void*) + sizeof(float) - 1) / sizeof(float);
+  const float** xp = reinterpret_cast<const float**>(ptr_s.get(ptr_floats));
+  int64_t* boff = reinterpret_cast<int64_t*>(xp + taps * MR);
+
+  // Tiles: the thread's rows in balanced tiles of <= MR rows.
+  const int64_t rows = m1 - m0;
+  const int64_t ntiles = gemm_ceil_div(rows, MR);
+  // Rows per block: the input they read, about rows * C * sh * sw floats, within ~256 KiB.
+  const int64_t per_row = std::max<int64_t>(1, g.C * g.h.stride * g.w.stride * static_cast<int64_t>(sizeof(float)));
+  const int64_t blk_tiles = std::max<int64_t>(1, (int64_t{1} << 18) / per_row / MR);
+  const bool f16 = a.wtype == DType::F16;
+  const ConvUkernel* kern = conv_direct_kernels<T>(f16);
+  const char* Wp = static_cast<const char*>(a.W_packed);
+  const int64_t esz = f16 ? 2 : 4;
+
+  const int64_t OW = g.w.out, OH = g.h.out;
+  // The tile's pointer tables: xp (nt taps x R pixels) and boff (the kept taps' offsets in a
+  // panel). Returns nt.
+  auto tables = [&](int64_t r0, int R) {
+    int64_t iy0[MR], ix0[MR];
+    const float* xb[MR];
+    int64_t ox = r0 % OW, q = r0 / OW, oy = q % OH, b = q / OH;
+    for (int i = 0; i < R; ++i) {
+      iy0[i] = oy * g.h.stride - g.h.pad0;
+      ix0[i] = ox * g.w.stride - g.w.pad0;
+      xb[i] = g.X + b * g.h.in * g.w.in * g.C + g.c0;
+      if (++ox == OW) {
+        ox = 0;
+        if (++oy == OH) {
+          oy = 0;
+          ++b;
+        }
+      }
+    }
+    int64_t nt = 0;
+    for (int64_t ky = 0; ky < KH; ++ky) {
+      for (int64_t kx = 0; kx < KW; ++kx) {
+        const float** xr = xp + nt * R;
+        bool any = false;
+        for (int i = 0; i < R; ++i) {
+          const int64_t iy = iy0[i] + ky * g.h.dil, ix = ix0[i] + kx * g.w.dil;
+          if (iy >= 0 && iy < g.h.in && ix >= 0 && ix < g.w.in) {
+            xr[i] = xb[i] + (iy * g.w.in + ix) * g.C;
+            any = true;
+          } else {
+            xr[i] = zeros;
+          }
+        }
+        if (!any) continue;
+        boff[nt++] = (ky * KW + kx) * cg * NR;
+      }
+    }
+    return nt;
+  };
+  auto run_tile = [&](int64_t p, int64_t r0, int R, int64_t nt) {
+    const int64_t n0 = p * NR;
+    GemmEpilogue e;
+    e.nr = static_cast<int>(std::min<int64_t>(NR, N - n0));
+    e.act = a.act;
+    e.ldy = a.ldy;
+    e.ldr = a.ldr;
+    e.bias = a.bias ? a.bias + n0 : nullptr;
+    e.y = a.Y + r0 * a.ldy + n0;
+    e.res = a.residual ? a.residual + r0 * a.ldr + n0 : nullptr;
+    kern[R - 1](nt, xp, boff, Wp + p * K * NR * esz, cg, e);
+  };
+  auto tile_rows = [&](int64_t t, int64_t* r0) {
+    *r0 = m0 + rows * t / ntiles;
+    return static_cast<int>(m0 + rows * (t + 1) / ntiles - *r0);
+  };
+  if (K * NR * (q1 - q0) * esz <= (int64_t{1} << 19)) {
+    // The thread's panels fit in L2: each tile's input stays in L1 across them.
+    for (int64_t t = 0; t < ntiles; ++t) {
+      int64_t r0;
+      const int R = tile_rows(t, &r0);
+      const int64_t nt = tables(r0, R);
+      for (int64_t p = q0; p < q1; ++p) run_tile(p, r0, R, nt);
+    }
+    return;
+  }
+  // Large weights: a panel stays in L2 while a block of tiles (their input in L2 too) uses it.
+  for (int64_t tb = 0; tb < ntiles; tb += blk_tiles) {
+    const int64_t te = std::min(ntiles, tb + blk_tiles);
+    for (int64_t p = q0; p < q1; ++p) {
+      for (int64_t t = tb; t < te; ++t) {
+        int64_t r0;
+        const int R = tile_rows(t, &r0);
+        run_tile(p, r0, R, tables(r0, R));
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace PYVITCPP_GEMM_ISA
+}  // namespace pyvitcpp
