@@ -89,12 +89,21 @@ def _fill_hub_cache(root, repo_id, files: dict, commit="0123456789abcdef01234567
     return snap
 
 
-def test_hub_id_from_local_cache(env, hf_folder, tmp_path, monkeypatch):
-    folder, model = hf_folder
+def _use_hub_cache(monkeypatch, root):
+    monkeypatch.setenv("HF_HUB_CACHE", str(root))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(root))
+
+
+def _tiny_vit_in_hub_cache(tmp_path, folder, monkeypatch):
     hf_home = tmp_path / "hfcache"
     _fill_hub_cache(hf_home, "acme/tiny-vit", {n: folder / n for n in os.listdir(folder)})
-    monkeypatch.setenv("HF_HUB_CACHE", str(hf_home))
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(hf_home))
+    _use_hub_cache(monkeypatch, hf_home)
+    return hf_home
+
+
+def test_hub_id_from_local_cache(env, hf_folder, tmp_path, monkeypatch):
+    folder, model = hf_folder
+    hf_home = _tiny_vit_in_hub_cache(tmp_path, folder, monkeypatch)
     enc = pyvitcpp.Encoder.from_pretrained("acme/tiny-vit")
     assert len(env) == 1 and env[0].startswith(str(hf_home))
     local = pyvitcpp.Encoder.from_pretrained(str(folder))
@@ -115,16 +124,14 @@ def test_gguf_in_hub_repo_used_as_is(env, hf_folder, tmp_path, monkeypatch):
     gguf = pyvitcpp.convert(str(folder), str(tmp_path / "tiny-f16.gguf"), outtype="f16", verbose=False)
     hf_home = tmp_path / "hfcache"
     snap = _fill_hub_cache(hf_home, "acme/tiny-gguf", {"tiny-f16.gguf": gguf, "README.md": gguf})
-    monkeypatch.setenv("HF_HUB_CACHE", str(hf_home))
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(hf_home))
+    _use_hub_cache(monkeypatch, hf_home)
     n = len(env)
     enc = pyvitcpp.Encoder.from_pretrained("acme/tiny-gguf", dtype="f16")
     assert len(env) == n and os.path.realpath(enc.path) == os.path.realpath(snap / "tiny-f16.gguf")
 
 
 def test_offline_missing_hub_id_names_it(env, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty"))
+    _use_hub_cache(monkeypatch, tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match=r"google/vit-base-patch16-224.*HF_HUB_OFFLINE"):
         pyvitcpp.Encoder.from_pretrained("google/vit-base-patch16-224")
     # convert says the same instead of "source not found"
@@ -147,10 +154,7 @@ def test_hub_id_needs_huggingface_hub(env, monkeypatch):
 
 def test_convert_hub_id_from_cache(env, hf_folder, tmp_path, monkeypatch):
     folder, _ = hf_folder
-    hf_home = tmp_path / "hfcache"
-    _fill_hub_cache(hf_home, "acme/tiny-vit", {n: folder / n for n in os.listdir(folder)})
-    monkeypatch.setenv("HF_HUB_CACHE", str(hf_home))
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(hf_home))
+    hf_home = _tiny_vit_in_hub_cache(tmp_path, folder, monkeypatch)
     out = tmp_path / "c.gguf"
     assert cli.main(["convert", "acme/tiny-vit", "-o", str(out), "--outtype", "f32", "-q"]) == 0
     local = pyvitcpp.Encoder.from_pretrained(str(folder))
