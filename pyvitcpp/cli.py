@@ -58,7 +58,8 @@ def cmd_embed(args) -> int:
     if not args.quiet:
         what = (f"{args.out}/ ({len(res.outputs)} files, {res.shards_reused} shard(s) already complete)"
                 if args.shard_size else args.out + (f" and {paths_file(args.out)}" if args.out.endswith(".npy") else ""))
-        print(f"{res.embedded} embedded, {len(res.skipped)} skipped; wrote {what} ({args.output})", file=sys.stderr)
+        print(f"{res.embedded} embedded, {len(res.skipped)} skipped; wrote {what}: {res.shape_text()} ({args.output})",
+              file=sys.stderr)
     return 0
 
 

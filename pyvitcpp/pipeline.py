@@ -51,6 +51,11 @@ class EmbedResult:
     outputs: List[str] = field(default_factory=list)
     shards_reused: int = 0
     paths: List[str] = field(default_factory=list)  # rows written, in order (unsharded runs)
+    row_shape: Optional[Tuple[int, ...]] = None  # one embedding's shape (None: nothing computed)
+
+    def shape_text(self) -> str:
+        """'N x D' (or N x C x H x W) float32 rows, as the CLI prints them."""
+        return " x ".join(map(str, (self.embedded,) + tuple(self.row_shape or ()))) + " float32"
 
 
 def check_output(out: str, shard_size: Optional[int] = None) -> str:
@@ -275,6 +280,7 @@ def embed_paths(encoder, paths: Sequence[str], out: str, *, batch_size: int = 16
             files = []
             if kept:
                 emb = np.concatenate(rows, axis=0)
+                res.row_shape = tuple(int(v) for v in emb.shape[1:])
                 files = (_write_npy(data_file, emb, kept) if fmt == ".npy"
                          else _write_parquet(data_file, emb, kept, sizes, meta))
             res.outputs.extend(files)
