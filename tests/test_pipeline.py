@@ -39,7 +39,8 @@ def folder(tmp_path):
 def test_npy_skips_bad_files_keeps_order(model, folder, tmp_path, capsys):
     d, good, bad = folder
     out = tmp_path / "e.npy"
-    assert cli.main(["embed", str(d), "-m", model, "-o", str(out), "-b", "3"]) == 0
+    lst = tmp_path / "rows.txt"
+    assert cli.main(["embed", str(d), "-m", model, "-o", str(out), "-b", "3", "--list", str(lst)]) == 0
     err = capsys.readouterr().err
     for b in bad:
         assert sum(b in line for line in err.splitlines()) == 1, err
@@ -48,6 +49,7 @@ def test_npy_skips_bad_files_keeps_order(model, folder, tmp_path, capsys):
     assert "7 embedded, 3 skipped" in err
     paths = (tmp_path / "e.paths.txt").read_text().splitlines()
     assert paths == good  # sorted file order, bad ones left out
+    assert lst.read_text().splitlines() == good
     enc = pyvitcpp.Encoder(model)
     np.testing.assert_array_equal(np.load(out), enc.encode(good))
 
