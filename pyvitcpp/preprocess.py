@@ -52,17 +52,75 @@ def letterbox_geometry(w: int, h: int, H: int, W: int, rounding: str = "ultralyt
 CROP_AWARE_RATIO = 16
 
 
+def max_image_pixels():
+    """The decompression-bomb limit load_image applies: ``PYVITCPP_MAX_IMAGE_PIXELS`` when set
+    (0 or "none": no limit; it then also becomes Pillow's own limit), else Pillow's
+    ``PIL.Image.MAX_IMAGE_PIXELS`` (None: no limit; default 89,478,485 pixels, about 9459 x 9459)."""
+    from PIL import Image
+
+    env = os.environ.get("PYVITCPP_MAX_IMAGE_PIXELS")
+    if env is not None and env.strip():
+        if env.strip().lower() in ("0", "none"):
+            Image.MAX_IMAGE_PIXELS = None
+            return None
+        try:
+            limit = int(env)
+        except ValueError:
+            raise ValueError(f"PYVITCPP_MAX_IMAGE_PIXELS must be an integer (0: no limit), got {env!r}") from None
+        # Pillow's own guard (a warning above its limit, an error above twice that) follows ours
+        Image.MAX_IMAGE_PIXELS = limit
+        return limit
+    return Image.MAX_IMAGE_PIXELS
+
+
+def to_rgb(im):
+    """A PIL image of any mode as 8-bit RGB: 16-bit and 32-bit integer greyscale scaled to 0..255
+    (Pillow's convert("RGB") clips them, so a 16-bit PNG turns white), float images in [0, 1]
+    scaled, palette images through RGBA (transparency in the palette), alpha dropped as the
+    reference loaders (HF load_image, timm) drop it."""
+    from PIL import Image
+
+    if im.mode == "RGB":
+        return im
+    if im.mode.startswith("I") or im.mode == "F":
+        a = np.asarray(im)
+        if im.mode.startswith("I;16") or (im.mode == "I" and a.size and a.max() > 255):
+            a = np.clip(a.astype(np.float64) / 257.0, 0, 255)  # 65535 -> 255
+        elif im.mode == "F" and a.size and np.nanmax(a) <= 1.0:
+            a = np.clip(np.nan_to_num(a.astype(np.float64)) * 255.0, 0, 255)
+        a = np.clip(np.nan_to_num(a), 0, 255)
+        return Image.fromarray(np.rint(a).astype(np.uint8), "L").convert("RGB")
+    if im.mode == "P":
+        im = im.convert("RGBA")
+    return im.convert("RGB")
+
+
 def load_image(path):
-    """Open an image file as an RGB PIL image (FileNotFoundError / ValueError naming it)."""
-    from PIL import Image, UnidentifiedImageError
+    """Open an image file as an RGB PIL image, as HF's load_image does: EXIF orientation applied,
+    16-bit / palette / alpha images converted (to_rgb).
+
+    Raises FileNotFoundError for a missing file, ValueError naming the file for an undecodable
+    one, and ValueError naming the file and its pixel count for an image over the
+    decompression-bomb limit (max_image_pixels(): raise it with PYVITCPP_MAX_IMAGE_PIXELS or
+    PIL.Image.MAX_IMAGE_PIXELS)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"image not found: {path}")
+    limit = max_image_pixels()
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as e:
+            w, h = im.size
+            if limit is not None and w * h > limit:
+                raise Image.DecompressionBombError(f"{w}x{h} = {w * h} pixels")
+            im.load()
+            return to_rgb(ImageOps.exif_transpose(im))
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"image {path} is too large: {e}; the limit is {limit} pixels (decompression-bomb "
+                         "guard; raise it with PYVITCPP_MAX_IMAGE_PIXELS=N, 0 for none, or "
+                         "PIL.Image.MAX_IMAGE_PIXELS)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"cannot decode image {path}: {e}") from None
 
 
@@ -73,7 +131,7 @@ def to_pil(image):
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
     if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
+        return to_rgb(image)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             raise TypeError(f"image arrays must be uint8 HxWx3 (got {image.dtype}); pass float32 "

@@ -116,7 +116,7 @@ def build_arg_parser(parser: Optional[argparse.ArgumentParser] = None) -> argpar
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"warning: {message}", file=sys.stderr)
+    print(f"pyvitcpp: warning: {message}", file=sys.stderr)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -132,7 +132,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                     labels=args.labels, verbose=not args.quiet, source=args.source,
                     name=args.name, model_kwargs=model_kwargs or None)
         except (ConversionError, ValueError, FileNotFoundError, ImportError) as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"pyvitcpp: error: {e}", file=sys.stderr)
             return 1
     return 0
 
@@ -144,3 +144,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     except SystemExit as e:  # argparse has printed its message
         return int(e.code or 0)
     return run_from_args(args)
+
+
+class _CallableModule(type(sys)):
+    """Importing this submodule rebinds ``pyvitcpp.convert`` from the function to the module:
+    calling the module converts too, so ``pyvitcpp.convert(src, out)`` works either way."""
+
+    def __call__(self, src, out=None, **kwargs):
+        return convert(src, out, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
