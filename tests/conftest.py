@@ -1,8 +1,24 @@
 """Shared fixtures: real test images, seeded reference models, kernel-level helpers."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+from PIL import Image as _PILImage
+
+# ultralytics (a test-only reference) replaces PIL.Image.open on import with a wrapper that tries to
+# pip-install pi-heif when Pillow cannot identify a file. Keep it from installing anything, and give
+# every test Pillow's own Image.open, whichever test module imported ultralytics first.
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+os.environ.setdefault("YOLO_OFFLINE", "true")
+_PIL_OPEN = _PILImage.open
+
+
+@pytest.fixture(autouse=True)
+def _pillow_open_unpatched():
+    _PILImage.open = _PIL_OPEN
+    yield
 
 
 def isa_or_skip(isa: str) -> str:

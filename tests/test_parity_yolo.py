@@ -11,6 +11,8 @@ non_max_suppression.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -381,3 +383,37 @@ def test_encoder_detect_end_to_end(gguf_files, yaml):
         matched += d.min() <= 0.05
     assert matched >= len(want) - 1, f"{matched} of {len(want)} boxes matched"
     assert got["labels"][0].startswith("class")
+
+
+def test_pt_conversion_leaves_pillow_alone(tmp_path):
+    """Importing ultralytics patches PIL.Image.open (a wrapper that pip-installs pi-heif on an
+    unidentified file); the converter's .pt path restores Pillow's own, so image loading in the
+    same process keeps its documented errors. In a fresh process: the patch happens on the first
+    import only."""
+    import subprocess
+    import sys
+
+    pt = _pt(tmp_path, "yolov8n.yaml")
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"not an image at all")
+    code = f"""
+import sys
+from PIL import Image
+from pyvitcpp.convert import convert
+from pyvitcpp.preprocess import load_image
+before = Image.open
+convert({str(pt)!r}, {str(tmp_path / "y.gguf")!r}, outtype="f32", verbose=False)
+assert "ultralytics" in sys.modules
+assert Image.open is before, "PIL.Image.open was replaced"
+try:
+    load_image({str(junk)!r})
+except ValueError as e:
+    assert "cannot decode image" in str(e), e
+else:
+    raise AssertionError("no ValueError")
+print("ok")
+"""
+    env = {**os.environ, "YOLO_AUTOINSTALL": "false", "YOLO_OFFLINE": "true"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr

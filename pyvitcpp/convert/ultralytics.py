@@ -401,6 +401,9 @@ def is_ultralytics(src: str, model_name: Optional[str]) -> bool:
 
 
 def _load_pt_object(path: str):
+    from PIL import Image
+
+    pil_open = Image.open
     try:
         import ultralytics  # noqa: F401  (registers the classes the pickle names)
         import torch
@@ -408,6 +411,11 @@ def _load_pt_object(path: str):
         raise ConversionError(f"{path} pickles an ultralytics model object: reading it needs the 'ultralytics' "
                               "package (pip install ultralytics), or convert its state dict with "
                               "--model-name yolov8n.yaml / yolo11n.yaml") from None
+    finally:
+        # Importing ultralytics replaces PIL.Image.open process-wide with a wrapper that pip-installs
+        # pi-heif when Pillow cannot identify a file: put Pillow's own back, so that image loading
+        # in this process (load_image's errors, the folder job's skipping) does not change.
+        Image.open = pil_open
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001 - any unpickling failure names the file
