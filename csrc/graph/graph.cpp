@@ -129,8 +129,13 @@ void Graph::fuse_im2col() {
   std::vector<Node> kept;
   for (size_t i = 0; i < nodes_.size(); ++i) {
     Node& c = nodes_[i];
+    // The gather reads a whole contiguous map: an intermediate or a reshape of one (a conv's
+    // output is the [B*H*W, OC] GEMM result reshaped to NHWC, so chains of k x k convs fuse).
+    const TensorDesc& src = tensors_[c.in[0]];
+    const bool whole = !src.is_view() || (src.contiguous() && src.elem_offset == 0 &&
+                                          src.numel() == tensors_[owner(c.in[0])].numel());
     if (c.op == OpType::Im2col && !c.as<Im2colOp>().nchw && i + 1 < nodes_.size() && readers[c.out] == 1 &&
-        !outs.count(c.out) && !tensors_[c.in[0]].is_view()) {
+        !outs.count(c.out) && whole) {
       Node& l = nodes_[i + 1];
       if (l.op == OpType::Linear && l.in.size() == 1 && l.in[0] == c.out) {
         LinearOp& p = l.as<LinearOp>();
