@@ -297,6 +297,7 @@ void reset_models_after_fork() {
     // The parent's mutex may be held by a thread that is not in this process: leak it.
     m->mu_.release();
     m->mu_.reset(new std::mutex());
+    m->family_->reset_after_fork();  // its build() memo lock, held inside the run lock
   }
 }
 
