@@ -219,3 +219,30 @@ def test_rss_flat_over_open_close_and_calls(vit, mmap):
     code = _RSS.format(img=IMG, path=vit, mmap=mmap, cycles=200, calls=1000, bound_kb=4096)
     rc, out = run_child(code, timeout=120)
     assert rc == 0, out
+
+
+def test_memo_bounded_over_many_input_sizes(vit):
+    # The ViT family memoises the resized position table per grid. 300 different input sizes
+    # (grids 30..59 x 30..39, ~200 KB of table each: ~60 MB if every one were kept) must leave
+    # only the tables of the 4 cached graphs. output_shape builds the graph without running it.
+    code = f"""
+import sys
+import pyvitcpp
+def rss_kb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+model = pyvitcpp.Encoder({vit!r}, threads=1)._model
+sizes = [(a, b) for b in range(30, 40) for a in range(30, 60)]
+for a, b in sizes[:8]:
+    model.output_shape("pooled", 1, {P} * a, {P} * b)
+base = rss_kb()
+for a, b in sizes:
+    model.output_shape("pooled", 1, {P} * a, {P} * b)
+grown = rss_kb() - base
+print("grew", grown, "KB")
+sys.exit(0 if grown < 16 * 1024 else 1)
+"""
+    rc, out = run_child(code, timeout=120)
+    assert rc == 0, out

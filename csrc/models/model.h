@@ -80,6 +80,10 @@ class ModelFamily {
   // Called in the child of a fork (Model's pthread_atfork handler): a family that keeps a
   // locked memo for build() (ForkSafeMemo) starts a fresh one there.
   virtual void reset_after_fork() {}
+  // Called by Model under its run lock after its graph cache dropped a graph, with the (H, W) of
+  // every graph still cached: a family's memo may forget what none of them uses (it would
+  // otherwise grow with every input size ever asked for).
+  virtual void trim_memo(const std::vector<std::pair<int64_t, int64_t>>& live_hw) {}
 };
 
 // A memo that build() fills under its own lock (resized position tables per grid). Heap-held so
@@ -99,6 +103,12 @@ class ForkSafeMemo {
   void reset_after_fork() {
     s_.release();  // deliberately leaked, see above
     s_.reset(new State());
+  }
+  // T is a map: drops the entries whose key keep(key) rejects.
+  template <class Keep>
+  void erase_unless(const Keep& keep) {
+    std::lock_guard<std::mutex> lk(s_->mu);
+    for (auto it = s_->value.begin(); it != s_->value.end();) it = keep(it->first) ? std::next(it) : s_->value.erase(it);
   }
 
  private:
@@ -151,6 +161,7 @@ class Model {
   struct CacheEntry {
     std::string key;
     std::unique_ptr<Graph> graph;
+    int64_t H, W;
   };
   std::list<CacheEntry> cache_;  // most recently used first
 };

@@ -42,6 +42,13 @@ class VitFamily : public ModelFamily {
   std::unique_ptr<Graph> build(int64_t B, int64_t H, int64_t W) const override;
   std::map<std::string, std::string> hparams() const override;
   void reset_after_fork() override { pos_cache_.reset_after_fork(); }
+  void trim_memo(const std::vector<std::pair<int64_t, int64_t>>& live_hw) override {
+    pos_cache_.erase_unless([&](const std::pair<int64_t, int64_t>& grid) {
+      for (const auto& hw : live_hw)  // the grid build() uses for that input
+        if (hw.first / patch_ == grid.first && hw.second / patch_ == grid.second) return true;
+      return false;
+    });
+  }
 
  private:
   void read_hparams(const GGUFFile& f);
