@@ -7,6 +7,7 @@ regression fails the test instead of killing or stalling the test run.
 """
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -174,6 +175,11 @@ sys.exit(1 if bad else 0)
 # ---------------------------------------------------------------------------------------------
 # Resource use: RSS measured in a fresh interpreter from /proc/self/status.
 
+# AddressSanitizer keeps freed memory in quarantine (256 MB by default), so RSS grows under
+# scripts/asan_tests.sh whatever the code does: these bounds mean nothing there.
+skip_under_asan = pytest.mark.skipif("asan" in os.environ.get("LD_PRELOAD", ""),
+                                     reason="RSS is not meaningful under AddressSanitizer (quarantine)")
+
 _RSS = """
 import gc, sys
 import numpy as np
@@ -210,6 +216,7 @@ sys.exit(0 if ok else 1)
 """
 
 
+@skip_under_asan
 @pytest.mark.parametrize("mmap", [True, False], ids=["mmap", "read"])
 def test_rss_flat_over_open_close_and_calls(vit, mmap):
     # 200 open/forward/close cycles and 1000 calls. An Encoder of the tiny model holds ~50 KB of
@@ -221,6 +228,7 @@ def test_rss_flat_over_open_close_and_calls(vit, mmap):
     assert rc == 0, out
 
 
+@skip_under_asan
 def test_memo_bounded_over_many_input_sizes(vit):
     # The ViT family memoises the resized position table per grid. 300 different input sizes
     # (grids 30..59 x 30..39, ~200 KB of table each: ~60 MB if every one were kept) must leave
