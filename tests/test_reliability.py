@@ -147,6 +147,31 @@ os._exit(0)
     assert rc == 0, out
 
 
+# Child code: forks `forks` times while the thread `busy` (the caller's code defines it and the
+# `stop` flag it polls) runs; each child computes enc.forward(probe, "pooled") under a 10 s
+# alarm (a hang ends as SIGALRM) and must equal `ref`. Exit status 1 when any child failed.
+FORK_WHILE_BUSY = """
+t = threading.Thread(target=busy)
+t.start()
+bad = 0
+for _ in range({forks}):
+    time.sleep({pause})
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(10)
+        ok = np.array_equal(enc.forward(probe, "pooled"), ref)
+        os._exit(0 if ok else 2)
+    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if status != 0:
+        print("child status", status)
+        bad += 1
+stop = True
+t.join()
+print("bad", bad)
+sys.exit(1 if bad else 0)
+"""
+
+
 def test_fork_while_another_thread_runs(vit):
     # A thread keeps the Encoder busy while the main thread forks: the child inherits the
     # model's run lock held by a thread it does not have, and used to block forever on it.
@@ -161,24 +186,8 @@ stop = False
 def busy():
     while not stop:
         enc.forward(x, "pooled")
-t = threading.Thread(target=busy)
-t.start()
-bad = 0
-for _ in range(5):
-    time.sleep(0.01)
-    pid = os.fork()
-    if pid == 0:
-        signal.alarm(10)  # a hang ends as SIGALRM
-        ok = np.array_equal(enc.forward(x, "pooled"), ref)
-        os._exit(0 if ok else 2)
-    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    if status != 0:
-        print("child status", status)
-        bad += 1
-stop = True
-t.join()
-sys.exit(1 if bad else 0)
-"""
+probe = x
+""" + FORK_WHILE_BUSY.format(forks=5, pause=0.01)
     rc, out = run_child(code, timeout=120)
     assert rc == 0, out
 
