@@ -32,4 +32,4 @@ UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 PYVITCPP_STAGE="$PWD/$STAGE" python scripts/_staged_pytest.py -q -x -p no:cacheprovider "${ASAN_TESTS[@]}"
 
 echo "asan_tests.sh: replaying the seed corpus with LeakSanitizer"
-scripts/fuzz.sh replay "$(python -c 'import os,sys; print(os.environ.get("FUZZ_SEEDS", sys.argv[1] + "/seeds"))' "$FUZZ_DIR")"
+scripts/fuzz.sh replay "$(scripts/fuzz.sh seeds)"

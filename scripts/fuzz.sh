@@ -4,6 +4,7 @@
 #
 #   scripts/fuzz.sh [SECONDS] [libFuzzer args...]   build, make seeds if missing, fuzz SECONDS (default 60)
 #   scripts/fuzz.sh build                           only build (build/fuzz: fuzzer, replay driver, ASan modules)
+#   scripts/fuzz.sh seeds                           only make the seed corpus (prints its folder)
 #   scripts/fuzz.sh replay FILE_OR_DIR...           run inputs once through the replay driver
 #
 # Environment: FUZZ_DIR (default build/fuzz), FUZZ_CORPUS (the growing corpus, default
@@ -49,6 +50,10 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 case "${1:-}" in
   build)
     build
+    exit 0
+    ;;
+  seeds)
+    seeds
     exit 0
     ;;
   replay)
