@@ -64,6 +64,12 @@ class Preprocessor:
         self.rescale_factor = float(rescale_factor)
         if resize_size is None:
             resize_size = tuple(int(math.floor(s / self.crop_pct)) for s in self.image_size)
+        try:  # (from a model file: its preprocess.resize_size)
+            ok = len(resize_size) == 2 and min(int(s) for s in resize_size) >= 1
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"resize_size (preprocess.resize_size) must be two positive sizes (H, W), got {resize_size!r}")
         self.resize_size = (int(resize_size[0]), int(resize_size[1]))
         self.crop_rounding = crop_rounding
 
@@ -155,6 +161,8 @@ class Preprocessor:
 
         resample = getattr(Image.Resampling, _FILTERS[self.interpolation])
         H, W = self.image_size
+        if min(im.size) < 1:  # (a 0-width array: no answer to give, and a division by zero below)
+            raise ValueError(f"image {im.size[0]}x{im.size[1]} has no pixels")
         if self.resize_mode == "squash":
             return im.resize((W, H), resample)
         w, h = im.size

@@ -497,3 +497,25 @@ def test_nonfinite_pixels(vit):
         pyvitcpp.Encoder(vit, nonfinite="maybe")
     ok = enc.forward(np.nan_to_num(px), "pooled")  # the same images made finite run
     assert np.isfinite(ok).all()
+
+
+@pytest.mark.parametrize("mode", ["squash", "shortest_edge_crop", "longest_edge_pad"])
+@pytest.mark.parametrize("shape", [(5, 0, 3), (0, 5, 3), (0, 0), (0, 7, 4)])
+def test_empty_image_array(vit, mode, shape):
+    # A 0-width or 0-height uint8 image: shortest_edge_crop divided by zero (ZeroDivisionError)
+    # and squash silently classified an empty picture.
+    enc = pyvitcpp.Encoder(vit)
+    enc.preprocessor = enc.preprocessor.resized((IMG, IMG))
+    enc.preprocessor.resize_mode = mode
+    with pytest.raises(ValueError, match="has no pixels"):
+        enc.classify(np.zeros(shape, np.uint8), top_k=1)
+
+
+@pytest.mark.parametrize("resize_size", [[16], [], [0, 16], [16, -1], "ab", [16.5, "x"]])
+def test_bad_preprocess_resize_size(vit, resize_size):
+    # From a model file: preprocess.resize_size with fewer than 2 entries raised IndexError.
+    md = dict(pyvitcpp.Encoder(vit).metadata)
+    md.update({"preprocess.resize_size": resize_size, "preprocess.resize_mode": "shortest_edge_crop"})
+    from pyvitcpp.preprocess import Preprocessor
+    with pytest.raises(ValueError, match=r"preprocess\.resize_size"):
+        Preprocessor.from_metadata(md)
