@@ -40,36 +40,46 @@ def load_image(path):
         raise ValueError(f"cannot decode image {path}: {e}") from None
 
 
+def _numbers(name: str, value, n: int, *, integer: bool = False, positive: bool = True) -> np.ndarray:
+    """value as n finite numbers (positive, whole when asked), or a ValueError naming the
+    parameter and the model-file key it comes from (preprocess.<name>)."""
+    try:
+        a = np.asarray(value, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        a = np.empty(0)
+    ok = a.size == n and bool(np.all(np.isfinite(a)))
+    ok = ok and (not integer or bool(np.all(a == np.floor(a)))) and (not positive or bool(np.all(a > 0)))
+    if not ok:
+        what = f"{n} finite {'positive ' if positive else ''}{'whole ' if integer else ''}number{'s' if n > 1 else ''}"
+        raise ValueError(f"{name} (preprocess.{name}) must be {what}, got {value!r}")
+    return a
+
+
 class Preprocessor:
     def __init__(self, *, image_size: Sequence[int], resize_mode: str = "squash", crop_pct: float = 1.0,
                  interpolation: str = "bilinear", mean: Sequence[float] = (0.5, 0.5, 0.5),
                  std: Sequence[float] = (0.5, 0.5, 0.5), rescale_factor: float = 1 / 255,
                  resize_size: Sequence[int] | None = None, crop_rounding: str = "round"):
-        if len(image_size) != 2 or min(image_size) < 1:
-            raise ValueError(f"image_size must be (H, W), got {image_size}")
+        image_size = _numbers("image_size", image_size, 2, integer=True)
         if resize_mode not in RESIZE_MODES:
             raise ValueError(f"unsupported resize_mode {resize_mode!r} ({', '.join(RESIZE_MODES)})")
         if interpolation not in _FILTERS:
             raise ValueError(f"unsupported interpolation {interpolation!r} (bilinear, bicubic)")
         if crop_rounding not in ("round", "floor"):
             raise ValueError(f"unsupported crop_rounding {crop_rounding!r}")
+        crop_pct = float(_numbers("crop_pct", crop_pct, 1)[0])
         if not 0 < crop_pct <= 1.0 + 1e-6:
             raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.resize_mode = resize_mode
-        self.crop_pct = float(crop_pct)
+        self.crop_pct = crop_pct
         self.interpolation = interpolation
-        self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
-        self.std = np.asarray(std, np.float32).reshape(3, 1, 1)
-        self.rescale_factor = float(rescale_factor)
+        self.mean = _numbers("mean", mean, 3, positive=False).astype(np.float32).reshape(3, 1, 1)
+        self.std = _numbers("std", std, 3).astype(np.float32).reshape(3, 1, 1)
+        self.rescale_factor = float(_numbers("rescale_factor", rescale_factor, 1)[0])
         if resize_size is None:
             resize_size = tuple(int(math.floor(s / self.crop_pct)) for s in self.image_size)
-        try:  # (from a model file: its preprocess.resize_size)
-            ok = len(resize_size) == 2 and min(int(s) for s in resize_size) >= 1
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise ValueError(f"resize_size (preprocess.resize_size) must be two positive sizes (H, W), got {resize_size!r}")
+        resize_size = _numbers("resize_size", resize_size, 2, integer=True)
         self.resize_size = (int(resize_size[0]), int(resize_size[1]))
         self.crop_rounding = crop_rounding
 
@@ -89,10 +99,14 @@ class Preprocessor:
         if size is None:
             raise ValueError("the model file has no preprocess.image_size: cannot preprocess images "
                              "(pass float32 pixels to Encoder.forward instead)")
-        return cls(image_size=size, resize_mode=get("resize_mode", "squash"), crop_pct=get("crop_pct", 1.0),
-                   interpolation=get("interpolation", "bilinear"), mean=get("mean", (0.5,) * 3),
-                   std=get("std", (0.5,) * 3), rescale_factor=get("rescale_factor", 1 / 255),
-                   resize_size=get("resize_size"), crop_rounding=get("crop_rounding", "round"))
+        try:
+            return cls(image_size=size, resize_mode=get("resize_mode", "squash"), crop_pct=get("crop_pct", 1.0),
+                       interpolation=get("interpolation", "bilinear"), mean=get("mean", (0.5,) * 3),
+                       std=get("std", (0.5,) * 3), rescale_factor=get("rescale_factor", 1 / 255),
+                       resize_size=get("resize_size"), crop_rounding=get("crop_rounding", "round"))
+        except ValueError as e:  # the file's preprocess.* metadata: a GGUFError (a ValueError)
+            from ._core import GGUFError
+            raise GGUFError(f"preprocess metadata: {e}") from None
 
     def resized(self, image_size: Sequence[int]) -> "Preprocessor":
         """The same processing for another model input size (H, W), for towers run away from

@@ -511,11 +511,19 @@ def test_empty_image_array(vit, mode, shape):
         enc.classify(np.zeros(shape, np.uint8), top_k=1)
 
 
-@pytest.mark.parametrize("resize_size", [[16], [], [0, 16], [16, -1], "ab", [16.5, "x"]])
-def test_bad_preprocess_resize_size(vit, resize_size):
-    # From a model file: preprocess.resize_size with fewer than 2 entries raised IndexError.
+_BAD_PREPROCESS = [("resize_size", v) for v in ([16], [], [0, 16], [16, -1], "ab", [16.5, "x"])] + [
+    ("image_size", "16"), ("image_size", 5), ("image_size", [16.5, 16]), ("crop_pct", "x"), ("crop_pct", [1.0, 2.0]),
+    ("mean", "abc"), ("mean", [0.5]), ("mean", [float("nan")] * 3), ("std", [0, 0, 0]), ("std", "x"),
+    ("rescale_factor", "x"), ("rescale_factor", 0)]
+
+
+@pytest.mark.parametrize("key,value", _BAD_PREPROCESS, ids=[f"{k}={v!r}" for k, v in _BAD_PREPROCESS])
+def test_bad_preprocess_metadata(vit, key, value):
+    # The file's preprocess.* values: IndexError (resize_size with fewer than 2 entries),
+    # TypeErrors that did not name the key (image_size "16", crop_pct "x"), std 0 accepted (inf
+    # pixels). Now a GGUFError naming the key.
     md = dict(pyvitcpp.Encoder(vit).metadata)
-    md.update({"preprocess.resize_size": resize_size, "preprocess.resize_mode": "shortest_edge_crop"})
+    md.update({"preprocess." + key: value, "preprocess.resize_mode": "shortest_edge_crop"})
     from pyvitcpp.preprocess import Preprocessor
-    with pytest.raises(ValueError, match=r"preprocess\.resize_size"):
+    with pytest.raises(pyvitcpp.GGUFError, match=rf"preprocess\.{key}"):
         Preprocessor.from_metadata(md)
