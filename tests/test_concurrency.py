@@ -7,7 +7,6 @@ regression fails the test instead of killing or stalling the test run.
 """
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
@@ -15,10 +14,7 @@ import pytest
 
 import pyvitcpp
 from test_errors import IMG, P, write_vit_gguf
-from test_reliability import FORK_WHILE_BUSY, run_child
-
-# scripts/asan_tests.sh runs this file in an interpreter with the ASan runtime preloaded.
-UNDER_ASAN = "asan" in os.environ.get("LD_PRELOAD", "")
+from test_reliability import FORK_WHILE_BUSY, UNDER_ASAN, run_child, skip_fork_under_asan
 
 N_THREADS = 8
 CALLS = 200
@@ -129,8 +125,7 @@ sys.exit(1 if bad else 0)
     assert rc == 0, out
 
 
-@pytest.mark.skipif(UNDER_ASAN, reason="ASan's allocator is not fork-safe before LLVM 18 (llvm-project PR 75290): "
-                    "a child forked while the busy thread is inside malloc blocks there")
+@skip_fork_under_asan
 def test_fork_while_another_thread_builds_graphs(vit):
     # A thread keeps asking for new input sizes, so the ViT family keeps resizing its position
     # table under the lock of its per-size memo, and the main thread forks meanwhile. The child
