@@ -145,38 +145,56 @@ def to_pil(image):
                     "a uint8 HxWx3 array or float32 [B,3,H,W] pixels")
 
 
+def _numbers(name: str, value, n: int, *, integer: bool = False, positive: bool = True) -> np.ndarray:
+    """value as n finite numbers (positive, whole when asked), or a ValueError naming the
+    parameter and the model-file key it comes from (preprocess.<name>)."""
+    try:
+        a = np.asarray(value, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        a = np.empty(0)
+    ok = a.size == n and bool(np.all(np.isfinite(a)))
+    ok = ok and (not integer or bool(np.all(a == np.floor(a)))) and (not positive or bool(np.all(a > 0)))
+    if not ok:
+        what = f"{n} finite {'positive ' if positive else ''}{'whole ' if integer else ''}number{'s' if n > 1 else ''}"
+        raise ValueError(f"{name} (preprocess.{name}) must be {what}, got {value!r}")
+    return a
+
+
 class Preprocessor:
     def __init__(self, *, image_size: Sequence[int], resize_mode: str = "squash", crop_pct: float = 1.0,
                  interpolation: str = "bilinear", mean: Sequence[float] = (0.5, 0.5, 0.5),
                  std: Sequence[float] = (0.5, 0.5, 0.5), rescale_factor: float = 1 / 255,
                  resize_size: Sequence[int] | None = None, crop_rounding: str = "round",
                  pad_value: float = 114 / 255, stride: int = 1, letterbox_rounding: str = "ultralytics"):
-        if len(image_size) != 2 or min(image_size) < 1:
-            raise ValueError(f"image_size must be (H, W), got {image_size}")
+        image_size = _numbers("image_size", image_size, 2, integer=True)
         if resize_mode not in RESIZE_MODES:
             raise ValueError(f"unsupported resize_mode {resize_mode!r} ({', '.join(RESIZE_MODES)})")
         if interpolation not in _FILTERS:
             raise ValueError(f"unsupported interpolation {interpolation!r} (bilinear, bicubic)")
         if crop_rounding not in ("round", "floor"):
             raise ValueError(f"unsupported crop_rounding {crop_rounding!r}")
+        crop_pct = float(_numbers("crop_pct", crop_pct, 1)[0])
         if not 0 < crop_pct <= 1.0 + 1e-6:
             raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
         if letterbox_rounding not in LETTERBOX_ROUNDING:
             raise ValueError(f"unsupported letterbox_rounding {letterbox_rounding!r} ({', '.join(LETTERBOX_ROUNDING)})")
-        if int(stride) < 1 or (resize_mode == "letterbox" and (image_size[0] % int(stride) or image_size[1] % int(stride))):
-            raise ValueError(f"image_size {tuple(image_size)} must be a multiple of the model's stride {stride}")
-        self.pad_value = float(pad_value)
-        self.stride = int(stride)
+        stride = int(_numbers("stride", stride, 1, integer=True)[0])
+        if resize_mode == "letterbox" and (image_size[0] % stride or image_size[1] % stride):
+            raise ValueError(f"image_size {tuple(int(v) for v in image_size)} must be a multiple of the model's "
+                             f"stride {stride}")
+        self.pad_value = float(_numbers("pad_value", pad_value, 1, positive=False)[0])
+        self.stride = stride
         self.letterbox_rounding = letterbox_rounding
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.resize_mode = resize_mode
-        self.crop_pct = float(crop_pct)
+        self.crop_pct = crop_pct
         self.interpolation = interpolation
-        self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
-        self.std = np.asarray(std, np.float32).reshape(3, 1, 1)
-        self.rescale_factor = float(rescale_factor)
+        self.mean = _numbers("mean", mean, 3, positive=False).astype(np.float32).reshape(3, 1, 1)
+        self.std = _numbers("std", std, 3).astype(np.float32).reshape(3, 1, 1)
+        self.rescale_factor = float(_numbers("rescale_factor", rescale_factor, 1)[0])
         if resize_size is None:
             resize_size = tuple(int(math.floor(s / self.crop_pct)) for s in self.image_size)
+        resize_size = _numbers("resize_size", resize_size, 2, integer=True)
         self.resize_size = (int(resize_size[0]), int(resize_size[1]))
         self.crop_rounding = crop_rounding
 
@@ -196,12 +214,16 @@ class Preprocessor:
         if size is None:
             raise ValueError("the model file has no preprocess.image_size: cannot preprocess images "
                              "(pass float32 pixels to Encoder.forward instead)")
-        return cls(image_size=size, resize_mode=get("resize_mode", "squash"), crop_pct=get("crop_pct", 1.0),
-                   interpolation=get("interpolation", "bilinear"), mean=get("mean", (0.5,) * 3),
-                   std=get("std", (0.5,) * 3), rescale_factor=get("rescale_factor", 1 / 255),
-                   resize_size=get("resize_size"), crop_rounding=get("crop_rounding", "round"),
-                   pad_value=get("pad_value", 114 / 255), stride=get("stride", 1),
-                   letterbox_rounding=get("letterbox_rounding", "ultralytics"))
+        try:
+            return cls(image_size=size, resize_mode=get("resize_mode", "squash"), crop_pct=get("crop_pct", 1.0),
+                       interpolation=get("interpolation", "bilinear"), mean=get("mean", (0.5,) * 3),
+                       std=get("std", (0.5,) * 3), rescale_factor=get("rescale_factor", 1 / 255),
+                       resize_size=get("resize_size"), crop_rounding=get("crop_rounding", "round"),
+                       pad_value=get("pad_value", 114 / 255), stride=get("stride", 1),
+                       letterbox_rounding=get("letterbox_rounding", "ultralytics"))
+        except ValueError as e:  # the file's preprocess.* metadata: a GGUFError (a ValueError)
+            from ._core import GGUFError
+            raise GGUFError(f"preprocess metadata: {e}") from None
 
     def resized(self, image_size: Sequence[int]) -> "Preprocessor":
         """The same processing for another model input size (H, W), for towers run away from
@@ -275,6 +297,8 @@ class Preprocessor:
 
         resample = getattr(Image.Resampling, _FILTERS[self.interpolation])
         H, W = self.image_size
+        if min(im.size) < 1:  # (a 0-width array: no answer to give, and a division by zero below)
+            raise ValueError(f"image {im.size[0]}x{im.size[1]} has no pixels")
         if self.resize_mode == "squash":
             return im.resize((W, H), resample)
         w, h = im.size

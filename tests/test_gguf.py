@@ -422,6 +422,8 @@ _CORRUPT = [
     ("dim_negative", _valid(tis=[_ti("v.x", [2**64 - 8], 0, 0)]), "more than INT64_MAX"),
     ("dims_overflow", _valid(tis=[_ti("v.x", [2**32, 2**32], 0, 0)]), "element count overflows"),
     ("dims_overflow_zero_row", _valid(tis=[_ti("v.x", [0, 2**40, 2**40], 0, 0)]), "overflows"),
+    # 0 elements, but 9 * 2^60 overflows when the dims are multiplied in order (found by fuzz/)
+    ("dims_overflow_zero_last", _valid(tis=[_ti("v.x", [9, 2**60, 0], 0, 0)]), "element count overflows"),
     ("bytes_overflow", _valid(tis=[_ti("v.x", [2**62], 0, 0)]), "byte size overflows"),
     ("q8_0_row_not_block", _valid(tis=[_ti("v.x", [33], QT.Q8_0, 0)]),
      "ne[0] = 33 is not a multiple of the q8_0 block size 32"),

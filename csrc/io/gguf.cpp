@@ -193,7 +193,7 @@ bool GGUFValue::is_float() const { return is_float_type(type); }
 
 int64_t GGUFTensorInfo::nelements() const {
   int64_t n = 1;
-  for (int64_t d : ne) n *= d;  // validated at open: cannot overflow
+  for (int64_t d : ne) n *= d;  // validated at open: no partial product overflows
   return n;
 }
 
@@ -473,6 +473,13 @@ void GGUFParser::place_tensors(const std::vector<uint64_t>& info_at) {
     const std::string what = "tensor " + quoted(ti.name);
     const DTypeTraits tr = dtype_traits(ti.type);
 
+    // Every partial product of the dims must fit in int64 too (nelements() and the models
+    // multiply them in their own order, and a zero dim would otherwise hide absurd others:
+    // [9, 2^60, 0] has 0 elements but 9 * 2^60 overflows): the non-zero dims' product bounds them.
+    uint64_t nonzero = 1;
+    for (int64_t d : ti.ne)
+      if (d != 0 && !mul_within(nonzero, static_cast<uint64_t>(d), kMaxInt64, &nonzero))
+        fail(at, what + " dims " + dims_str(ti.ne) + ": element count overflows int64");
     // Rows first, then the whole: a zero ne[0] must not hide absurd outer dimensions.
     uint64_t rows = 1;
     for (size_t d = 1; d < ti.ne.size(); ++d)

@@ -297,6 +297,7 @@ void reset_models_after_fork() {
     // The parent's mutex may be held by a thread that is not in this process: leak it.
     m->mu_.release();
     m->mu_.reset(new std::mutex());
+    m->family_->reset_after_fork();  // its build() memo lock, held inside the run lock
   }
 }
 
@@ -379,10 +380,15 @@ Graph& Model::graph_for(int64_t B, int64_t H, int64_t W, const std::vector<std::
                      std::to_string(W) + ": " + e.what());
   }
   g->finalize(sorted, *kt_, threads_);
-  cache_.push_front({key, std::move(g)});
+  cache_.push_front({key, std::move(g), H, W});
   // A few geometries stay cached; each holds its own activation arena.
   const size_t max_cached = 4;
-  while (cache_.size() > max_cached) cache_.pop_back();
+  if (cache_.size() > max_cached) {
+    while (cache_.size() > max_cached) cache_.pop_back();
+    std::vector<std::pair<int64_t, int64_t>> live;
+    for (const auto& e : cache_) live.emplace_back(e.H, e.W);
+    family_->trim_memo(live);
+  }
   return *cache_.front().graph;
 }
 

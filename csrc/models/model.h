@@ -77,6 +77,42 @@ class ModelFamily {
   virtual std::unique_ptr<Graph> build(int64_t B, int64_t H, int64_t W) const = 0;
   // Hyper-parameters for Python (`Encoder.config`).
   virtual std::map<std::string, std::string> hparams() const = 0;
+  // Called in the child of a fork (Model's pthread_atfork handler): a family that keeps a
+  // locked memo for build() (ForkSafeMemo) starts a fresh one there.
+  virtual void reset_after_fork() {}
+  // Called by Model under its run lock after its graph cache dropped a graph, with the (H, W) of
+  // every graph still cached: a family's memo may forget what none of them uses (it would
+  // otherwise grow with every input size ever asked for).
+  virtual void trim_memo(const std::vector<std::pair<int64_t, int64_t>>& live_hw) {}
+};
+
+// A memo that build() fills under its own lock (resized position tables per grid). Heap-held so
+// that the child of a fork made while another thread was inside build() can abandon it: the
+// lock may be held by a thread that does not exist there and the table may be half written.
+// reset_after_fork() leaks the old one (graphs built before the fork keep pointing into it, so
+// it must stay valid) and starts empty.
+template <class T>
+class ForkSafeMemo {
+ public:
+  struct State {
+    std::mutex mu;
+    T value;
+  };
+  State& operator*() const { return *s_; }
+  State* operator->() const { return s_.get(); }
+  void reset_after_fork() {
+    s_.release();  // deliberately leaked, see above
+    s_.reset(new State());
+  }
+  // T is a map: drops the entries whose key keep(key) rejects.
+  template <class Keep>
+  void erase_unless(const Keep& keep) {
+    std::lock_guard<std::mutex> lk(s_->mu);
+    for (auto it = s_->value.begin(); it != s_->value.end();) it = keep(it->first) ? std::next(it) : s_->value.erase(it);
+  }
+
+ private:
+  std::unique_ptr<State> s_{new State()};
 };
 
 class Model {
@@ -125,6 +161,7 @@ class Model {
   struct CacheEntry {
     std::string key;
     std::unique_ptr<Graph> graph;
+    int64_t H, W;
   };
   std::list<CacheEntry> cache_;  // most recently used first
 };

@@ -44,6 +44,14 @@ class SamFamily : public ModelFamily {
   void check_input(int64_t C, int64_t H, int64_t W) const override;
   std::unique_ptr<Graph> build(int64_t B, int64_t H, int64_t W) const override;
   std::map<std::string, std::string> hparams() const override;
+  void reset_after_fork() override { grid_cache_.reset_after_fork(); }
+  void trim_memo(const std::vector<std::pair<int64_t, int64_t>>& live_hw) override {
+    grid_cache_.erase_unless([&](const std::pair<int64_t, int64_t>& grid) {
+      for (const auto& hw : live_hw)  // the grid build() uses for that input
+        if (hw.first / patch_ == grid.first && hw.second / patch_ == grid.second) return true;
+      return false;
+    });
+  }
 
  private:
   void read_hparams(const GGUFFile& f);
@@ -65,8 +73,7 @@ class SamFamily : public ModelFamily {
   std::vector<SamBlock> blocks_;
   LinearWeight *neck0_, *neck2_;
   const float *neck1_g_, *neck1_b_, *neck3_g_, *neck3_b_;
-  mutable std::mutex grid_mu_;
-  mutable std::map<std::pair<int64_t, int64_t>, GridTables> grid_cache_;
+  mutable ForkSafeMemo<std::map<std::pair<int64_t, int64_t>, GridTables>> grid_cache_;
 };
 
 void SamFamily::read_hparams(const GGUFFile& f) {
@@ -196,8 +203,8 @@ void SamFamily::check_input(int64_t C, int64_t H, int64_t W) const {
 }
 
 const SamFamily::GridTables& SamFamily::grid_tables(int64_t gh, int64_t gw) const {
-  std::lock_guard<std::mutex> lk(grid_mu_);
-  GridTables& t = grid_cache_[{gh, gw}];
+  std::lock_guard<std::mutex> lk(grid_cache_->mu);
+  GridTables& t = grid_cache_->value[{gh, gw}];
   if (pos_ && t.pos.empty()) {
     t.pos.resize(static_cast<size_t>(gh * gw * D_));
     resize_pos_table(pos_, grid_, grid_, D_, gh, gw, pos_resize_, t.pos.data());

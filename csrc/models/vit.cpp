@@ -41,6 +41,14 @@ class VitFamily : public ModelFamily {
   void check_input(int64_t C, int64_t H, int64_t W) const override;
   std::unique_ptr<Graph> build(int64_t B, int64_t H, int64_t W) const override;
   std::map<std::string, std::string> hparams() const override;
+  void reset_after_fork() override { pos_cache_.reset_after_fork(); }
+  void trim_memo(const std::vector<std::pair<int64_t, int64_t>>& live_hw) override {
+    pos_cache_.erase_unless([&](const std::pair<int64_t, int64_t>& grid) {
+      for (const auto& hw : live_hw)  // the grid build() uses for that input
+        if (hw.first / patch_ == grid.first && hw.second / patch_ == grid.second) return true;
+      return false;
+    });
+  }
 
  private:
   void read_hparams(const GGUFFile& f);
@@ -67,8 +75,7 @@ class VitFamily : public ModelFamily {
   std::string projector_type_;
   std::unique_ptr<MapHead> map_;
 
-  mutable std::mutex pos_mu_;
-  mutable std::map<std::pair<int64_t, int64_t>, std::vector<float>> pos_cache_;
+  mutable ForkSafeMemo<std::map<std::pair<int64_t, int64_t>, std::vector<float>>> pos_cache_;
 };
 
 std::vector<int64_t> torch_dims_of(const GGUFTensorInfo& t) { return {t.ne.rbegin(), t.ne.rend()}; }
@@ -297,8 +304,8 @@ void VitFamily::check_input(int64_t C, int64_t H, int64_t W) const {
 
 const float* VitFamily::pos_table(int64_t gh, int64_t gw) const {
   if (!pos_ || (gh == grid0_ && gw == grid0_)) return pos_;
-  std::lock_guard<std::mutex> lk(pos_mu_);
-  auto& t = pos_cache_[{gh, gw}];
+  std::lock_guard<std::mutex> lk(pos_cache_->mu);
+  auto& t = pos_cache_->value[{gh, gw}];
   if (t.empty()) {
     t.resize(static_cast<size_t>((n_pos_prefix_ + gh * gw) * D_));
     std::copy(pos_, pos_ + n_pos_prefix_ * D_, t.begin());

@@ -27,7 +27,14 @@ py::dict run_model(Model& m, const py::array& pixels, const std::vector<std::str
   py::dict result;
   if (B < 1) throw py::value_error("pixels hold no images (batch of 0)");
   m.family().check_input(C, H, W);  // ModelError naming a channel or size mismatch
-  for (const auto& kv : m.output_shapes(B, H, W, outputs)) {
+  std::map<std::string, std::vector<int64_t>> shapes;
+  {
+    // Builds the graph on the first call per geometry (can take a while): other Python threads
+    // run meanwhile.
+    py::gil_scoped_release release;
+    shapes = m.output_shapes(B, H, W, outputs);
+  }
+  for (const auto& kv : shapes) {
     const std::string& name = kv.first;
     const std::vector<int64_t>& shape = kv.second;
     // numpy's strides and byte size: a shape from file-supplied hyper-parameters must not wrap.
@@ -61,9 +68,11 @@ void bind_model(py::module_& m) {
            }),
            py::arg("path"), py::arg("threads") = 0, py::arg("isa") = "", py::arg("mmap") = true)
       .def("run", &run_model, py::arg("pixels"), py::arg("outputs"))
-      .def("output_shape", &Model::output_shape, py::arg("name"), py::arg("batch"), py::arg("height"), py::arg("width"))
+      // Both build (and cache) the graph for the geometry: without the GIL, like run.
+      .def("output_shape", &Model::output_shape, py::arg("name"), py::arg("batch"), py::arg("height"), py::arg("width"),
+           py::call_guard<py::gil_scoped_release>())
       .def("arena_bytes", &Model::arena_bytes, py::arg("batch"), py::arg("height"), py::arg("width"),
-           py::arg("outputs"))
+           py::arg("outputs"), py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("output_names", [](const Model& m) { return m.family().output_names(); })
       .def_property_readonly("hparams", [](const Model& m) { return m.family().hparams(); })
       .def_property_readonly("architecture", [](const Model& m) { return m.family().architecture(); })

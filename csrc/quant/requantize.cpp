@@ -260,8 +260,10 @@ std::vector<RequantDecision> requantize_file(const std::string& src, const std::
       } else {
         const int64_t n = t.nelements(), cols = t.ne[0], rows = tensor_rows(t);
         f32.resize(static_cast<size_t>(n));
-        if (t.type == static_cast<uint32_t>(DType::F32)) std::memcpy(f32.data(), t.data, t.nbytes);
-        else {
+        // (n == 0 is a valid empty tensor: f32.data() may then be null, which memcpy must not get)
+        if (t.type == static_cast<uint32_t>(DType::F32)) {
+          if (n > 0) std::memcpy(f32.data(), t.data, t.nbytes);
+        } else {
           const uint16_t* h = reinterpret_cast<const uint16_t*>(t.data);
           for (int64_t i = 0; i < n; ++i) f32[i] = fp16_to_fp32(h[i]);
         }
@@ -270,7 +272,7 @@ std::vector<RequantDecision> requantize_file(const std::string& src, const std::
           uint16_t* h = reinterpret_cast<uint16_t*>(buf.data());
           for (int64_t i = 0; i < n; ++i) h[i] = fp32_to_fp16(f32[i]);
         } else if (plan[k].to == static_cast<uint32_t>(DType::F32)) {
-          std::memcpy(buf.data(), f32.data(), nbytes[k]);
+          if (n > 0) std::memcpy(buf.data(), f32.data(), nbytes[k]);
         } else {
           quantize_rows(static_cast<DType>(plan[k].to), f32.data(), rows, cols, buf.data(), nthreads);
         }
