@@ -9,7 +9,8 @@
 #
 # Environment: FUZZ_DIR (default build/fuzz), FUZZ_CORPUS (the growing corpus, default
 # $FUZZ_DIR/corpus), FUZZ_SEEDS (default $FUZZ_DIR/seeds, made by fuzz/make_seeds.py with our
-# converter), FUZZ_NICE=1 to run at nice 19. A crash, sanitizer report, leak, timeout (10 s per
+# converter), FUZZ_NICE=1 to run at nice 19, FUZZ_TARGET=load for the target without the
+# forward (gguf_load_fuzz: reader + loader, one thread, ~100x the executions per second). A crash, sanitizer report, leak, timeout (10 s per
 # input) or out-of-memory (2 GB) input is written under $FUZZ_DIR/artifacts/ and the script
 # exits non-zero. The final line of libFuzzer's log gives the executions ("Done N runs").
 set -euo pipefail
@@ -76,7 +77,9 @@ CORPUS=${FUZZ_CORPUS:-$FUZZ_DIR/corpus}
 mkdir -p "$CORPUS" "$FUZZ_DIR/artifacts"
 nice_cmd=()
 [ "${FUZZ_NICE:-0}" = 1 ] && nice_cmd=(nice -n 19)
-echo "fuzz.sh: ${SECONDS_TO_RUN}s, corpus $CORPUS, seeds $SEEDS"
-exec "${nice_cmd[@]}" "$FUZZ_DIR/gguf_model_fuzz" -max_total_time="$SECONDS_TO_RUN" -dict=fuzz/gguf.dict \
+echo "fuzz.sh: ${FUZZ_TARGET:-model} target, ${SECONDS_TO_RUN}s, corpus $CORPUS, seeds $SEEDS"
+target=gguf_model_fuzz
+[ "${FUZZ_TARGET:-model}" = load ] && target=gguf_load_fuzz
+exec "${nice_cmd[@]}" "$FUZZ_DIR/$target" -max_total_time="$SECONDS_TO_RUN" -dict=fuzz/gguf.dict \
   -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 -max_len=300000 -print_final_stats=1 \
   -artifact_prefix="$FUZZ_DIR/artifacts/" "$@" "$CORPUS" "$SEEDS"

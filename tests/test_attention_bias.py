@@ -358,6 +358,33 @@ def test_masked_leading_keys(isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+def test_far_masked_keys_and_fully_masked_rows(isa):
+    """Swin's -100 window mask puts scores ~144 (log2) below the row's maximum, where 2^x is a
+    denormal: the SIMD softmax gives exactly 0 there (a denormal P made every P.V FMA touching it
+    take a microcode assist), which must still match the float64 reference; keys masked with
+    -inf before and after the finite ones too. A row masked to the end is NaN at every level, as
+    torch.softmax makes it (0 / 0; SDPA's math path returns 0 there instead, so it is not the
+    reference for that row)."""
+    need(isa)
+    for Tk in (49, 300):
+        Q, K, V, _ = make_case(2, 3, 11, Tk, 32, seed=Tk + 1)
+        r = np.random.default_rng(Tk)
+        mask = np.where(r.random((2, 11, Tk)) < 0.5, -100.0, 0.0).astype(np.float32)
+        mask[:, :, 0] = -100.0       # the first key (the P.V accumulator's start) far below the max
+        mask[1, 3, : Tk - 2] = -np.inf
+        mask[0, 5, :] = -np.inf      # masked to the end
+        scale = 0.2
+        want = sdpa64(Q, K, V, scale, float_mask(Q, None, mask, None, None, None))
+        got = T.attention(isa, Q, K, V, scale, 2, mask=mask)
+        dead = np.zeros(got.shape, bool)
+        dead[0::2, 5] = True         # batch b uses window b % 2
+        assert np.isnan(got[dead]).all()
+        g, w = np.where(dead, 0.0, got), np.where(dead, 0.0, want)
+        assert np.isfinite(g).all()
+        assert_within(g, w, terms_tol(Q, K, V, scale, mask=mask), f"{isa} Tk={Tk}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
 def test_strided_and_broadcast_terms(isa):
     """bias shared by all heads through a stride-0 view ([H, T, T] = broadcast of [1, T, T]),
     bias and mask rows with a row stride > Tk (views into larger arrays)."""

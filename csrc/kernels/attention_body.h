@@ -90,7 +90,8 @@ inline void softmax_step(float* S, int64_t lds, int64_t nkp, float* m, float* l,
     alpha[r] = mnew == m[r] ? 1.0f : std::exp2(m[r] - mnew);  // 0 on the first chunk (m = -inf)
     m[r] = mnew;
     // A row whose keys so far are all masked (-inf) has m = -inf: subtracting 0 instead keeps
-    // -inf - -inf = NaN out of P (its P are ~0, and alpha = 0 drops them at the first finite key).
+    // -inf - -inf = NaN out of P (its P are 0, and alpha = 0 drops them at the first finite key;
+    // a row masked to the end has l = 0 and gives NaN, as the reference's softmax does).
     const V mv = VT::set1(mnew == -std::numeric_limits<float>::infinity() ? 0.0f : mnew);
     V s0 = VT::zero(), s1 = s0;
     for (j = 0; j + 2 * VT::W <= nkp; j += 2 * VT::W) {

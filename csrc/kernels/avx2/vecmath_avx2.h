@@ -109,9 +109,11 @@ static inline void exp2part_pair(__m256 hi, __m256 lo, __m256 m, __m256* e, __m2
 static inline __m256 exp(__m256 x) { return exp2part(x, _mm256_setzero_ps()); }
 
 // 2^x for x <= 0 (softmax after max subtraction): degree-5 minimax for 2^f on [-1/2, 1/2]
-// (rel err 1.3e-7). Arguments below -126 give ~2^-126 instead of a denormal/0: harmless next
-// to the row's maximum term 1. NaN propagates.
+// (rel err 1.3e-7). Arguments below -126 (-inf too) give exactly 0, never a denormal (a
+// denormal P makes the P.V FMAs that touch it take microcode assists; see the avx512 twin).
+// NaN propagates.
 static inline __m256 exp2_neg(__m256 x) {
+  const __m256 tiny = _mm256_cmp_ps(x, set1(-126.0f), _CMP_LT_OQ);
   x = _mm256_max_ps(set1(-126.0f), x);
   const __m256 magic = set1(12582912.0f + 127.0f);  // also adds the exponent bias
   __m256 t = _mm256_add_ps(x, magic);
@@ -123,7 +125,7 @@ static inline __m256 exp2_neg(__m256 x) {
   p = _mm256_fmadd_ps(p, f, set1(0.6931472420692444f));
   p = _mm256_fmadd_ps(p, f, set1(1.0f));
   // (bits(t) << 23) == (n + 127) << 23: the magic's own bits shift out.
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23)));
+  return _mm256_andnot_ps(tiny, _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23))));
 }
 
 static inline __m256 abs(__m256 x) { return _mm256_andnot_ps(set1(-0.0f), x); }
