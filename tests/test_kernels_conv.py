@@ -261,6 +261,54 @@ def test_conv_direct_vs_ref(isa, case):
     check_close(got, apply_act64(want_nb, "relu6") + res, mag_nb + np.abs(res), K, f"{isa} conv+res {case}")
 
 
+# NCHW pixels (the stem): the SIMD levels run the gathered conv directly, one pointer per
+# (tap, channel); odd sizes, strides, a kernel larger than the image, padding on every side.
+NCHW_CASES = [
+    # (B, H, W, C, OC, k, stride, dil, pad, same)
+    (2, 15, 13, 3, 16, 3, 2, 1, 1, False),   # yolov8n / EfficientNet stem, odd sizes
+    (1, 13, 17, 3, 64, 7, 2, 1, 3, False),   # ResNet stem (two panels)
+    (2, 9, 9, 1, 33, 3, 1, 1, 1, False),     # one channel, N tail 1
+    (1, 2, 3, 4, 5, 5, 1, 1, 2, False),      # kernel larger than the image
+    (3, 7, 6, 3, 40, 3, 1, 2, 0, True),      # dilated, SAME
+    (1, 11, 10, 3, 16, 6, 2, 1, 2, False),   # 6x6 stride 2 (YOLOv5-style stem)
+]
+
+
+@pytest.mark.parametrize("isa", LEVELS)
+@pytest.mark.parametrize("case", NCHW_CASES, ids=lambda c: "x".join(map(str, c)))
+@pytest.mark.parametrize("f16", [False, True])
+def test_conv_nchw_direct(isa, case, f16):
+    """NCHW input through the GEMM's gather (direct on the SIMD levels) against float64 torch,
+    the scalar spec, the forced gathering GEMM and the Im2col buffer; thread splits give the
+    same bits."""
+    isa_or_skip(isa)
+    B, H, W, C, OC, k, s, d, pad, same = case
+    g = rng(sum(case) + 41 + f16)
+    x = g.standard_normal((B, H, W, C)).astype(np.float32)
+    w = (g.standard_normal((OC, C, k, k)) / np.sqrt(k * k * C)).astype(np.float32)
+    if f16:
+        w = w.astype(np.float16).astype(np.float32)
+    bias = (0.1 * g.standard_normal(OC)).astype(np.float32)
+    want, mag = torch_conv64(x, w, bias, s, d, pad, same, 1)
+    K = k * k * C
+    xn = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    kw = dict(stride=s, dilation=d, pad=pad, same=same, nchw=True, f16=f16)
+    for act in ("none", "silu"):
+        outs = [T.conv2d(isa, xn, w, bias, act=ACT[act], nth=nth, **kw) for nth in (1, 2, 5)]
+        for o in outs[1:]:
+            np.testing.assert_array_equal(o, outs[0])
+        check_close(outs[0], apply_act64(want, act), mag, K, f"{isa} nchw {case} {act}")
+        spec = T.conv2d("direct", xn, w, bias, act=ACT[act], nth=1, stride=s, dilation=d, pad=pad, same=same,
+                        nchw=True)
+        check_close(outs[0], spec.astype(np.float64), mag, K, f"{isa} nchw vs spec {case} {act}", extra=1e-30)
+        for alt in (dict(direct=False), dict(gather=False)):
+            o = T.conv2d(isa, xn, w, bias, act=ACT[act], nth=2, **alt, **kw)
+            check_close(outs[0], o.astype(np.float64), mag, K, f"{isa} nchw vs {alt} {case} {act}")
+    res = g.standard_normal(want.shape).astype(np.float32)
+    got = T.conv2d(isa, xn, w, bias, act=ACT["relu"], residual=res, nth=3, **kw)
+    check_close(got, apply_act64(want, "relu") + res, mag + np.abs(res), K, f"{isa} nchw+res {case}")
+
+
 @pytest.mark.parametrize("isa", LEVELS)
 @pytest.mark.parametrize("case", DIRECT_CASES[:7], ids=lambda c: "x".join(map(str, c)))
 def test_conv_direct_f16_weights(isa, case):

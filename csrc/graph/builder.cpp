@@ -347,6 +347,7 @@ int GraphBuilder::conv2d(const std::string& name, int x, const LinearWeight* w, 
   p.conv.cg = C;
   p.conv.h = h;
   p.conv.w = wd;
+  p.conv.nchw = nchw;
   p.nchw = nchw;
   const int cols = node(OpType::Im2col, name + ".im2col", {x}, {B * h.out * wd.out, h.k * wd.k * C}, p);
   return reshape(linear(name, cols, w, act, residual), os);

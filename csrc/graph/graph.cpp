@@ -116,10 +116,10 @@ void Graph::finalize(const std::vector<std::string>& outputs, const KernelTable&
   plan();
 }
 
-// An Im2col of an NHWC map whose only reader is the next node, an F32/F16 Linear, becomes
-// that GEMM's gather (GemmArgs::conv): the im2col matrix is never written (ResNet-50 at batch 1
-// wrote and re-read 7 MB for each layer-1 3x3 conv). NCHW pixels (the stem) and block-quantized
-// weights keep the Im2col op.
+// An Im2col of an NHWC map or of NCHW pixels (the stem) whose only reader is the next node, an
+// F32/F16 Linear, becomes that GEMM's gather (GemmArgs::conv): the im2col matrix is never
+// written (ResNet-50 at batch 1 wrote and re-read 7 MB for each layer-1 3x3 conv; yolov8n's
+// 640 x 640 stem 9 floats per input float). Block-quantized weights keep the Im2col op.
 void Graph::fuse_im2col() {
   std::vector<int> readers(tensors_.size(), 0);
   for (const Node& n : nodes_)
@@ -134,7 +134,7 @@ void Graph::fuse_im2col() {
     const TensorDesc& src = tensors_[c.in[0]];
     const bool whole = !src.is_view() || (src.contiguous() && src.elem_offset == 0 &&
                                           src.numel() == tensors_[owner(c.in[0])].numel());
-    if (c.op == OpType::Im2col && !c.as<Im2colOp>().nchw && i + 1 < nodes_.size() && readers[c.out] == 1 &&
+    if (c.op == OpType::Im2col && i + 1 < nodes_.size() && readers[c.out] == 1 &&
         !outs.count(c.out) && whole) {
       Node& l = nodes_[i + 1];
       if (l.op == OpType::Linear && l.in.size() == 1 && l.in[0] == c.out) {

@@ -16,6 +16,16 @@
 // of X, and the whole K is summed in registers (no partial sums, one epilogue per tile).
 // Taps that are padding for every pixel of the tile are skipped.
 //
+// NCHW pixels (ConvGather::nchw, the stem: 3 channels): a channel's values of one pixel are a
+// plane apart, so every (tap, channel) is an entry of its own with its own panel row; the
+// im2col matrix and its 9x / 49x copy of the image are never written (yolov8n's 640 x 640
+// stem: Im2col + a K = 27 GEMM ran at 60 GFLOP/s). A tile of pixels in one output row whose
+// taps all fall inside the image columns, at stride 1 or 2 (nearly every stem tile), runs the
+// row microkernel: one pointer per entry (pixel i reads it at i * stride, a compile-time
+// offset, folded into the FMA's broadcast operand), no per-pixel table. Other tiles (image
+// edges, rows crossing) take the general microkernel with cg = 1 per entry. Panels of at most
+// one vector of outputs (16 on avx512, yolov8n's stem) skip the second accumulator column.
+//
 // Summation order per output: taps in (ky, kx) order, channels in order, one FMA chain, the
 // same for any thread split (each output's chain depends only on the tile's taps).
 //
@@ -43,7 +53,9 @@ using ConvUkernel = void (*)(int64_t ntaps, const float* const* xp, const int64_
 // The microkernel, one body for both levels over the level's Traits: V (the vector), vzero,
 // bcast (a float broadcast from memory), fma, load_b<F16> (one packed panel row as two vectors,
 // F16 widened) and epilogue<R> (bias, activation, residual, store: the GEMM's own).
-template <class T, int R, bool F16>
+// Narrow: the panel has at most one vector of outputs (yolov8n's 16-channel convs on avx512):
+// the second accumulator column is neither computed nor stored (the epilogue's nr).
+template <class T, int R, bool F16, bool Narrow>
 void conv_direct_ukernel(int64_t ntaps, const float* const* xp, const int64_t* boff, const void* panel, int64_t cg,
                          const GemmEpilogue& e) {
   using V = typename T::V;
@@ -64,24 +76,77 @@ void conv_direct_ukernel(int64_t ntaps, const float* const* xp, const int64_t* b
       for (int i = 0; i < R; ++i) {
         const V v = T::bcast(x[i] + k);
         c[i][0] = T::fma(v, b0, c[i][0]);
-        c[i][1] = T::fma(v, b1, c[i][1]);
+        if (!Narrow) c[i][1] = T::fma(v, b1, c[i][1]);
       }
     }
   }
   T::template epilogue<R>(c, e);
 }
 
-template <class T, bool F16, size_t... I>
+// The NCHW row microkernel: for entry t, pixel i reads xp[t][i * S]; panel + boff[t] is the
+// entry's panel row. Narrow: the panel has at most one vector of outputs (the second
+// accumulator column is neither computed nor stored: epilogue's nr).
+using ConvRowUkernel = void (*)(int64_t nent, const float* const* xp, const int64_t* boff, const void* panel,
+                                const GemmEpilogue& e);
+
+template <class T, int R, int S, bool F16, bool Narrow>
+void conv_nchw_row_ukernel(int64_t nent, const float* const* xp, const int64_t* boff, const void* panel,
+                           const GemmEpilogue& e) {
+  using V = typename T::V;
+  V c[R][2];
+  #pragma GCC unroll 16
+  for (int i = 0; i < R; ++i) c[i][0] = c[i][1] = T::vzero();
+  for (int64_t t = 0; t < nent; ++t) {
+    const float* x = xp[t];
+    const void* B = F16 ? static_cast<const void*>(static_cast<const uint16_t*>(panel) + boff[t])
+                        : static_cast<const void*>(static_cast<const float*>(panel) + boff[t]);
+    V b0, b1;
+    T::template load_b<F16>(B, 0, b0, b1);
+    #pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) {
+      const V v = T::bcast(x + i * S);
+      c[i][0] = T::fma(v, b0, c[i][0]);
+      if (!Narrow) c[i][1] = T::fma(v, b1, c[i][1]);
+    }
+  }
+  T::template epilogue<R>(c, e);
+}
+
+template <class T, int S, bool F16, bool Narrow, size_t... I>
+const ConvRowUkernel* conv_nchw_row_table(std::index_sequence<I...>) {
+  static const ConvRowUkernel k[] = {conv_nchw_row_ukernel<T, static_cast<int>(I) + 1, S, F16, Narrow>...};
+  return k;
+}
+
+// Row microkernels for R = 1..MR (index R - 1) at stride S (1 or 2).
+template <class T>
+const ConvRowUkernel* conv_nchw_row_kernels(int S, bool f16, bool narrow) {
+  using Seq = std::make_index_sequence<T::MR>;
+  const int sel = (S == 2 ? 4 : 0) | (f16 ? 2 : 0) | (narrow ? 1 : 0);
+  switch (sel) {
+    case 0: return conv_nchw_row_table<T, 1, false, false>(Seq());
+    case 1: return conv_nchw_row_table<T, 1, false, true>(Seq());
+    case 2: return conv_nchw_row_table<T, 1, true, false>(Seq());
+    case 3: return conv_nchw_row_table<T, 1, true, true>(Seq());
+    case 4: return conv_nchw_row_table<T, 2, false, false>(Seq());
+    case 5: return conv_nchw_row_table<T, 2, false, true>(Seq());
+    case 6: return conv_nchw_row_table<T, 2, true, false>(Seq());
+    default: return conv_nchw_row_table<T, 2, true, true>(Seq());
+  }
+}
+
+template <class T, bool F16, bool Narrow, size_t... I>
 const ConvUkernel* conv_direct_table(std::index_sequence<I...>) {
-  static const ConvUkernel k[] = {conv_direct_ukernel<T, static_cast<int>(I) + 1, F16>...};
+  static const ConvUkernel k[] = {conv_direct_ukernel<T, static_cast<int>(I) + 1, F16, Narrow>...};
   return k;
 }
 
 // Microkernels for R = 1..MR rows (index R - 1).
 template <class T>
-const ConvUkernel* conv_direct_kernels(bool f16) {
-  return f16 ? conv_direct_table<T, true>(std::make_index_sequence<T::MR>())
-             : conv_direct_table<T, false>(std::make_index_sequence<T::MR>());
+const ConvUkernel* conv_direct_kernels(bool f16, bool narrow) {
+  using Seq = std::make_index_sequence<T::MR>;
+  if (f16) return narrow ? conv_direct_table<T, true, true>(Seq()) : conv_direct_table<T, true, false>(Seq());
+  return narrow ? conv_direct_table<T, false, true>(Seq()) : conv_direct_table<T, false, false>(Seq());
 }
 
 // Whether the direct path runs this conv. Needs F32 or F16 weights packed by this level, and at least
@@ -96,7 +161,9 @@ inline bool conv_direct_ok(const GemmArgs& a) {
   }();
   if (!enabled || !a.conv || !a.W_packed || (a.wtype != DType::F32 && a.wtype != DType::F16)) return false;
   const ConvGather& g = *a.conv;
-  if (!g.allow_direct || g.cg < 8) return false;
+  if (!g.allow_direct) return false;
+  if (g.nchw) return true;  // one float per entry, pixels stride floats apart
+  if (g.cg < 8) return false;
   const int64_t step = g.C * g.w.stride * static_cast<int64_t>(sizeof(float));
   return step % 4096 != 0;
 }
@@ -114,6 +181,8 @@ void conv_direct_run(const GemmArgs& a, int ith, int nth) {
 
   const int64_t cg = g.cg, KH = g.h.k, KW = g.w.k, taps = KH * KW;
   const int64_t K = taps * cg;
+  // Pointer-table entries per pixel and floats each entry points at (NCHW: (tap, channel), 1).
+  const int64_t ents = g.nchw ? K : taps, ucg = g.nchw ? 1 : cg;
   // Zeros standing in for taps in the padding (cg floats, grown and cleared on demand).
   static thread_local GemmScratch zero_s, ptr_s;
   static thread_local size_t zero_n = 0;
@@ -123,9 +192,9 @@ void conv_direct_run(const GemmArgs& a, int ith, int nth) {
     zero_n = zero_s.n;
   }
   // Pointer tables of one tile: taps * MR pixel pointers, taps panel-slice pointers.
-  const size_t ptr_floats = (static_cast<size_t>(taps) * (MR + 1) * sizeof(void*) + sizeof(float) - 1) / sizeof(float);
+  const size_t ptr_floats = (static_cast<size_t>(ents) * (MR + 1) * sizeof(void*) + sizeof(float) - 1) / sizeof(float);
   const float** xp = reinterpret_cast<const float**>(ptr_s.get(ptr_floats));
-  int64_t* boff = reinterpret_cast<int64_t*>(xp + taps * MR);
+  int64_t* boff = reinterpret_cast<int64_t*>(xp + ents * MR);
 
   // Tiles: the thread's rows in balanced tiles of <= MR rows.
   const int64_t rows = m1 - m0;
@@ -134,21 +203,52 @@ void conv_direct_run(const GemmArgs& a, int ith, int nth) {
   const int64_t per_row = std::max<int64_t>(1, g.C * g.h.stride * g.w.stride * static_cast<int64_t>(sizeof(float)));
   const int64_t blk_tiles = std::max<int64_t>(1, (int64_t{1} << 18) / per_row / MR);
   const bool f16 = a.wtype == DType::F16;
-  const ConvUkernel* kern = conv_direct_kernels<T>(f16);
+  const ConvUkernel* kern = conv_direct_kernels<T>(f16, false);
+  const ConvUkernel* kern_narrow = conv_direct_kernels<T>(f16, true);
   const char* Wp = static_cast<const char*>(a.W_packed);
   const int64_t esz = f16 ? 2 : 4;
 
   const int64_t OW = g.w.out, OH = g.h.out;
+  // NCHW row microkernels (stride 1 or 2; narrow for panels of <= one vector of outputs).
+  constexpr int64_t VW = static_cast<int64_t>(sizeof(typename T::V) / sizeof(float));
+  const int64_t SW = g.w.stride;
+  const bool row_ok = g.nchw && (SW == 1 || SW == 2);
+  const ConvRowUkernel* rowk = row_ok ? conv_nchw_row_kernels<T>(static_cast<int>(SW), f16, false) : nullptr;
+  const ConvRowUkernel* rowk_narrow = row_ok ? conv_nchw_row_kernels<T>(static_cast<int>(SW), f16, true) : nullptr;
+  bool row_mode = false;  // set by tables(): the tile runs the row microkernel
   // The tile's pointer tables: xp (nt taps x R pixels) and boff (the kept taps' offsets in a
-  // panel). Returns nt.
+  // panel); in row mode xp holds one pointer per entry. Returns nt.
   auto tables = [&](int64_t r0, int R) {
+    row_mode = false;
+    if (row_ok) {
+      const int64_t ox0 = r0 % OW, q = r0 / OW, oy = q % OH, b = q / OH;
+      const int64_t ix_first = ox0 * SW - g.w.pad0;
+      const int64_t ix_last = (ox0 + R - 1) * SW - g.w.pad0 + (KW - 1) * g.w.dil;
+      if (ox0 + R <= OW && ix_first >= 0 && ix_last < g.w.in) {
+        row_mode = true;
+        const int64_t plane = g.h.in * g.w.in;
+        const float* xb = g.X + (b * g.C + g.c0) * plane + ix_first;
+        int64_t nt = 0;
+        for (int64_t ky = 0; ky < KH; ++ky) {
+          const int64_t iy = oy * g.h.stride - g.h.pad0 + ky * g.h.dil;
+          if (iy < 0 || iy >= g.h.in) continue;  // zeros for the whole row of pixels
+          for (int64_t kx = 0; kx < KW; ++kx)
+            for (int64_t c = 0; c < cg; ++c) {
+              xp[nt] = xb + c * plane + iy * g.w.in + kx * g.w.dil;
+              boff[nt++] = ((ky * KW + kx) * cg + c) * NR;
+            }
+        }
+        return nt;
+      }
+    }
     int64_t iy0[MR], ix0[MR];
     const float* xb[MR];
     int64_t ox = r0 % OW, q = r0 / OW, oy = q % OH, b = q / OH;
+    const int64_t plane = g.h.in * g.w.in;
     for (int i = 0; i < R; ++i) {
       iy0[i] = oy * g.h.stride - g.h.pad0;
       ix0[i] = ox * g.w.stride - g.w.pad0;
-      xb[i] = g.X + b * g.h.in * g.w.in * g.C + g.c0;
+      xb[i] = g.X + b * plane * g.C + (g.nchw ? g.c0 * plane : g.c0);
       if (++ox == OW) {
         ox = 0;
         if (++oy == OH) {
@@ -158,6 +258,27 @@ void conv_direct_run(const GemmArgs& a, int ith, int nth) {
       }
     }
     int64_t nt = 0;
+    if (g.nchw) {
+      int64_t off[MR];
+      for (int64_t ky = 0; ky < KH; ++ky) {
+        for (int64_t kx = 0; kx < KW; ++kx) {
+          bool any = false;
+          for (int i = 0; i < R; ++i) {
+            const int64_t iy = iy0[i] + ky * g.h.dil, ix = ix0[i] + kx * g.w.dil;
+            const bool in = iy >= 0 && iy < g.h.in && ix >= 0 && ix < g.w.in;
+            off[i] = in ? iy * g.w.in + ix : -1;
+            any |= in;
+          }
+          if (!any) continue;
+          for (int64_t c = 0; c < cg; ++c) {
+            const float** xr = xp + nt * R;
+            for (int i = 0; i < R; ++i) xr[i] = off[i] >= 0 ? xb[i] + c * plane + off[i] : zeros;
+            boff[nt++] = ((ky * KW + kx) * cg + c) * NR;
+          }
+        }
+      }
+      return nt;
+    }
     for (int64_t ky = 0; ky < KH; ++ky) {
       for (int64_t kx = 0; kx < KW; ++kx) {
         const float** xr = xp + nt * R;
@@ -187,7 +308,8 @@ void conv_direct_run(const GemmArgs& a, int ith, int nth) {
     e.bias = a.bias ? a.bias + n0 : nullptr;
     e.y = a.Y + r0 * a.ldy + n0;
     e.res = a.residual ? a.residual + r0 * a.ldr + n0 : nullptr;
-    kern[R - 1](nt, xp, boff, Wp + p * K * NR * esz, cg, e);
+    if (row_mode) (e.nr <= VW ? rowk_narrow : rowk)[R - 1](nt, xp, boff, Wp + p * K * NR * esz, e);
+    else (e.nr <= VW ? kern_narrow : kern)[R - 1](nt, xp, boff, Wp + p * K * NR * esz, ucg, e);
   };
   auto tile_rows = [&](int64_t t, int64_t* r0) {
     *r0 = m0 + rows * t / ntiles;

@@ -12,6 +12,16 @@ namespace pyvitcpp {
 void conv_gather_row(const ConvGather& g, int64_t r, int64_t k0, int64_t n, float* dst) {
   const int64_t ox = r % g.w.out, q = r / g.w.out, oy = q % g.h.out, b = q / g.h.out;
   const int64_t iy0 = oy * g.h.stride - g.h.pad0, ix0 = ox * g.w.stride - g.w.pad0;
+  if (g.nchw) {  // one element per column (NCHW pixels: the few-channel stem, the ref level)
+    for (int64_t k = k0; k < k0 + n; ++k) {
+      const int64_t tap = k / g.cg, c = k - tap * g.cg;
+      const int64_t iy = iy0 + (tap / g.w.k) * g.h.dil, ix = ix0 + (tap % g.w.k) * g.w.dil;
+      dst[k - k0] = iy < 0 || iy >= g.h.in || ix < 0 || ix >= g.w.in
+                        ? 0.0f
+                        : g.X[((b * g.C + g.c0 + c) * g.h.in + iy) * g.w.in + ix];
+    }
+    return;
+  }
   for (int64_t k = k0, end = k0 + n; k < end;) {
     const int64_t tap = k / g.cg, c = k - tap * g.cg, len = std::min(g.cg - c, end - k);
     const int64_t iy = iy0 + (tap / g.w.k) * g.h.dil, ix = ix0 + (tap % g.w.k) * g.w.dil;

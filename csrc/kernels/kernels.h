@@ -183,10 +183,12 @@ struct ConvAxis {
 // The im2col matrix of a convolution over an NHWC map X [B, h.in, w.in, C], channels
 // [c0, c0 + cg): row r = (b * h.out + oy) * w.out + ox, column k = (ky * w.k + kx) * cg + c,
 // holding X[b, oy*sh - pad_t + ky*dh, ox*sw - pad_l + kx*dw, c0 + c], or 0 outside the image.
+// nchw: X is NCHW pixels [B, C, h.in, w.in] instead (the stem), the same matrix.
 struct ConvGather {
   const float* X = nullptr;
   int64_t B = 0, C = 0, c0 = 0, cg = 0;
   ConvAxis h, w;
+  bool nchw = false;
   // The SIMD levels may run such a GEMM as a direct conv (kernels/conv_direct_driver.h) instead
   // of gathering and packing X; false forces the gather (tests compare the two).
   bool allow_direct = true;

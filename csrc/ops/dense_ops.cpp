@@ -28,6 +28,7 @@ ConvGather conv_gather(const ConvGeom& c, const float* X) {
   g.cg = c.cg;
   g.h = c.h;
   g.w = c.w;
+  g.nchw = c.nchw;
   return g;
 }
 

@@ -29,6 +29,7 @@ struct LinearWeight {
 struct ConvGeom {
   int64_t B = 0, C = 0, c0 = 0, cg = 0;
   ConvAxis h, w;
+  bool nchw = false;  // NCHW pixels (a conv's gather or Im2col of the model's input)
 };
 
 enum class OpType : int {

@@ -126,8 +126,8 @@ farray pool_hook(const std::string& isa, const py::object& xo, int64_t k, int64_
 // General conv. isa "direct": the scalar specification (ref::conv2d_direct); otherwise what the
 // CNN graphs run: per group, that level's GEMM with the weight permuted to (ky, kx, c) columns
 // and packed, over the group's im2col matrix, which the GEMM gathers from the NHWC map as it
-// packs (gather=True, the graph's fused conv) or reads from an Im2col op's buffer (gather=False,
-// and always for NCHW pixels). With gather, direct=True lets the SIMD levels run the conv
+// packs (gather=True, the graph's fused conv; NCHW pixels too) or reads from an Im2col op's
+// buffer (gather=False). With gather, direct=True lets the SIMD levels run the conv
 // directly (kernels/conv_direct_driver.h, where conv_direct_ok allows); direct=False forces the
 // gathering GEMM. f16: the weight is stored as F16 (a converter's default), which the GEMMs
 // widen as they load (give w already rounded to fp16 to compare with the spec). x: NHWC
@@ -177,7 +177,7 @@ farray conv_hook(const std::string& isa, const py::object& xo, const py::object&
   }
   const KernelTable& t = table(isa);
   const int64_t M = B * a.h.out * a.w.out, K = k * k * Cg;
-  const bool use_gather = gather && !nchw;
+  const bool use_gather = gather;
   std::vector<float> cols(use_gather ? 0 : static_cast<size_t>(M * K)), wg(static_cast<size_t>(OCg * K));
   std::vector<uint16_t> wh(f16 ? wg.size() : 0);
   py::gil_scoped_release nogil;
@@ -196,6 +196,7 @@ farray conv_hook(const std::string& isa, const py::object& xo, const py::object&
     GemmArgs ga;
     ConvGather cg;
     cg.X = a.X; cg.B = B; cg.C = C; cg.c0 = g * Cg; cg.cg = Cg; cg.h = a.h; cg.w = a.w;
+    cg.nchw = nchw;
     cg.allow_direct = direct;
     if (use_gather) {
       ga.conv = &cg;
