@@ -143,8 +143,9 @@ def test_vecmath_accuracy(isa):
 
 @pytest.mark.parametrize("isa", SIMD)
 def test_gelu_erf_both_paths(isa):
-    """avx2 gelu_erf takes a division-free path when all 8 lanes have |x| <= 3 and the erfc fit
-    otherwise: the same values through vectors that are all small, mixed, and around |x| = 3."""
+    """gelu_erf takes a division-free path when all lanes of a vector (avx2 8, avx512 16) have
+    |x| <= 3 and the erfc fit otherwise: the same values through vectors that are all small,
+    mixed (every 8th lane large), and around |x| = 3."""
     need(isa)
     r = rng(77)
     small = r.uniform(-3, 3, 8192).astype(np.float32)

@@ -54,6 +54,9 @@ class ThreadPool {
     const std::function<void(int)>* job = nullptr;
     int job_nth = 0;
     uint64_t generation = 0;  // bumped per run (guarded by mu)
+    // generation's latest value for the workers' spin before they block (stores under mu too;
+    // stop_and_join bumps it so a spinning worker goes to the lock and sees stop).
+    std::atomic<uint64_t> gen_hint{0};
     bool stop = false;
     std::atomic<int> pending{0};
     bool optional = false;        // current job is a run_optional one (guarded by mu)

@@ -162,7 +162,7 @@ static inline __m512 hard_swish(__m512 x) {
 // E = erfc(|x| / sqrt2) / 2 from the Numerical Recipes erfcc fit (relative error < 1.2e-7):
 //   erfc(z) = t exp(-z^2 + P(t)),  t = 1 / (1 + z/2).
 // -z^2 = -x^2/2 is formed exactly (hi + lo via FMA), so the tails keep full relative accuracy.
-static inline __m512 gelu_erf(__m512 x) {
+static inline __m512 gelu_erf_full(__m512 x) {
   const __m512 one = set1(1.0f);
   __m512 z = _mm512_mul_ps(abs(x), set1(0.70710678118654752f));
   __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(set1(0.5f), z, one));
@@ -194,6 +194,45 @@ static inline __m512 gelu_erf(__m512 x) {
   // Beyond these the float result is exactly x resp. -0 (and inf * 0 would make NaN).
   y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, set1(10.0f), _CMP_GT_OQ), y, x);
   return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, set1(-20.0f), _CMP_LT_OQ), y, set1(-0.0f));
+}
+
+// gelu_erf for |x| <= 3 (the bulk of real activations), without a division: the avx2 level's
+// gelu_erf_small (vecmath_avx2.h has the derivation), E = e^(-x^2/2) R(|x|) with R a degree-11
+// polynomial in s = 2|x|/3 - 1 and -x^2/2 carried as hi + lo. The full path's division and
+// range handling made DeiT's fc1 + GELU run at 80% of the plain GEMM's rate.
+static inline __m512 gelu_erf_small(__m512 x) {
+  __m512 s = _mm512_fmsub_ps(abs(x), set1(0.6666666865348816f), set1(1.0f));
+  __m512 s2 = _mm512_mul_ps(s, s);
+  __m512 p0 = _mm512_fmadd_ps(set1(-0.13540691137313843f), s, set1(0.20578065514564514f));
+  __m512 p1 = _mm512_fmadd_ps(set1(-0.04217776656150818f), s, set1(0.07917127013206482f));
+  __m512 p2 = _mm512_fmadd_ps(set1(-0.009611313231289387f), s, set1(0.020799769088625908f));
+  __m512 p3 = _mm512_fmadd_ps(set1(-0.0017586529720574617f), s, set1(0.004232179839164019f));
+  __m512 p4 = _mm512_fmadd_ps(set1(-0.0002358232595724985f), s, set1(0.0006296624196693301f));
+  __m512 p5 = _mm512_fmadd_ps(set1(-5.2565650548785925e-05f), s, set1(0.0001434408186469227f));
+  __m512 s4 = _mm512_mul_ps(s2, s2);
+  __m512 q0 = _mm512_fmadd_ps(p1, s2, p0);
+  __m512 q1 = _mm512_fmadd_ps(p3, s2, p2);
+  __m512 q2 = _mm512_fmadd_ps(p5, s2, p4);
+  __m512 s8 = _mm512_mul_ps(s4, s4);
+  __m512 R = _mm512_fmadd_ps(q2, s8, _mm512_fmadd_ps(q1, s4, q0));
+  // e^(h + l), h + l = -x^2/2 exactly; n = round(h log2 e) in [-7, 0].
+  const __m512 mhalf = set1(-0.5f);
+  __m512 xx = _mm512_mul_ps(x, x);
+  __m512 h = _mm512_mul_ps(xx, mhalf);
+  __m512 l = _mm512_mul_ps(_mm512_fmsub_ps(x, x, xx), mhalf);
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(h, set1(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_add_ps(_mm512_fnmadd_ps(n, set1(0.693359375f), h), _mm512_fnmadd_ps(n, set1(-2.12194440e-4f), l));
+  __m512 E = _mm512_mul_ps(_mm512_scalef_ps(exp_reduced(r), n), R);
+  // x E for x < 0, x (1 - E) = x - x E otherwise (one rounding each).
+  const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+  return _mm512_mask_blend_ps(neg, _mm512_fnmadd_ps(x, E, x), _mm512_mul_ps(x, E));
+}
+
+static inline __m512 gelu_erf(__m512 x) {
+  // Ordered compare: NaN lanes take the full path (which propagates them).
+  if (_mm512_cmp_ps_mask(abs(x), set1(3.0f), _CMP_LE_OQ) == 0xFFFF) return gelu_erf_small(x);
+  return gelu_erf_full(x);
 }
 
 // 0.5 x (1 + tanh(u)) = x / (1 + e^{-2u}), u = k (x + 0.044715 x^3): no 1+tanh cancellation.
