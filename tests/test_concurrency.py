@@ -214,10 +214,18 @@ def test_memo_bounded_over_many_input_sizes(vit):
     # The ViT family memoises the resized position table per grid. 300 different input sizes
     # (grids 30..59 x 30..39, ~200 KB of table each: ~60 MB if every one were kept) must leave
     # only the tables of the 4 cached graphs. output_shape builds the graph without running it.
+    # glibc keeps freed heap pages (7-16 MB here, depending on the order of frees): both RSS
+    # readings follow a malloc_trim, so they count live memory, which a leak or an unbounded
+    # memo grows and fragmentation does not.
     code = f"""
-import sys
+import ctypes, sys
 import pyvitcpp
+try:
+    _trim = ctypes.CDLL(None).malloc_trim
+except (OSError, AttributeError):
+    _trim = lambda pad: 0
 def rss_kb():
+    _trim(0)
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
