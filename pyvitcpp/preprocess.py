@@ -99,8 +99,9 @@ def load_image(path):
     """Open an image file as an RGB PIL image, as HF's load_image does: EXIF orientation applied,
     16-bit / palette / alpha images converted (to_rgb).
 
-    Raises FileNotFoundError for a missing file, ValueError naming the file for an undecodable
-    one, and ValueError naming the file and its pixel count for an image over the
+    Raises FileNotFoundError for a missing file, an OSError of the system's kind naming the file
+    when it cannot be read (a directory: IsADirectoryError, no permission: PermissionError),
+    ValueError naming the file for an undecodable one, and ValueError naming the file and its pixel count for an image over the
     decompression-bomb limit (max_image_pixels(): raise it with PYVITCPP_MAX_IMAGE_PIXELS or
     PIL.Image.MAX_IMAGE_PIXELS)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -120,7 +121,13 @@ def load_image(path):
         raise ValueError(f"image {path} is too large: {e}; the limit is {limit} pixels (decompression-bomb "
                          "guard; raise it with PYVITCPP_MAX_IMAGE_PIXELS=N, 0 for none, or "
                          "PIL.Image.MAX_IMAGE_PIXELS)") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except UnidentifiedImageError as e:
+        raise ValueError(f"cannot decode image {path}: {e}") from None
+    except OSError as e:
+        if e.errno is not None:  # the system's refusal (EISDIR, EACCES, EIO...), not the codec's
+            raise OSError(e.errno, f"cannot read image: {e.strerror}", path) from None
+        raise ValueError(f"cannot decode image {path}: {e}") from None
+    except SyntaxError as e:
         raise ValueError(f"cannot decode image {path}: {e}") from None
 
 

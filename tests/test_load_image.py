@@ -77,3 +77,19 @@ def test_undecodable_names_file(tmp_path):
     p.write_text("hello")
     with pytest.raises(ValueError, match="x.jpg"):
         load_image(p)
+
+
+def test_truncated_is_a_decode_error_and_a_directory_an_os_error(tmp_path, real_images):
+    """The codec's failures (PIL's errno-less OSError "image file is truncated") are ValueErrors;
+    the system's (a directory, EISDIR) stay OSErrors of their kind, naming the path (they were
+    ValueErrors)."""
+    p = tmp_path / "cut.png"
+    Image.fromarray(real_images[0][:64, :64]).save(p)
+    p.write_bytes(p.read_bytes()[:200])
+    with pytest.raises(ValueError, match="cut.png"):
+        load_image(p)
+    d = tmp_path / "folder.jpg"
+    d.mkdir()
+    with pytest.raises(IsADirectoryError) as e:
+        load_image(d)
+    assert e.value.filename == str(d)
