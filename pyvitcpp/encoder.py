@@ -82,6 +82,8 @@ class Encoder:
                  image_size: Sequence[int] | None = None, mmap: bool = True, nonfinite: str = "raise"):
         if nonfinite not in ("raise", "warn", "ignore"):
             raise ValueError(f"nonfinite must be 'raise', 'warn' or 'ignore', got {nonfinite!r}")
+        if not isinstance(mmap, (bool, np.bool_)):  # mmap="no" is truthy: never guess
+            raise TypeError(f"mmap must be True or False, got {mmap!r}")
         self._nonfinite = nonfinite
         path = os.fspath(path)
         if not os.path.exists(path):

@@ -297,6 +297,14 @@ def test_quantize_threads_argument(vit, tmp_path):
     assert not os.path.exists(tmp_path / "q.gguf")
 
 
+def test_encoder_mmap_must_be_a_bool(vit):
+    """mmap="no" is truthy and used to memory-map silently; now only a bool is taken."""
+    for bad in ("no", "False", 0, None):
+        with pytest.raises(TypeError, match="mmap must be True or False"):
+            pyvitcpp.Encoder(vit, mmap=bad)
+    assert pyvitcpp.Encoder(vit, mmap=False).path == vit
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. misaligned tensor data
 
