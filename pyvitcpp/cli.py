@@ -63,35 +63,89 @@ def cmd_embed(args) -> int:
     return 0
 
 
-def cmd_classify(args) -> int:
+def _decoded_batches(args):
+    """(paths, PIL images) in batches of --batch-size, decoded in order; a file that cannot be
+    read or decoded is skipped with one warning line (as `embed` does), or with --on-error fail
+    stops the command. Returns the generator and a list that collects the skipped paths."""
+    from .pipeline import _cause
+    from .preprocess import load_image
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     paths = _expand_images(args.images)
-    enc = _encoder(args)
-    results = enc.classify(paths, top_k=args.top_k, batch_size=args.batch_size)
-    if args.json:
-        print(json.dumps([{"image": p, "top_k": r} for p, r in zip(paths, results)], indent=2))
-        return 0
-    for p, r in zip(paths, results):
-        print(p)
-        for item in r:
-            print(f"  {item['score']:.4f}  {item['label']}  (#{item['index']})")
+    skipped: list[str] = []
+
+    def gen():
+        batch_p, batch_i = [], []
+        for p in paths:
+            try:
+                im = load_image(p)
+            except (OSError, ValueError) as e:
+                cause = _cause(p, e)
+                if args.on_error == "fail":
+                    raise
+                print(f"pyvitcpp: warning: skipped {cause}" if cause.startswith(p) else
+                      f"pyvitcpp: warning: skipped {p}: {cause}", file=sys.stderr)
+                skipped.append(p)
+                continue
+            batch_p.append(p)
+            batch_i.append(im)
+            if len(batch_p) == args.batch_size:
+                yield batch_p, batch_i
+                batch_p, batch_i = [], []
+        if batch_p:
+            yield batch_p, batch_i
+
+    return gen(), skipped
+
+
+def _summary(args, done: int, skipped: list, verb: str) -> int:
+    if skipped and not args.quiet:
+        print(f"{done} {verb}, {len(skipped)} skipped", file=sys.stderr)
+    if done == 0 and skipped:
+        raise ValueError(f"no image could be read ({len(skipped)} skipped)")
     return 0
+
+
+def cmd_classify(args) -> int:
+    batches, skipped = _decoded_batches(args)
+    enc = _encoder(args)
+    out, done = [], 0
+    for paths, images in batches:
+        results = enc.classify(images, top_k=args.top_k, batch_size=args.batch_size)
+        done += len(paths)
+        for p, r in zip(paths, results):
+            if args.json:
+                out.append({"image": p, "top_k": r})
+                continue
+            print(p)
+            for item in r:
+                print(f"  {item['score']:.4f}  {item['label']}  (#{item['index']})")
+    if args.json:
+        print(json.dumps(out, indent=2))
+    return _summary(args, done, skipped, "classified")
 
 
 def cmd_detect(args) -> int:
     from .detect import as_records
 
-    paths = _expand_images(args.images)
+    batches, skipped = _decoded_batches(args)
     enc = _encoder(args)
-    records = as_records(enc.detect(paths, conf=args.conf, iou=args.iou, batch_size=args.batch_size))
+    out, done = [], 0
+    for paths, images in batches:
+        records = as_records(enc.detect(images, conf=args.conf, iou=args.iou, batch_size=args.batch_size))
+        done += len(paths)
+        for p, r in zip(paths, records):
+            if args.json:
+                out.append({"image": p, "detections": r})
+                continue
+            print(f"{p}: {len(r)} object(s)")
+            for d in r:
+                x1, y1, x2, y2 = d["box"]
+                print(f"  {d['score']:.4f}  {d['label']}  (#{d['class_id']})  [{x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}]")
     if args.json:
-        print(json.dumps([{"image": p, "detections": r} for p, r in zip(paths, records)], indent=2))
-        return 0
-    for p, r in zip(paths, records):
-        print(f"{p}: {len(r)} object(s)")
-        for d in r:
-            x1, y1, x2, y2 = d["box"]
-            print(f"  {d['score']:.4f}  {d['label']}  (#{d['class_id']})  [{x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}]")
-    return 0
+        print(json.dumps(out, indent=2))
+    return _summary(args, done, skipped, "processed")
 
 
 def cmd_info(args) -> int:
@@ -173,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("-b", "--batch-size", type=int, default=16)
         sp.add_argument("-q", "--quiet", action="store_true")
 
+    def on_error_arg(sp):
+        sp.add_argument("--on-error", choices=("skip", "fail"), default="skip",
+                        help="an unreadable or undecodable file: skip it with a warning (default) or stop")
+
     e = sub.add_parser("embed", help="embed images into .npy or .parquet (bad files skipped)")
     model_args(e)
     e.add_argument("-o", "--out", required=True,
@@ -183,22 +241,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--normalize", action="store_true", help="L2-normalise each embedding (the channels of maps)")
     e.add_argument("--workers", type=int, default=None, help="decode threads overlapping the engine (default: "
                    "half the CPUs, 2 to 8; 0: decode in the main thread)")
-    e.add_argument("--on-error", choices=("skip", "fail"), default="skip",
-                   help="an unreadable or undecodable file: skip it with a warning (default) or stop")
+    on_error_arg(e)
     e.add_argument("--shard-size", type=int, default=None, metavar="N",
                    help="write shards of N inputs into the folder -o; a rerun skips complete shards (resume)")
     e.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
     e.add_argument("--output", default="embedding", help="which output to save (embedding, pooled, cls, logits; SAM: image_embeddings)")
     e.set_defaults(func=cmd_embed)
 
-    c = sub.add_parser("classify", help="top-k classes of images")
+    c = sub.add_parser("classify", help="top-k classes of images (bad files skipped)")
     model_args(c)
+    on_error_arg(c)
     c.add_argument("-k", "--top-k", type=int, default=5)
     c.add_argument("--json", action="store_true", help="print JSON")
     c.set_defaults(func=cmd_classify)
 
-    d = sub.add_parser("detect", help="objects in images (detection models: Darknet YOLO, Ultralytics)")
+    d = sub.add_parser("detect", help="objects in images (detection models: Darknet YOLO, Ultralytics; bad files skipped)")
     model_args(d)
+    on_error_arg(d)
     d.add_argument("--conf", type=float, default=0.25, help="score threshold (default 0.25)")
     d.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
     d.add_argument("--json", action="store_true", help="print JSON (boxes xyxy in image pixels)")

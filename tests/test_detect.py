@@ -207,6 +207,47 @@ def test_detect_cli_json(tiny, capsys):
         assert 0 <= x1 <= x2 <= 300 and 0 <= y1 <= y2 <= 200
 
 
+def test_detect_and_classify_cli_skip_bad_files(tiny, capsys, tmp_path):
+    """A folder with a text file named .jpg and a truncated PNG: detect reports the good images,
+    one warning line per bad file and "N processed, M skipped" (it stopped at the first bad file
+    and printed nothing); --on-error fail stops with the cause; a folder of only bad files fails."""
+    from pyvitcpp.cli import main
+    _, path, _ = tiny
+    d = tmp_path / "mixed"
+    d.mkdir()
+    rng = np.random.default_rng(3)
+    for name in ("a.png", "c.png"):
+        Image.fromarray(rng.integers(0, 256, (64, 96, 3), np.uint8)).save(d / name)
+    (d / "b.jpg").write_text("not an image")
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), np.uint8)).save(d / "t.png")
+    (d / "t.png").write_bytes((d / "t.png").read_bytes()[:100])
+    assert main(["detect", str(d), "-m", path, "--json"]) == 0
+    cap = capsys.readouterr()
+    folder_run = json.loads(cap.out)
+    assert [r["image"] for r in folder_run] == [str(d / "a.png"), str(d / "c.png")]
+    warnings = [ln for ln in cap.err.splitlines() if ln.startswith("pyvitcpp: warning: skipped")]
+    assert len(warnings) == 2 and "b.jpg" in warnings[0] and "t.png" in warnings[1], cap.err
+    assert "2 processed, 2 skipped" in cap.err
+    # each image alone gives the detections it got in the folder run
+    for i, name in enumerate(("a.png", "c.png")):
+        assert main(["detect", str(d / name), "-m", path, "--json", "--conf", "0.3"]) == 0
+        alone = json.loads(capsys.readouterr().out)[0]["detections"]
+        assert main(["detect", str(d / "a.png"), str(d / "b.jpg"), str(d / name), "-m", path, "--json", "--conf", "0.3"]) == 0
+        assert json.loads(capsys.readouterr().out)[-1]["detections"] == alone
+        n_alone = n_alone + len(alone) if i else len(alone)
+    assert n_alone > 0  # boxes were compared, not just empty lists
+    assert main(["detect", str(d), "-m", path, "--on-error", "fail"]) != 0
+    assert "b.jpg" in capsys.readouterr().err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.jpg").write_text("no")
+    assert main(["detect", str(bad), "-m", path]) != 0
+    assert "no image could be read" in capsys.readouterr().err
+    # classify takes the same path (this model has no classifier: the error names that)
+    assert main(["classify", str(d), "-m", path]) != 0
+    assert "no classifier head" in capsys.readouterr().err
+
+
 def test_detect_errors(tiny, monkeypatch, tmp_path):
     _, path, _ = tiny
     enc = pyvitcpp.Encoder(path)
