@@ -110,6 +110,7 @@ void Graph::finalize(const std::vector<std::string>& outputs, const KernelTable&
   std::reverse(kept.begin(), kept.end());
   nodes_ = std::move(kept);
   fuse_im2col();
+  fuse_concat();
   xd_.assign(nodes_.size(), {});
   for (size_t i = 0; i < nodes_.size(); ++i)
     for (int t : nodes_[i].in) xd_[i].push_back(&tensors_[t]);
@@ -120,6 +121,66 @@ void Graph::finalize(const std::vector<std::string>& outputs, const KernelTable&
 // F32/F16 Linear, becomes that GEMM's gather (GemmArgs::conv): the im2col matrix is never
 // written (ResNet-50 at batch 1 wrote and re-read 7 MB for each layer-1 3x3 conv; yolov8n's
 // 640 x 640 stem 9 floats per input float). Block-quantized weights keep the Im2col op.
+// A Concat along the last axis whose only reader is an F32/F16 Linear that reads all of it as
+// its X (a YOLO C2f / SPPF / neck concat before a 1x1 conv) becomes that GEMM's column blocks
+// (LinearOp::ncat, GemmArgs::cat): the GEMM gathers X's rows from the parts as it packs them, so
+// the concatenated map is never written and re-read. PYVITCPP_FUSE_CONCAT=0 keeps the Concat.
+void Graph::fuse_concat() {
+  static const bool enabled = [] {
+    const char* e = std::getenv("PYVITCPP_FUSE_CONCAT");
+    return !(e && e[0] == '0');
+  }();
+  if (!enabled) return;
+  std::vector<int> readers(tensors_.size(), 0);
+  for (const Node& n : nodes_)
+    for (int t : n.in) readers[owner(t)]++;
+  std::set<int> outs;
+  for (const auto& name : requested_) outs.insert(owner(output_tensor(name)));
+  std::vector<bool> drop(nodes_.size(), false);
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    const Node& c = nodes_[i];
+    if (c.op != OpType::Concat || readers[c.out] != 1 || outs.count(c.out) || c.in.size() < 2 ||
+        c.in.size() > static_cast<size_t>(kMaxCatParts))
+      continue;
+    const TensorDesc& cd = tensors_[c.out];
+    if (c.as<ConcatOp>().axis != cd.nd() - 1) continue;
+    // The reader: a Linear whose X (in[0]) is the whole concat (or a contiguous reshape of it)
+    // with the concat's last axis as K.
+    size_t j = i + 1;
+    while (j < nodes_.size() && [&] {
+      for (int t : nodes_[j].in)
+        if (owner(t) == c.out) return false;
+      return true;
+    }())
+      ++j;
+    if (j >= nodes_.size() || nodes_[j].op != OpType::Linear) continue;
+    Node& l = nodes_[j];
+    LinearOp& p = l.as<LinearOp>();
+    if (p.gather || p.ncat || is_block_quant(p.w->type) || owner(l.in[0]) != c.out) continue;
+    if (l.in.size() > 1 && owner(l.in[1]) == c.out) continue;
+    const TensorDesc& xv = tensors_[l.in[0]];
+    int64_t M, K, ld;
+    if (!xv.contiguous() || xv.elem_offset != 0 || xv.numel() != cd.numel() || !xv.as_matrix(&M, &K, &ld) ||
+        K != cd.shape.back())
+      continue;
+    bool ok = true;
+    for (int t : c.in) {
+      int64_t r, k, l2;
+      ok = ok && tensors_[t].as_matrix(&r, &k, &l2) && r == M && k == tensors_[t].shape.back();
+    }
+    if (!ok) continue;
+    std::vector<int> in(c.in.begin(), c.in.end());
+    for (size_t q = 1; q < l.in.size(); ++q) in.push_back(l.in[q]);  // the residual
+    l.in = in;
+    p.ncat = static_cast<int>(c.in.size());
+    drop[i] = true;
+  }
+  std::vector<Node> kept;
+  for (size_t i = 0; i < nodes_.size(); ++i)
+    if (!drop[i]) kept.push_back(std::move(nodes_[i]));
+  nodes_ = std::move(kept);
+}
+
 void Graph::fuse_im2col() {
   std::vector<int> readers(tensors_.size(), 0);
   for (const Node& n : nodes_)
@@ -129,15 +190,22 @@ void Graph::fuse_im2col() {
   std::vector<Node> kept;
   for (size_t i = 0; i < nodes_.size(); ++i) {
     Node& c = nodes_[i];
-    // The gather reads a whole contiguous map: an intermediate or a reshape of one (a conv's
-    // output is the [B*H*W, OC] GEMM result reshaped to NHWC, so chains of k x k convs fuse).
-    const TensorDesc& src = tensors_[c.in[0]];
-    const bool whole = !src.is_view() || (src.contiguous() && src.elem_offset == 0 &&
-                                          src.numel() == tensors_[owner(c.in[0])].numel());
-    if (c.op == OpType::Im2col && i + 1 < nodes_.size() && readers[c.out] == 1 &&
-        !outs.count(c.out) && whole) {
+    // The gather reads the map the Im2col reads, at its pixel stride (ConvGeom::C): a contiguous
+    // map (an intermediate, or a reshape of one: a conv's output is the [B*H*W, OC] GEMM result
+    // reshaped to NHWC, so chains of k x k convs fuse) or a channel slice of one (YOLO's C2f
+    // chunks). The Linear may have a residual (in[1]: a k x k conv + shortcut, one epilogue).
+    bool gatherable = false;
+    if (c.op == OpType::Im2col) {
+      const TensorDesc& src = tensors_[c.in[0]];
+      const ConvGeom& g = c.as<Im2colOp>().conv;
+      int64_t r, k, ld;
+      gatherable = g.nchw ? src.contiguous()
+                          : src.as_matrix(&r, &k, &ld) && k == g.cg && (ld == g.C || r == 1) && g.c0 == 0;
+    }
+    if (gatherable && i + 1 < nodes_.size() && readers[c.out] == 1 && !outs.count(c.out)) {
       Node& l = nodes_[i + 1];
-      if (l.op == OpType::Linear && l.in.size() == 1 && l.in[0] == c.out) {
+      if (l.op == OpType::Linear && (l.in.size() == 1 || (l.in.size() == 2 && l.in[1] != c.out)) &&
+          l.in[0] == c.out) {
         LinearOp& p = l.as<LinearOp>();
         if (!is_block_quant(p.w->type)) {
           p.gather = true;
@@ -174,13 +242,16 @@ void Graph::plan() {
   // contiguous intermediate (or a reshape of one) whose last reader is this very node.
   for (int i = 0; i < end; ++i) {
     Node& n = nodes_[i];
-    if (n.op != OpType::Linear || n.in.size() < 2) continue;
-    const TensorDesc& rv = tensors_[n.in[1]];
-    const int r = owner(n.in[1]);
+    if (n.op != OpType::Linear) continue;
+    const int nx = std::max(1, n.as<LinearOp>().ncat);  // X's inputs; the residual follows
+    if (static_cast<int>(n.in.size()) <= nx) continue;
+    const TensorDesc& rv = tensors_[n.in[nx]];
+    const int r = owner(n.in[nx]);
     const TensorDesc& rt = tensors_[r];
+    bool reads_r = false;
+    for (int j = 0; j < nx; ++j) reads_r = reads_r || owner(n.in[j]) == r;
     if (rv.contiguous() && rv.elem_offset == 0 && rv.numel() == rt.numel() && rt.storage == Storage::Activation &&
-        !outs.count(r) && last[r] == i && rt.alias_of < 0 && owner(n.in[0]) != r &&
-        rt.numel() == tensors_[n.out].numel())
+        !outs.count(r) && last[r] == i && rt.alias_of < 0 && !reads_r && rt.numel() == tensors_[n.out].numel())
       tensors_[n.out].alias_of = r;
   }
   auto root = [&](int t) {

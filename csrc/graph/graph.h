@@ -58,6 +58,7 @@ class Graph {
  private:
   int owner(int t) const { return tensors_[t].is_view() ? tensors_[t].base : t; }
   void fuse_im2col();
+  void fuse_concat();
   void plan();
   void resolve(const float* input);
   void exec_node(size_t i, int ith, int nth);

@@ -34,4 +34,20 @@ void conv_gather_row(const ConvGather& g, int64_t r, int64_t k0, int64_t n, floa
   }
 }
 
+void cat_gather_row(const CatGather& g, int64_t r, int64_t k0, int64_t n, float* dst) {
+  const int64_t end = k0 + n;
+  for (int i = 0; i < g.n && k0 < end; ++i) {
+    if (g.k[i + 1] <= k0) continue;
+    const int64_t len = std::min(end, g.k[i + 1]) - k0;
+    std::memcpy(dst, g.X[i] + r * g.ld[i] + (k0 - g.k[i]), sizeof(float) * static_cast<size_t>(len));
+    dst += len;
+    k0 += len;
+  }
+}
+
+void gemm_gather_row(const GemmArgs& a, int64_t r, int64_t k0, int64_t n, float* dst) {
+  if (a.conv) conv_gather_row(*a.conv, r, k0, n, dst);
+  else cat_gather_row(*a.cat, r, k0, n, dst);
+}
+
 }  // namespace pyvitcpp

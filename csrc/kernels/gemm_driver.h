@@ -21,7 +21,7 @@
 //
 // Loop nest per thread (its rectangle of rows x panels, see gemm_choose_grid):
 //   ic: mc rows of X, packed once (gemm_pack_x, or gathered from a conv's feature map by
-//       gemm_pack_x_conv) into a per-thread buffer (mc x K, <= ~1 MiB)
+//       gemm_pack_x_gather: a conv's or a Concat's) into a per-thread buffer (mc x K, <= ~1 MiB)
 //    jc: NCP panels                 (partial sums of mc x NCP*NR live in a per-thread scratch)
 //     kb: K blocks of <= KC         (the packed mc x kc block of X is reused from L2)
 //      p: panels in jc              (the kc x NR slice of W is reused from L1 by every tile;
@@ -223,15 +223,16 @@ void gemm_pack_x(const float* X, int64_t ldx, int64_t rows, int64_t K, int64_t k
 // tile's K block is gathered from the feature map into `rowbuf` (MR x kcb floats, L1) and
 // packed from there, so the matrix never exists in memory (it was written by an Im2col op and
 // read back from L3 or DRAM: 7 MB for a ResNet-50 layer-1 3x3 conv at batch 1).
+// The same for a fused Concat's column blocks (GemmArgs::cat): gemm_gather_row serves both.
 template <int MR>
-void gemm_pack_x_conv(const ConvGather& g, int64_t row0, int64_t rows, int64_t K, int64_t kcb, float* rowbuf,
-                      float* dst) {
+void gemm_pack_x_gather(const GemmArgs& a, int64_t row0, int64_t rows, int64_t K, int64_t kcb, float* rowbuf,
+                        float* dst) {
   const int64_t mtiles = gemm_ceil_div(rows, MR);
   for (int64_t k0 = 0; k0 < K; k0 += kcb) {
     const int64_t kc = std::min(kcb, K - k0);
     for (int64_t t = 0; t < mtiles; ++t) {
       const int R = static_cast<int>(std::min<int64_t>(MR, rows - t * MR));
-      for (int i = 0; i < R; ++i) conv_gather_row(g, row0 + t * MR + i, k0, kc, rowbuf + i * kc);
+      for (int i = 0; i < R; ++i) gemm_gather_row(a, row0 + t * MR + i, k0, kc, rowbuf + i * kc);
       GemmPackX<MR>::tile(R, rowbuf, kc, kc, dst + k0 * mtiles * MR + t * MR * kc);
     }
   }
@@ -345,7 +346,7 @@ void gemm_run(const GemmArgs& a, int ith, int nth, void (*fallback)(const GemmAr
   const int64_t mc = gemm_ceil_div(gemm_ceil_div(m1 - m0, nblk), MR) * MR;  // <= mc_cap
   static thread_local GemmScratch cbuf_s, bconv_s, xpack_s, rowbuf_s;
   float* xpack = xpack_s.get(static_cast<size_t>(gemm_ceil_div(mc, MR) * MR) * K);
-  float* rowbuf = a.conv ? rowbuf_s.get(static_cast<size_t>(MR) * kcb) : nullptr;
+  float* rowbuf = a.conv || a.cat ? rowbuf_s.get(static_cast<size_t>(MR) * kcb) : nullptr;
   float* cbuf = nkb > 1 ? cbuf_s.get(static_cast<size_t>(mc) * T::NCP * NR) : nullptr;
   float* bconv = f16 ? bconv_s.get(static_cast<size_t>(kcb) * NR) : nullptr;
 
@@ -356,7 +357,7 @@ void gemm_run(const GemmArgs& a, int ith, int nth, void (*fallback)(const GemmAr
   for (int64_t ic = m0; ic < m1; ic += mc) {
     const int64_t mrows = std::min<int64_t>(mc, m1 - ic);
     const int64_t mtiles = gemm_ceil_div(mrows, MR);
-    if (a.conv) gemm_pack_x_conv<MR>(*a.conv, ic, mrows, K, kcb, rowbuf, xpack);
+    if (a.conv || a.cat) gemm_pack_x_gather<MR>(a, ic, mrows, K, kcb, rowbuf, xpack);
     else gemm_pack_x<MR>(a.X + ic * a.ldx, a.ldx, mrows, K, kcb, xpack);
     for (int64_t jc = q0; jc < q1; jc += ncp) {
       const int64_t je = std::min(q1, jc + ncp);

@@ -37,6 +37,7 @@ constexpr int kActLast = 12;
 // of it (null when gemm_pack_size returned 0). residual may be null, or equal Y with ldr==ldy
 // (in-place accumulate); X never aliases Y.
 struct ConvGather;
+struct CatGather;
 struct GemmArgs {
   int64_t M = 0, N = 0, K = 0;
   const float* X = nullptr;
@@ -44,6 +45,9 @@ struct GemmArgs {
   // Non-null: X is the im2col matrix of a convolution, gathered from the feature map as the
   // GEMM packs it and never materialised (X and ldx unused; F32/F16 weights only, not qgemm).
   const ConvGather* conv = nullptr;
+  // Non-null: X is the column blocks of several row-strided matrices (a Concat fused into this
+  // GEMM), gathered as the GEMM packs X (X and ldx unused; F32/F16 weights only, not qgemm).
+  const CatGather* cat = nullptr;
   const void* W_raw = nullptr;
   DType wtype = DType::F32;
   const void* W_packed = nullptr;
@@ -195,6 +199,18 @@ struct ConvGather {
 };
 // Columns [k0, k0 + n) of row r of that matrix into dst (ISA-neutral, kernels/conv_gather.cpp).
 void conv_gather_row(const ConvGather& g, int64_t r, int64_t k0, int64_t n, float* dst);
+
+// X as column blocks: columns [k[i], k[i+1]) of row r are X[i][r * ld[i] + (col - k[i])].
+constexpr int kMaxCatParts = 16;
+struct CatGather {
+  int n = 0;
+  const float* X[kMaxCatParts] = {};
+  int64_t ld[kMaxCatParts] = {};
+  int64_t k[kMaxCatParts + 1] = {};
+};
+void cat_gather_row(const CatGather& g, int64_t r, int64_t k0, int64_t n, float* dst);
+// Columns [k0, k0 + n) of row r of a gathered GEMM's X (GemmArgs::conv or ::cat) into dst.
+void gemm_gather_row(const GemmArgs& a, int64_t r, int64_t k0, int64_t n, float* dst);
 
 // Depthwise conv (groups == C == output channels), NHWC in and out:
 // Y[b,oy,ox,c] = act(bias[c] + sum_{ky,kx} X[b, oy*s - pad_t + ky*d, ox*s - pad_l + kx*d, c] * Wt[ky,kx,c])

@@ -330,14 +330,11 @@ std::unique_ptr<Graph> YoloFamily::build(int64_t B, int64_t H, int64_t W) const 
   auto conv = [&](const std::string& name, int x, const ConvW& c, Act act = Act::Silu, int residual = -1) {
     return add_conv(b, name, x, c, act, residual);
   };
-  // A k x k conv's residual is a separate add: a Linear with a residual input keeps its Im2col
-  // as a node (Graph::fuse_im2col takes single-input GEMMs), which writes and re-reads k*k
-  // times the input; the add reads the (smaller) output twice.
+  // The shortcut is the conv's residual (its epilogue adds it after the SiLU), k x k convs too:
+  // Graph::fuse_im2col gathers for a GEMM with a residual.
   auto bottleneck = [&](const std::string& p, int x, const Bottleneck& bn) {
     const int h = conv(p + "cv1", x, bn.cv1);
-    if (!bn.add) return conv(p + "cv2", h, bn.cv2);
-    if (bn.cv2.k == 1) return conv(p + "cv2", h, bn.cv2, Act::Silu, x);
-    return b.add(p + "add", conv(p + "cv2", h, bn.cv2), x);
+    return conv(p + "cv2", h, bn.cv2, Act::Silu, bn.add ? x : -1);
   };
   auto to_nchw = [&](int x) { return b.permute(x, {0, 3, 1, 2}); };
 

@@ -13,6 +13,10 @@ void linear_mk(const Node& n, const TensorDesc& x, int64_t* M, int64_t* K) {
   if (p.gather) {
     *M = p.conv.B * p.conv.h.out * p.conv.w.out;
     *K = p.conv.h.k * p.conv.w.k * p.conv.cg;
+  } else if (p.ncat) {
+    int64_t k, ld;
+    x.as_matrix(M, &k, &ld);  // x: the first column block
+    *K = p.w->K;
   } else {
     int64_t ld;
     x.as_matrix(M, K, &ld);
@@ -38,9 +42,19 @@ void exec_linear(const OpCtx& c, int ith, int nth) {
   linear_mk(c.n, *c.xd[0], &a.M, &a.K);
   a.N = p.w->N;
   ConvGather g;
+  CatGather cg;
   if (p.gather) {
     g = conv_gather(p.conv, c.x[0]);
     a.conv = &g;
+  } else if (p.ncat) {
+    cg.n = p.ncat;
+    for (int i = 0; i < p.ncat; ++i) {
+      int64_t r, k;
+      c.xd[i]->as_matrix(&r, &k, &cg.ld[i]);
+      cg.X[i] = c.x[i];
+      cg.k[i + 1] = cg.k[i] + k;
+    }
+    a.cat = &cg;
   } else {
     int64_t r, k;
     c.xd[0]->as_matrix(&r, &k, &a.ldx);
@@ -51,10 +65,11 @@ void exec_linear(const OpCtx& c, int ith, int nth) {
   a.W_packed = p.w->packed.empty() ? nullptr : p.w->packed.data();
   a.bias = p.w->bias;
   a.act = p.act;
-  if (c.n.in.size() > 1) {
+  const size_t ri = p.ncat ? static_cast<size_t>(p.ncat) : 1;  // the residual's input index
+  if (c.n.in.size() > ri) {
     int64_t r, k;
-    c.xd[1]->as_matrix(&r, &k, &a.ldr);
-    a.residual = c.x[1];
+    c.xd[ri]->as_matrix(&r, &k, &a.ldr);
+    a.residual = c.x[ri];
   }
   a.Y = c.y;
   a.ldy = a.N;

@@ -26,6 +26,8 @@ struct LinearWeight {
 
 // Geometry of a conv / pooling over an NHWC map [B, h.in, w.in, C] (or NCHW pixels for an
 // Im2col with nchw), channels [c0, c0 + cg).
+// NHWC: C is the pixel stride in floats (the map's channels, or more when the conv reads a
+// channel slice of a wider map), c0 the first channel read, cg the channels per group.
 struct ConvGeom {
   int64_t B = 0, C = 0, c0 = 0, cg = 0;
   ConvAxis h, w;
@@ -33,7 +35,8 @@ struct ConvGeom {
 };
 
 enum class OpType : int {
-  Linear,     // in: X [.., K] (row-strided), residual [.., N] optional. act(X W^T + b) + residual
+  Linear,     // in: X [.., K] (row-strided; or LinearOp::ncat column blocks of X), residual [.., N]
+              // optional. act(X W^T + b) + residual
   LayerNorm,  // in: X [.., D] (row-strided). Over the last dim
   Attention,  // in: Q [B, Tq, H, Dh], K, V [B, Tk, H, Dh] (views, Dh contiguous), optional terms
               // (AttentionOp). out [B, Tq, H*Dh]
@@ -56,6 +59,10 @@ struct LinearOp {
   // Graph::finalize; the GEMM gathers X's rows as it packs them).
   bool gather = false;
   ConvGeom conv;
+  // ncat >= 2: in[0 .. ncat-1] are the column blocks of X (a Concat along the last axis fused
+  // into this GEMM by Graph::finalize: X is gathered from them as the GEMM packs it, never
+  // written); the residual, if any, is then in[ncat].
+  int ncat = 0;
 };
 struct LayerNormOp {
   const float* gamma = nullptr;

@@ -16,6 +16,9 @@
 
 #include "core/threadpool.h"
 #include "graph/builder.h"
+#include "kernels/conv.h"
+#include "kernels/kernels.h"
+#include "ops/registry.h"
 #include "python/bind_util.h"
 #include "python/bindings.h"
 
@@ -48,10 +51,14 @@ T kw(const py::kwargs& p, const char* key) {
   return p[key].cast<T>();
 }
 
+// The op names of the last graph graph_op ran, after the graph's fusions (graph_op_nodes).
+std::vector<std::string> g_last_ops;
+
 // Builds and runs the one-op graph; reps > 0 also times `reps` more runs (median seconds).
 py::array_t<float> run_graph_op(const std::string& isa_s, const std::string& op, const std::vector<py::array>& inputs,
                                 int nth, const py::kwargs& p, int reps, double* secs) {
   const Isa isa = level_or_throw(isa_s);
+  LinearWeight conv_w;  // the "conv" op's weight (lives as long as the graph)
   if (nth < 1 || nth > 64) fail("nth must be in [1, 64]");
   if (inputs.empty()) fail("graph_op needs inputs");
   Graph g;
@@ -75,6 +82,36 @@ py::array_t<float> run_graph_op(const std::string& isa_s, const std::string& op,
     else if (op == "mean") y = b.mean("y", x[0], kw<int>(p, "axis"));
     else if (op == "upsample_nearest") y = b.upsample_nearest("y", x[0], kw<int64_t>(p, "factor"));
     else if (op == "self_attention") y = b.self_attention("y", x[0], kw<int64_t>(p, "heads"), kw<float>(p, "scale"));
+    else if (op == "conv") {
+      // inputs: nparts NHWC maps (concatenated along channels when more than one), W [N, k*k*C]
+      // (k = (ky, kx, c) rows, F32), bias [N], then the residual [B, oh, ow, N] if residual=True.
+      // conv2d over the concat: a 1x1 conv is a Linear, k x k an Im2col + Linear; the graph's
+      // fusions (gather, concat) apply as they would in a model.
+      const int np = kw<int>(p, "nparts");
+      const int64_t k = kw<int64_t>(p, "k"), st = kw<int64_t>(p, "stride"), pad = kw<int64_t>(p, "pad");
+      const bool has_res = p.contains("residual") && p["residual"].cast<bool>();
+      if (np < 1 || static_cast<size_t>(np) + 2 + has_res != x.size()) fail("conv: nparts maps, W, bias[, residual]");
+      std::vector<int> parts(x.begin(), x.begin() + np);
+      const int xin = np == 1 ? parts[0] : b.concat("cat", parts, 3);
+      const py::array& W = inputs[np];
+      const py::array& bias = inputs[np + 1];
+      if (W.ndim() != 2 || !(W.flags() & py::array::c_style) || bias.ndim() != 1 || bias.shape(0) != W.shape(0) ||
+          !(bias.flags() & py::array::c_style))
+        fail("conv: W must be a C-contiguous [N, K] and bias [N] float32");
+      conv_w.name = "w";
+      conv_w.raw = W.data();
+      conv_w.N = W.shape(0);
+      conv_w.K = W.shape(1);
+      conv_w.bias = static_cast<const float*>(bias.data());
+      const KernelTable& kt = kernel_table(isa);
+      if (const size_t bytes = kt.gemm_pack_size(DType::F32, conv_w.N, conv_w.K)) {
+        conv_w.packed.resize(bytes);
+        kt.gemm_pack(conv_w.raw, DType::F32, conv_w.N, conv_w.K, conv_w.packed.data());
+      }
+      const std::vector<int64_t> s = b.shape(xin);
+      y = b.conv2d("y", xin, &conv_w, conv_axis_sym(s[1], k, st, 1, pad), conv_axis_sym(s[2], k, st, 1, pad),
+                   static_cast<Act>(p.contains("act") ? p["act"].cast<int>() : 0), has_res ? x.back() : -1);
+    }
     else if (op == "attention") {
       // inputs: q, k, v, then the terms named by the flags, in the order bias, mask, rel_h, rel_w
       GraphBuilder::AttentionTerms terms;
@@ -99,6 +136,13 @@ py::array_t<float> run_graph_op(const std::string& isa_s, const std::string& op,
   const int out = g.output_tensor("y");
   const std::vector<int64_t> shape = g.tensor(out).shape;
   g.finalize({"y"}, kernel_table(isa), nth);
+  g_last_ops.clear();
+  for (const Node& n : g.nodes()) {
+    std::string name = op_def(n.op).name;
+    if (n.op == OpType::Linear && n.as<LinearOp>().gather) name += "+gather";
+    if (n.op == OpType::Linear && n.as<LinearOp>().ncat) name += "+concat" + std::to_string(n.as<LinearOp>().ncat);
+    g_last_ops.push_back(name);
+  }
   py::array_t<float> result(shape);
   {
     py::gil_scoped_release nogil;
@@ -140,7 +184,11 @@ void bind_test_graph(py::module_& t) {
         "ops: copy, reshape(shape), permute(perm), pad(lo, hi, value), roll(shifts, axes), concat(axis), "
         "add(alpha), mul, add_mul, act_mul(act), activation(act), mean(axis), upsample_nearest(factor), "
         "self_attention(heads, scale), attention(scale, bias=bool, mask=bool, grid=(gh, gw)) over q, k, v "
-        "[B, T, H, Dh] then the named terms");
+        "[B, T, H, Dh] then the named terms, conv(nparts, k, stride, pad, act, residual=bool) over nparts NHWC "
+        "maps (concatenated), W [N, k*k*C], bias[, residual]");
+  t.def("graph_op_nodes", [] { return g_last_ops; },
+        "The op names of the last graph_op's graph after its fusions (Linear+gather: an Im2col fused into "
+        "the GEMM; Linear+concatN: a Concat of N parts fused into it).");
   t.def("graph_op_bench", &graph_op_bench, py::arg("isa"), py::arg("op"), py::arg("inputs"), py::arg("nth") = 1,
         py::arg("reps") = 20,
         "graph_op's perf mode: median seconds of one run of the built graph (the output copy included)");

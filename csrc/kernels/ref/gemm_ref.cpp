@@ -23,10 +23,11 @@ inline float weight_at(const GemmArgs& a, int64_t n, int64_t k) {
 
 void gemm(const GemmArgs& a, int ith, int nth) {
   const int64_t m0 = a.M * ith / nth, m1 = a.M * (ith + 1) / nth;
-  std::vector<float> row(a.conv ? static_cast<size_t>(a.K) : 0);  // a gathered conv row
+  const bool gathered = a.conv || a.cat;
+  std::vector<float> row(gathered ? static_cast<size_t>(a.K) : 0);  // a gathered row of X
   for (int64_t m = m0; m < m1; ++m) {
     const float* x = row.data();
-    if (a.conv) conv_gather_row(*a.conv, m, 0, a.K, row.data());
+    if (gathered) gemm_gather_row(a, m, 0, a.K, row.data());
     else x = a.X + m * a.ldx;
     float* y = a.Y + m * a.ldy;
     for (int64_t n = 0; n < a.N; ++n) {
