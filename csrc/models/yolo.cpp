@@ -434,13 +434,18 @@ std::unique_ptr<Graph> YoloFamily::build(int64_t B, int64_t H, int64_t W) const 
       bx = conv(bp + std::to_string(j), bx, lv.box[j], j + 1 < lv.box.size() ? Act::Silu : Act::None);
     for (size_t j = 0; j < lv.cls.size(); ++j)
       cx = conv(cp + std::to_string(j), cx, lv.cls[j], lv.cls_act[j] ? Act::Silu : Act::None);
-    const int pi = b.concat(d + "pred." + std::to_string(i), {bx, cx}, 3);  // [B, h, w, no]
-    b.output("pred." + std::to_string(i), to_nchw(pi));
-    const std::vector<int64_t> s = b.shape(pi);
-    flat.push_back(b.reshape(pi, {s[0], s[1] * s[2], s[3]}));
+    // pred.i = cat(box, cls) along channels, assembled channel-major [B, no, h*w] straight from
+    // the NHWC conv outputs (transposed views): it is pred.i in NCHW as it is, and the pieces of
+    // pred, so the maps are written twice in all instead of four times (an NHWC concat, the
+    // level concat, then the permute of the whole to [B, no, anchors]).
+    const std::vector<int64_t> s = b.shape(bx);  // [B, h, w, 4 * reg_max]
+    auto chw = [&](int t) { return b.permute(b.reshape(t, {s[0], s[1] * s[2], b.shape(t)[3]}), {0, 2, 1}); };
+    const int pi = b.concat(d + "pred." + std::to_string(i), {chw(bx), chw(cx)}, 1);  // [B, no, h*w]
+    b.output("pred." + std::to_string(i), b.reshape(pi, {s[0], b.shape(pi)[1], s[1], s[2]}));
+    flat.push_back(pi);
   }
   // Every level's anchors in one map [B, no, sum h*w], Detect's cat(boxes, scores) before the decode.
-  b.output("pred", b.permute(b.concat(d + "pred", flat, 1), {0, 2, 1}));
+  b.output("pred", flat.size() == 1 ? flat[0] : b.concat(d + "pred", flat, 2));
   return g;
 }
 
