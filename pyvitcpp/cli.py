@@ -67,7 +67,7 @@ def _decoded_batches(args):
     """(paths, PIL images) in batches of --batch-size, decoded in order; a file that cannot be
     read or decoded is skipped with one warning line (as `embed` does), or with --on-error fail
     stops the command. Returns the generator and a list that collects the skipped paths."""
-    from .pipeline import _cause
+    from .pipeline import _cause, skip_warning
     from .preprocess import load_image
 
     if args.batch_size < 1:
@@ -84,8 +84,7 @@ def _decoded_batches(args):
                 cause = _cause(p, e)
                 if args.on_error == "fail":
                     raise
-                print(f"pyvitcpp: warning: skipped {cause}" if cause.startswith(p) else
-                      f"pyvitcpp: warning: skipped {p}: {cause}", file=sys.stderr)
+                print(skip_warning(p, cause), file=sys.stderr)
                 skipped.append(p)
                 continue
             batch_p.append(p)

@@ -138,6 +138,11 @@ def _cause(path: str, e: BaseException) -> str:
     return msg if path in msg else f"{path}: {type(e).__name__}: {msg}"
 
 
+def skip_warning(path: str, cause: str) -> str:
+    """The one line a skipped file gets (embed, classify, detect)."""
+    return f"pyvitcpp: warning: skipped {cause}" if cause.startswith(path) else f"pyvitcpp: warning: skipped {path}: {cause}"
+
+
 # --------------------------------------------------------------------------------------- writing
 def _replace_atomic(out: str, write: Callable[[str], None]) -> None:
     tmp = os.path.join(os.path.dirname(os.path.abspath(out)), f".{os.path.basename(out)}.tmp{os.getpid()}")
@@ -261,8 +266,7 @@ def embed_paths(encoder, paths: Sequence[str], out: str, *, batch_size: int = 16
                     cause = _cause(p, got)
                     if on_error == "fail":
                         raise ValueError(cause) from got
-                    log(f"pyvitcpp: warning: skipped {cause}" if cause.startswith(p) else
-                        f"pyvitcpp: warning: skipped {p}: {cause}")
+                    log(skip_warning(p, cause))
                     skipped.append((p, cause))
                     continue
                 batch.append(got[0])

@@ -336,12 +336,13 @@ int GraphBuilder::conv2d(const std::string& name, int x, const LinearWeight* w, 
   // of a contiguous map, as YOLO's C2f chunks are) is read in place: the gather steps P floats
   // per pixel (ConvGeom::C), no Copy. Anything else is made contiguous.
   int64_t mr = 0, mc = 0, pixel_stride = 0;
-  if (nchw || shape(x).size() != 4 || !desc(x).as_matrix(&mr, &mc, &pixel_stride) || mc != shape(x)[3])
-    x = contiguous(x);
+  const bool in_place = !nchw && shape(x).size() == 4 && desc(x).as_matrix(&mr, &mc, &pixel_stride) &&
+                        mc == shape(x)[3];
+  if (!in_place) x = contiguous(x);
   const auto s = shape(x);
   if (s.size() != 4) fail(name + ": conv input " + shape_str(s));
   const int64_t B = s[0], C = nchw ? s[1] : s[3];
-  if (nchw || !desc(x).as_matrix(&mr, &mc, &pixel_stride)) pixel_stride = C;
+  if (!in_place) pixel_stride = C;
   if ((nchw ? s[2] : s[1]) != h.in || (nchw ? s[3] : s[2]) != wd.in) fail(name + ": conv geometry");
   const std::vector<int64_t> os = {B, h.out, wd.out, w->N};
   if (!nchw && h.k == 1 && wd.k == 1 && h.stride == 1 && wd.stride == 1 && h.pad0 == 0 && wd.pad0 == 0)

@@ -121,6 +121,55 @@ void Graph::finalize(const std::vector<std::string>& outputs, const KernelTable&
 // F32/F16 Linear, becomes that GEMM's gather (GemmArgs::conv): the im2col matrix is never
 // written (ResNet-50 at batch 1 wrote and re-read 7 MB for each layer-1 3x3 conv; yolov8n's
 // 640 x 640 stem 9 floats per input float). Block-quantized weights keep the Im2col op.
+std::vector<int> Graph::reader_counts() const {
+  std::vector<int> readers(tensors_.size(), 0);
+  for (const Node& n : nodes_)
+    for (int t : n.in) readers[owner(t)]++;
+  return readers;
+}
+
+std::set<int> Graph::requested_owners() const {
+  std::set<int> outs;
+  for (const auto& name : requested_) outs.insert(owner(output_tensor(name)));
+  return outs;
+}
+
+void Graph::fuse_im2col() {
+  const std::vector<int> readers = reader_counts();
+  const std::set<int> outs = requested_owners();
+  std::vector<Node> kept;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    Node& c = nodes_[i];
+    // The gather reads the map the Im2col reads, at its pixel stride (ConvGeom::C): a contiguous
+    // map (an intermediate, or a reshape of one: a conv's output is the [B*H*W, OC] GEMM result
+    // reshaped to NHWC, so chains of k x k convs fuse) or a channel slice of one (YOLO's C2f
+    // chunks). The Linear may have a residual (in[1]: a k x k conv + shortcut, one epilogue).
+    bool gatherable = false;
+    if (c.op == OpType::Im2col) {
+      const TensorDesc& src = tensors_[c.in[0]];
+      const ConvGeom& g = c.as<Im2colOp>().conv;
+      int64_t r, k, ld;
+      gatherable = g.nchw ? src.contiguous()
+                          : src.as_matrix(&r, &k, &ld) && k == g.cg && (ld == g.C || r == 1) && g.c0 == 0;
+    }
+    if (gatherable && i + 1 < nodes_.size() && readers[c.out] == 1 && !outs.count(c.out)) {
+      Node& l = nodes_[i + 1];
+      if (l.op == OpType::Linear && (l.in.size() == 1 || (l.in.size() == 2 && l.in[1] != c.out)) &&
+          l.in[0] == c.out) {
+        LinearOp& p = l.as<LinearOp>();
+        if (!is_block_quant(p.w->type)) {
+          p.gather = true;
+          p.conv = c.as<Im2colOp>().conv;
+          l.in[0] = c.in[0];
+          continue;  // drop the Im2col
+        }
+      }
+    }
+    kept.push_back(std::move(c));
+  }
+  nodes_ = std::move(kept);
+}
+
 // A Concat along the last axis whose only reader is an F32/F16 Linear that reads all of it as
 // its X (a YOLO C2f / SPPF / neck concat before a 1x1 conv) becomes that GEMM's column blocks
 // (LinearOp::ncat, GemmArgs::cat): the GEMM gathers X's rows from the parts as it packs them, so
@@ -131,11 +180,8 @@ void Graph::fuse_concat() {
     return !(e && e[0] == '0');
   }();
   if (!enabled) return;
-  std::vector<int> readers(tensors_.size(), 0);
-  for (const Node& n : nodes_)
-    for (int t : n.in) readers[owner(t)]++;
-  std::set<int> outs;
-  for (const auto& name : requested_) outs.insert(owner(output_tensor(name)));
+  const std::vector<int> readers = reader_counts();
+  const std::set<int> outs = requested_owners();
   std::vector<bool> drop(nodes_.size(), false);
   for (size_t i = 0; i < nodes_.size(); ++i) {
     const Node& c = nodes_[i];
@@ -181,45 +227,6 @@ void Graph::fuse_concat() {
   nodes_ = std::move(kept);
 }
 
-void Graph::fuse_im2col() {
-  std::vector<int> readers(tensors_.size(), 0);
-  for (const Node& n : nodes_)
-    for (int t : n.in) readers[owner(t)]++;
-  std::set<int> outs;
-  for (const auto& name : requested_) outs.insert(owner(output_tensor(name)));
-  std::vector<Node> kept;
-  for (size_t i = 0; i < nodes_.size(); ++i) {
-    Node& c = nodes_[i];
-    // The gather reads the map the Im2col reads, at its pixel stride (ConvGeom::C): a contiguous
-    // map (an intermediate, or a reshape of one: a conv's output is the [B*H*W, OC] GEMM result
-    // reshaped to NHWC, so chains of k x k convs fuse) or a channel slice of one (YOLO's C2f
-    // chunks). The Linear may have a residual (in[1]: a k x k conv + shortcut, one epilogue).
-    bool gatherable = false;
-    if (c.op == OpType::Im2col) {
-      const TensorDesc& src = tensors_[c.in[0]];
-      const ConvGeom& g = c.as<Im2colOp>().conv;
-      int64_t r, k, ld;
-      gatherable = g.nchw ? src.contiguous()
-                          : src.as_matrix(&r, &k, &ld) && k == g.cg && (ld == g.C || r == 1) && g.c0 == 0;
-    }
-    if (gatherable && i + 1 < nodes_.size() && readers[c.out] == 1 && !outs.count(c.out)) {
-      Node& l = nodes_[i + 1];
-      if (l.op == OpType::Linear && (l.in.size() == 1 || (l.in.size() == 2 && l.in[1] != c.out)) &&
-          l.in[0] == c.out) {
-        LinearOp& p = l.as<LinearOp>();
-        if (!is_block_quant(p.w->type)) {
-          p.gather = true;
-          p.conv = c.as<Im2colOp>().conv;
-          l.in[0] = c.in[0];
-          continue;  // drop the Im2col
-        }
-      }
-    }
-    kept.push_back(std::move(c));
-  }
-  nodes_ = std::move(kept);
-}
-
 // Liveness-based placement: every activation lives from the node that writes it to the last
 // node that reads it or a view of it (outputs: to the end). An in-place Linear (its residual
 // dies there) shares its residual's buffer. Buffers are placed largest first at the lowest
@@ -243,7 +250,7 @@ void Graph::plan() {
   for (int i = 0; i < end; ++i) {
     Node& n = nodes_[i];
     if (n.op != OpType::Linear) continue;
-    const int nx = std::max(1, n.as<LinearOp>().ncat);  // X's inputs; the residual follows
+    const int nx = n.as<LinearOp>().x_inputs();  // the residual follows X's inputs
     if (static_cast<int>(n.in.size()) <= nx) continue;
     const TensorDesc& rv = tensors_[n.in[nx]];
     const int r = owner(n.in[nx]);

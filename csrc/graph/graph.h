@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,8 @@ class Graph {
 
  private:
   int owner(int t) const { return tensors_[t].is_view() ? tensors_[t].base : t; }
+  std::vector<int> reader_counts() const;  // per tensor: inputs of nodes that read it or a view of it
+  std::set<int> requested_owners() const;  // the tensors behind the requested outputs
   void fuse_im2col();
   void fuse_concat();
   void plan();

@@ -65,7 +65,7 @@ void exec_linear(const OpCtx& c, int ith, int nth) {
   a.W_packed = p.w->packed.empty() ? nullptr : p.w->packed.data();
   a.bias = p.w->bias;
   a.act = p.act;
-  const size_t ri = p.ncat ? static_cast<size_t>(p.ncat) : 1;  // the residual's input index
+  const size_t ri = static_cast<size_t>(p.x_inputs());  // the residual's input index
   if (c.n.in.size() > ri) {
     int64_t r, k;
     c.xd[ri]->as_matrix(&r, &k, &a.ldr);

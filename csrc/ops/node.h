@@ -63,6 +63,7 @@ struct LinearOp {
   // into this GEMM by Graph::finalize: X is gathered from them as the GEMM packs it, never
   // written); the residual, if any, is then in[ncat].
   int ncat = 0;
+  int x_inputs() const { return ncat ? ncat : 1; }  // inputs holding X; the residual is next
 };
 struct LayerNormOp {
   const float* gamma = nullptr;
