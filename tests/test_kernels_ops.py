@@ -25,8 +25,8 @@ ISAS = ["ref", "avx2", "avx512"]
 SIMD = ["avx2", "avx512"]
 SIZES = [1, 3, 7, 8, 15, 16, 17, 31, 33, 64, 65, 100, 768]
 NTH = [1, 2, 3, 5]
-ACTS = {0: "none", 1: "gelu_erf", 2: "gelu_tanh", 3: "quick_gelu", 4: "tanh", 5: "relu",
-        10: "leaky_relu_0.1", 11: "mish", 12: "sigmoid"}
+ACTS = {0: "none", 1: "gelu_erf", 2: "gelu_tanh", 3: "quick_gelu", 4: "tanh", 5: "relu", 6: "relu6",
+        7: "silu", 8: "leaky_relu", 9: "hard_swish", 10: "leaky_relu_0.1", 11: "mish", 12: "sigmoid"}
 
 
 def need(isa):
@@ -82,6 +82,14 @@ def act_truth(x, act):
         y = xd * torch.tanh(torch.nn.functional.softplus(xd, threshold=1e30))
     elif act == 12:
         y = torch.sigmoid(xd)
+    elif act == 6:
+        y = torch.clamp(xd, 0.0, 6.0)
+    elif act == 7:
+        y = xd * torch.sigmoid(xd)
+    elif act == 8:
+        y = torch.where(xd >= 0, xd, float(np.float32(0.01)) * xd)
+    elif act == 9:
+        y = xd * torch.clamp(xd + 3.0, 0.0, 6.0) / 6.0
     else:
         y = torch.clamp_min(xd, 0.0)
     return y.numpy()
@@ -189,7 +197,8 @@ def test_activation_special_values(isa):
     x = SPECIAL
     inf = np.inf
     expect_at_inf = {0: (inf, -inf), 1: (inf, 0.0), 2: (inf, 0.0), 3: (inf, 0.0), 4: (1.0, -1.0),
-                     5: (inf, 0.0), 10: (inf, -inf), 11: (inf, np.nan), 12: (1.0, 0.0)}  # mish(-inf): -inf * 0, as torch
+                     5: (inf, 0.0), 6: (6.0, 0.0), 7: (inf, np.nan), 8: (inf, -inf), 9: (inf, np.nan),
+                     10: (inf, -inf), 11: (inf, np.nan), 12: (1.0, 0.0)}  # mish, silu, hard_swish(-inf): -inf * 0, as torch
     for act in ACTS:
         for n in (len(x), 5):  # the tail path and the vector path
             xx = np.resize(x, 16 * 3 + n) if n == 5 else x

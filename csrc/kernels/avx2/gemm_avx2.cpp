@@ -46,18 +46,22 @@ PYVITCPP_GEMM_FORCEINLINE void epilogue(__m256 (&c)[R][2], const GemmEpilogue& e
     return e.act == Act::Relu6 ? _mm256_min_ps(six, v) : v;
   };
   const bool act = e.act != Act::None && !relu;
+  // A tile of at most 8 valid columns holds its values in c[i][0] only: the activation then
+  // runs on R x 8 floats, not R x 16 (the avx512 twin has the reason).
+  const int ld = e.nr <= 8 ? 8 : kNR;
   if (act) {
     #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
-      _mm256_store_ps(tmp + i * kNR, _mm256_add_ps(c[i][0], b0));
-      _mm256_store_ps(tmp + i * kNR + 8, _mm256_add_ps(c[i][1], b1));
+      _mm256_store_ps(tmp + i * ld, _mm256_add_ps(c[i][0], b0));
+      if (ld == kNR) _mm256_store_ps(tmp + i * kNR + 8, _mm256_add_ps(c[i][1], b1));
     }
-    act_inplace(tmp, R * kNR, e.act);
+    act_inplace(tmp, R * ld, e.act);
   }
   #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) {
-    __m256 v0 = act ? _mm256_load_ps(tmp + i * kNR) : _mm256_add_ps(c[i][0], b0);
-    __m256 v1 = act ? _mm256_load_ps(tmp + i * kNR + 8) : _mm256_add_ps(c[i][1], b1);
+    __m256 v0 = act ? _mm256_load_ps(tmp + i * ld) : _mm256_add_ps(c[i][0], b0);
+    __m256 v1 = act ? (ld == kNR ? _mm256_load_ps(tmp + i * kNR + 8) : _mm256_setzero_ps())
+                    : _mm256_add_ps(c[i][1], b1);
     if (relu) {
       v0 = clamp(v0);
       v1 = clamp(v1);

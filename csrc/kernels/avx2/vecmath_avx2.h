@@ -175,12 +175,14 @@ static inline __m256 quick_gelu(__m256 x) {
   return _mm256_blendv_ps(y, set1(-0.0f), _mm256_cmp_ps(x, set1(-200.0f), _CMP_LT_OQ));
 }
 
-// x * sigmoid(x) = x / (1 + e^-x); the exponent -x is exact, so lo = 0.
+// x * sigmoid(x) = x / (1 + E) for x >= 0 and x E / (1 + E) for x < 0, E = e^-|x|: the avx512
+// twin's formula (x_over_1_plus_exp with the argument known to be -|x|: no sign flips; x > 100
+// needs no special case, 1 + E rounds to 1 there).
 static inline __m256 silu(__m256 x) {
-  __m256 y = x_over_1_plus_exp(x, _mm256_sub_ps(_mm256_setzero_ps(), x), _mm256_setzero_ps());
-  // Beyond these the float result is exactly x resp. -0 (x * 0: -inf gives NaN, as PyTorch's
-  // x * sigmoid(x) does).
-  y = _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, set1(100.0f), _CMP_GT_OQ));
+  __m256 e, xe;
+  exp2part_pair(_mm256_or_ps(x, set1(-0.0f)), _mm256_setzero_ps(), x, &e, &xe);
+  const __m256 y = _mm256_div_ps(_mm256_blendv_ps(x, xe, x), _mm256_add_ps(set1(1.0f), e));
+  // Finite x below -200 gives -0, -inf gives NaN (x * 0), as PyTorch's x * sigmoid(x) does.
   return _mm256_blendv_ps(y, _mm256_mul_ps(x, _mm256_setzero_ps()), _mm256_cmp_ps(x, set1(-200.0f), _CMP_LT_OQ));
 }
 

@@ -44,18 +44,23 @@ PYVITCPP_GEMM_FORCEINLINE void epilogue(__m512 (&c)[R][2], const GemmEpilogue& e
     return e.act == Act::Relu6 ? _mm512_min_ps(six, v) : v;
   };
   const bool act = e.act != Act::None && !relu;
+  // A tile of at most 16 valid columns (a 16-channel conv, the last panel of 80 or 144) holds
+  // its values in c[i][0] only: the activation then runs on R x 16 floats, not R x 32 (SiLU
+  // on the unused half was a third of the epilogue of yolov8n's 16-channel convs).
+  const int ld = e.nr <= 16 ? 16 : kNR;
   if (act) {
     #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
-      _mm512_store_ps(tmp + i * kNR, _mm512_add_ps(c[i][0], b0));
-      _mm512_store_ps(tmp + i * kNR + 16, _mm512_add_ps(c[i][1], b1));
+      _mm512_store_ps(tmp + i * ld, _mm512_add_ps(c[i][0], b0));
+      if (ld == kNR) _mm512_store_ps(tmp + i * kNR + 16, _mm512_add_ps(c[i][1], b1));
     }
-    act_inplace(tmp, R * kNR, e.act);
+    act_inplace(tmp, R * ld, e.act);
   }
   #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) {
-    __m512 v0 = act ? _mm512_load_ps(tmp + i * kNR) : _mm512_add_ps(c[i][0], b0);
-    __m512 v1 = act ? _mm512_load_ps(tmp + i * kNR + 16) : _mm512_add_ps(c[i][1], b1);
+    __m512 v0 = act ? _mm512_load_ps(tmp + i * ld) : _mm512_add_ps(c[i][0], b0);
+    __m512 v1 = act ? (ld == kNR ? _mm512_load_ps(tmp + i * kNR + 16) : _mm512_setzero_ps())
+                    : _mm512_add_ps(c[i][1], b1);
     if (relu) {
       v0 = clamp(v0);
       v1 = clamp(v1);
