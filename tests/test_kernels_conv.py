@@ -261,6 +261,58 @@ def test_conv_direct_vs_ref(isa, case):
     check_close(got, apply_act64(want_nb, "relu6") + res, mag_nb + np.abs(res), K, f"{isa} conv+res {case}")
 
 
+# NHWC row tiles of the direct conv (conv_nhwc_row_ukernel): output pixels of one row whose taps
+# all fall inside the image columns, pixel stride C x stride of 16, 32 or 64 floats (YOLO's 16-
+# and 32-channel convs), 24 pixels a tile for narrow panels on avx512 (12 on avx2), the GEMM's MR
+# otherwise; the row's edges and remainder take the general microkernel. Widths leave
+# remainders of every kind; a grouped conv reads a channel slice (pixel stride C, cg = C / 2).
+ROW_CASES = [
+    # (B, H, W, C, OC, k, stride, dil, pad, same, groups)
+    (2, 5, 61, 16, 16, 3, 1, 1, 1, False, 1),   # narrow: 59 interior pixels = 2 x 24 + 11
+    (1, 7, 50, 16, 5, 3, 1, 1, 1, False, 1),    # narrow panel of 5 outputs
+    (2, 6, 53, 16, 32, 3, 2, 1, 1, False, 1),   # stride 2 (pixel stride 32), wide panel
+    (1, 9, 40, 32, 48, 3, 1, 1, 1, False, 1),   # a wide and a narrow panel: both at MR pixels
+    (1, 4, 70, 64, 16, 3, 1, 1, 1, False, 1),   # pixel stride 64, narrow
+    (1, 5, 30, 32, 16, 3, 2, 2, 2, False, 1),   # dilation 2, stride 2
+    (1, 3, 60, 16, 24, 5, 1, 1, 2, True, 1),    # 5x5 SAME, tail panel of 24 - 16
+    (1, 5, 40, 32, 32, 3, 1, 1, 1, False, 2),   # groups of 16 channels at pixel stride 32
+    (1, 2, 9, 16, 16, 3, 1, 1, 1, False, 1),    # rows narrower than one tile: no row tiles
+]
+
+
+@pytest.mark.parametrize("isa", LEVELS)
+@pytest.mark.parametrize("case", ROW_CASES, ids=lambda c: "x".join(map(str, c)))
+@pytest.mark.parametrize("f16", [False, True])
+def test_conv_direct_row_tiles(isa, case, f16):
+    """The row microkernel gives the general microkernel's bits (same FMA chain per output) for
+    every epilogue and thread split (splits start mid-row), and torch's values."""
+    isa_or_skip(isa)
+    B, H, W, C, OC, k, s, d, pad, same, groups = case
+    g = rng(sum(case) + 29)
+    x = g.standard_normal((B, H, W, C)).astype(np.float32)
+    w = (g.standard_normal((OC, C // groups, k, k)) / np.sqrt(k * k * C / groups)).astype(np.float32)
+    if f16:
+        w = w.astype(np.float16).astype(np.float32)
+    bias = (0.1 * g.standard_normal(OC)).astype(np.float32)
+    want, mag = torch_conv64(x, w, bias, s, d, pad, same, groups)
+    K = k * k * C // groups
+    kw = dict(stride=s, dilation=d, pad=pad, same=same, groups=groups, f16=f16)
+    res = g.standard_normal(want.shape).astype(np.float32)
+    for act in ("none", "silu", "relu"):
+        for r in (None, res):
+            general = T.conv2d(isa, x, w, bias, act=ACT[act], residual=r, nth=1, row=False, **kw)
+            for nth in (1, 2, 3, 7):
+                got = T.conv2d(isa, x, w, bias, act=ACT[act], residual=r, nth=nth, **kw)
+                np.testing.assert_array_equal(got, general, err_msg=f"{isa} {case} {act} nth={nth}")
+            extra = 0.0 if r is None else np.abs(r)
+            check_close(got, apply_act64(want, act) + (0.0 if r is None else r), mag + extra, K,
+                        f"{isa} row tiles {case} {act}")
+    if groups == 1:  # the scalar specification (ungrouped only)
+        spec = T.conv2d("direct", x, w, bias, act=ACT["silu"], nth=1, stride=s, dilation=d, pad=pad, same=same)
+        got = T.conv2d(isa, x, w, bias, act=ACT["silu"], nth=2, **kw)
+        check_close(got, spec.astype(np.float64), mag, K, f"{isa} row tiles vs spec {case}", extra=1e-30)
+
+
 # NCHW pixels (the stem): the SIMD levels run the gathered conv directly, one pointer per
 # (tap, channel); odd sizes, strides, a kernel larger than the image, padding on every side.
 NCHW_CASES = [

@@ -30,7 +30,10 @@
 // same for any thread split (each output's chain depends only on the tile's taps).
 //
 // Loop nest per thread (its rectangle of rows x panels, gemm_choose_grid):
-//   when the thread's panels fit in L2 (<= 512 KiB):
+//   when the thread's panels fit in L2 (<= 512 KiB) and the pixel stride has row microkernels:
+//     output rows: edges and remainders as below; interior pixels in row tiles (one pointer
+//       per tap), panels: the row microkernel (conv_nhwc_row_ukernel)
+//   else when the thread's panels fit in L2:
 //     tiles: pointer table for the tile's taps
 //      panels: microkernel with the epilogue fused (the tile's input is reused from L1)
 //   else: blocks of rows whose input (about rows * C * sh * sw floats) stays in L2
@@ -132,6 +135,79 @@ const ConvRowUkernel* conv_nchw_row_kernels(int S, bool f16, bool narrow) {
     case 5: return conv_nchw_row_table<T, 2, false, true>(Seq());
     case 6: return conv_nchw_row_table<T, 2, true, false>(Seq());
     default: return conv_nchw_row_table<T, 2, true, true>(Seq());
+  }
+}
+
+// The NHWC row microkernel: R output pixels that are consecutive in one output row, every tap
+// inside the image for all of them (interior tiles). Pixel i reads xt[t] + i * PS (PS = pixel
+// stride times the conv's stride, a compile-time constant), so every broadcast addresses one
+// base register plus a constant: no pointer per pixel, which is what limits the general
+// microkernel (12 pixel pointers per tap fill the integer registers, so it stops at 12 pixels).
+// Narrow panels (one vector of outputs) take 24 pixels on avx512 (12 on avx2), one accumulator
+// each. Same FMA chain per output as the general microkernel (taps in order, channels in order),
+// so the same bits.
+template <class T, int R, int PS, bool F16, bool Narrow>
+void conv_nhwc_row_ukernel(int64_t ntaps, const float* const* xt, const int64_t* boff, const void* panel,
+                           int64_t cg, const GemmEpilogue& e) {
+  using V = typename T::V;
+  V c[R][Narrow ? 1 : 2];
+  #pragma GCC unroll 32
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < (Narrow ? 1 : 2); ++j) c[i][j] = T::vzero();
+  for (int64_t t = 0; t < ntaps; ++t) {
+    const float* x = xt[t];
+    const void* B = F16 ? static_cast<const void*>(static_cast<const uint16_t*>(panel) + boff[t])
+                        : static_cast<const void*>(static_cast<const float*>(panel) + boff[t]);
+#pragma GCC unroll 2
+    for (int64_t k = 0; k < cg; ++k) {
+      V b0, b1;
+      T::template load_b<F16>(B, k, b0, b1);
+      #pragma GCC unroll 32
+      for (int i = 0; i < R; ++i) {
+        const V v = T::bcast(x + i * PS + k);
+        c[i][0] = T::fma(v, b0, c[i][0]);
+        if (!Narrow) c[i][1] = T::fma(v, b1, c[i][1]);
+      }
+    }
+  }
+  if constexpr (Narrow) {  // the epilogue takes R x 2 vectors; the second is never stored (nr <= W)
+    V cc[R][2];
+    #pragma GCC unroll 32
+    for (int i = 0; i < R; ++i) {
+      cc[i][0] = c[i][0];
+      cc[i][1] = T::vzero();
+    }
+    T::template epilogue<R>(cc, e);
+  } else {
+    T::template epilogue<R>(c, e);
+  }
+}
+
+// Row microkernels by pixel stride PS (16, 32 or 64 floats: C x stride of YOLO's narrow convs);
+// null for other strides. R: 24 pixels for narrow panels, the GEMM's MR otherwise.
+template <class T>
+struct ConvRowNhwc {
+  // avx512: 24 accumulators of 32 zmm; avx2: 12 of 16 ymm.
+  static constexpr int RN = sizeof(typename T::V) == 64 ? 24 : 12, RW = T::MR;
+  // narrow: RN pixels, one vector of outputs; narrow_w: the same at RW pixels (a narrow last
+  // panel next to wide ones); wide: RW pixels, two vectors.
+  ConvUkernel narrow = nullptr, narrow_w = nullptr, wide = nullptr;
+};
+template <class T, int PS, bool F16>
+ConvRowNhwc<T> conv_nhwc_row_pick() {
+  ConvRowNhwc<T> k;
+  k.narrow = conv_nhwc_row_ukernel<T, ConvRowNhwc<T>::RN, PS, F16, true>;
+  k.narrow_w = conv_nhwc_row_ukernel<T, ConvRowNhwc<T>::RW, PS, F16, true>;
+  k.wide = conv_nhwc_row_ukernel<T, ConvRowNhwc<T>::RW, PS, F16, false>;
+  return k;
+}
+template <class T>
+ConvRowNhwc<T> conv_nhwc_row_kernels(int64_t ps, bool f16) {
+  switch (ps) {
+    case 16: return f16 ? conv_nhwc_row_pick<T, 16, true>() : conv_nhwc_row_pick<T, 16, false>();
+    case 32: return f16 ? conv_nhwc_row_pick<T, 32, true>() : conv_nhwc_row_pick<T, 32, false>();
+    case 64: return f16 ? conv_nhwc_row_pick<T, 64, true>() : conv_nhwc_row_pick<T, 64, false>();
+    default: return ConvRowNhwc<T>();
   }
 }
 
@@ -298,7 +374,8 @@ void conv_direct_run(const GemmArgs& a, int ith, int nth) {
     }
     return nt;
   };
-  auto run_tile = [&](int64_t p, int64_t r0, int R, int64_t nt) {
+  // The epilogue of panel p for the tile starting at output row r0.
+  auto epilogue_at = [&](int64_t p, int64_t r0) {
     const int64_t n0 = p * NR;
     GemmEpilogue e;
     e.nr = static_cast<int>(std::min<int64_t>(NR, N - n0));
@@ -308,6 +385,10 @@ void conv_direct_run(const GemmArgs& a, int ith, int nth) {
     e.bias = a.bias ? a.bias + n0 : nullptr;
     e.y = a.Y + r0 * a.ldy + n0;
     e.res = a.residual ? a.residual + r0 * a.ldr + n0 : nullptr;
+    return e;
+  };
+  auto run_tile = [&](int64_t p, int64_t r0, int R, int64_t nt) {
+    const GemmEpilogue e = epilogue_at(p, r0);
     if (row_mode) (e.nr <= VW ? rowk_narrow : rowk)[R - 1](nt, xp, boff, Wp + p * K * NR * esz, e);
     else (e.nr <= VW ? kern_narrow : kern)[R - 1](nt, xp, boff, Wp + p * K * NR * esz, ucg, e);
   };
@@ -315,6 +396,64 @@ void conv_direct_run(const GemmArgs& a, int ith, int nth) {
     *r0 = m0 + rows * t / ntiles;
     return static_cast<int>(m0 + rows * (t + 1) / ntiles - *r0);
   };
+  // NHWC row tiles (conv_nhwc_row_ukernel) for the pixels whose taps are all inside the image
+  // columns, when the pixel stride C x stride is one the row microkernels are built for.
+  static const bool row_enabled = [] {
+    const char* e = std::getenv("PYVITCPP_CONV_ROW");
+    return !(e && e[0] == '0');
+  }();
+  const ConvRowNhwc<T> rowk_nhwc =
+      !g.nchw && g.allow_row && row_enabled ? conv_nhwc_row_kernels<T>(g.C * SW, f16) : ConvRowNhwc<T>();
+  if (rowk_nhwc.wide && taps <= 64 && K * NR * (q1 - q0) * esz <= (int64_t{1} << 19)) {
+    // A row tile: all panels narrow (one vector of outputs) -> RN pixels, else RW.
+    const bool all_narrow = N - q0 * NR <= VW;
+    const int RT = all_narrow ? ConvRowNhwc<T>::RN : ConvRowNhwc<T>::RW;
+    // Output columns whose taps all fall inside the image columns: [ox_lo, ox_hi).
+    const int64_t dw = g.w.dil, reach = (KW - 1) * dw;
+    const int64_t ox_lo = (g.w.pad0 + SW - 1) / SW;
+    const int64_t last = g.w.in - 1 - reach + g.w.pad0;  // ox * SW <= last
+    const int64_t ox_hi = last < 0 ? 0 : std::min(OW, last / SW + 1);
+    int64_t xo[64], toff[64];  // per tap: input offset of pixel ox = 0 (may be negative), panel row
+    auto general = [&](int64_t r0, int64_t n) {  // pixels [r0, r0 + n) of one output row
+      for (int64_t done = 0; done < n;) {
+        const int R = static_cast<int>(std::min<int64_t>(MR, n - done));
+        const int64_t nt = tables(r0 + done, R);
+        for (int64_t p = q0; p < q1; ++p) run_tile(p, r0 + done, R, nt);
+        done += R;
+      }
+    };
+    for (int64_t r = m0; r < m1;) {
+      const int64_t ox0 = r % OW, q = r / OW, oy = q % OH, b = q / OH;
+      const int64_t oxe = std::min(OW, ox0 + (m1 - r));  // this output row's end in the range
+      const int64_t a0 = std::max(ox0, std::min(ox_lo, oxe)), a1 = std::max(a0, std::min(oxe, ox_hi));
+      general(r, a0 - ox0);
+      // Taps of this output row: those whose input row is inside the image.
+      const float* xrow = g.X + b * g.h.in * g.w.in * g.C + g.c0;
+      int64_t nt = 0;
+      for (int64_t ky = 0; ky < KH; ++ky) {
+        const int64_t iy = oy * g.h.stride - g.h.pad0 + ky * g.h.dil;
+        if (iy < 0 || iy >= g.h.in) continue;
+        for (int64_t kx = 0; kx < KW; ++kx) {
+          xo[nt] = (iy * g.w.in - g.w.pad0 + kx * dw) * g.C;  // + ox * SW * C per tile
+          toff[nt++] = (ky * KW + kx) * cg * NR;
+        }
+      }
+      int64_t ox = a0;
+      for (; ox + RT <= a1; ox += RT) {
+        const float* xtt[64];
+        for (int64_t t = 0; t < nt; ++t) xtt[t] = xrow + (xo[t] + ox * SW * g.C);
+        const int64_t r0 = r + (ox - ox0);
+        for (int64_t p = q0; p < q1; ++p) {
+          const GemmEpilogue e = epilogue_at(p, r0);
+          const ConvUkernel k = e.nr > VW ? rowk_nhwc.wide : (all_narrow ? rowk_nhwc.narrow : rowk_nhwc.narrow_w);
+          k(nt, xtt, toff, Wp + p * K * NR * esz, cg, e);
+        }
+      }
+      general(r + (ox - ox0), oxe - ox);  // the interior's remainder and the right edge
+      r += oxe - ox0;
+    }
+    return;
+  }
   if (K * NR * (q1 - q0) * esz <= (int64_t{1} << 19)) {
     // The thread's panels fit in L2: each tile's input stays in L1 across them.
     for (int64_t t = 0; t < ntiles; ++t) {

@@ -196,6 +196,9 @@ struct ConvGather {
   // The SIMD levels may run such a GEMM as a direct conv (kernels/conv_direct_driver.h) instead
   // of gathering and packing X; false forces the gather (tests compare the two).
   bool allow_direct = true;
+  // The direct conv may run interior pixels of an output row through its NHWC row microkernel
+  // (same bits as its general microkernel); false keeps the general one (tests compare them).
+  bool allow_row = true;
 };
 // Columns [k0, k0 + n) of row r of that matrix into dst (ISA-neutral, kernels/conv_gather.cpp).
 void conv_gather_row(const ConvGather& g, int64_t r, int64_t k0, int64_t n, float* dst);

@@ -129,13 +129,14 @@ farray pool_hook(const std::string& isa, const py::object& xo, int64_t k, int64_
 // packs (gather=True, the graph's fused conv; NCHW pixels too) or reads from an Im2col op's
 // buffer (gather=False). With gather, direct=True lets the SIMD levels run the conv
 // directly (kernels/conv_direct_driver.h, where conv_direct_ok allows); direct=False forces the
-// gathering GEMM. f16: the weight is stored as F16 (a converter's default), which the GEMMs
+// gathering GEMM; row=False keeps the direct conv on its general microkernel (no NHWC row
+// tiles). f16: the weight is stored as F16 (a converter's default), which the GEMMs
 // widen as they load (give w already rounded to fp16 to compare with the spec). x: NHWC
 // [B, H, W, C] (or NCHW when nchw);
 // w: PyTorch [OC, C/groups, k, k]; residual: [B, OH, OW, OC] or None. Returns NHWC.
 farray conv_hook(const std::string& isa, const py::object& xo, const py::object& wo, const py::object& bo,
                  int64_t stride, int64_t dil, int64_t pad, bool same, int64_t groups, int act,
-                 const py::object& ro, bool nchw, bool gather, int nth, bool direct, bool f16) {
+                 const py::object& ro, bool nchw, bool gather, int nth, bool direct, bool f16, bool row) {
   farray x = f32(xo, "x", 4), w = f32(wo, "w", 4);
   const int64_t B = x.shape(0);
   const int64_t C = nchw ? x.shape(1) : x.shape(3);
@@ -198,6 +199,7 @@ farray conv_hook(const std::string& isa, const py::object& xo, const py::object&
     cg.X = a.X; cg.B = B; cg.C = C; cg.c0 = g * Cg; cg.cg = Cg; cg.h = a.h; cg.w = a.w;
     cg.nchw = nchw;
     cg.allow_direct = direct;
+    cg.allow_row = row;
     if (use_gather) {
       ga.conv = &cg;
     } else {
@@ -303,7 +305,7 @@ void bind_test_conv(py::module_& t) {
   t.def("conv2d", &conv_hook, py::arg("isa"), py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("stride") = 1,
         py::arg("dilation") = 1, py::arg("pad") = 0, py::arg("same") = false, py::arg("groups") = 1,
         py::arg("act") = 0, py::arg("residual") = py::none(), py::arg("nchw") = false, py::arg("gather") = true,
-        py::arg("nth") = 1, py::arg("direct") = true, py::arg("f16") = false);
+        py::arg("nth") = 1, py::arg("direct") = true, py::arg("f16") = false, py::arg("row") = true);
   t.def("conv_rate", &conv_rate, py::arg("isa"), py::arg("B"), py::arg("H"), py::arg("W"), py::arg("C"),
         py::arg("OC"), py::arg("k"), py::arg("stride") = 1, py::arg("pad") = 0, py::arg("path") = "direct",
         py::arg("shares") = 1, py::arg("reps") = 3,

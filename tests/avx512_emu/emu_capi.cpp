@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/fp16.h"
 #include "kernels/conv.h"
 #include "kernels/kernels.h"
 #include "kernels/simd_act.h"
@@ -138,24 +139,33 @@ void emu_gemm(int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx, cons
 
 // A convolution as the CNN graphs run it: per group, the GEMM gathers its X from the NHWC map
 // (GemmArgs::conv). Wk: per group [OC/groups, k*k*Cg] in (ky, kx, c) column order. Y: NHWC.
+// direct: the level may run the conv directly (ConvGather::allow_direct); row: the direct conv
+// may use its NHWC row tiles (allow_row); f16: the weight is stored as F16 (the caller gives
+// values already rounded to fp16), as the _testing hook's arguments of the same names.
 void emu_conv2d(const float* X, int64_t B, int64_t H, int64_t W, int64_t C, const float* Wk, int64_t OC,
                 int64_t groups, int64_t k, int64_t s, int64_t d, int64_t pad, int same, const float* bias, int act,
-                const float* residual, float* Y, int nth) {
+                const float* residual, float* Y, int nth, int direct, int f16, int row) {
   const KernelTable& t = emu_table();
   const int64_t Cg = C / groups, OCg = OC / groups, K = k * k * Cg;
   ConvGather g;
   g.X = X; g.B = B; g.C = C; g.cg = Cg;
   g.h = axis(H, k, s, d, pad, same);
   g.w = axis(W, k, s, d, pad, same);
+  g.allow_direct = direct != 0;
+  g.allow_row = row != 0;
+  const DType wt = f16 ? DType::F16 : DType::F32;
+  std::vector<uint16_t> wh(f16 ? static_cast<size_t>(OCg * K) : 0);
   for (int64_t gi = 0; gi < groups; ++gi) {
     g.c0 = gi * Cg;
     const float* wg = Wk + gi * OCg * K;
-    const size_t bytes = t.gemm_pack_size(DType::F32, OCg, K);
+    for (size_t i = 0; i < wh.size(); ++i) wh[i] = fp32_to_fp16(wg[i]);
+    const void* wraw = f16 ? static_cast<const void*>(wh.data()) : wg;
+    const size_t bytes = t.gemm_pack_size(wt, OCg, K);
     void* packed = bytes ? std::aligned_alloc(64, (bytes + 63) / 64 * 64) : nullptr;
-    if (packed) t.gemm_pack(wg, DType::F32, OCg, K, packed);
+    if (packed) t.gemm_pack(wraw, wt, OCg, K, packed);
     GemmArgs a;
     a.M = B * g.h.out * g.w.out; a.N = OCg; a.K = K; a.conv = &g;
-    a.W_raw = wg; a.wtype = DType::F32; a.W_packed = packed;
+    a.W_raw = wraw; a.wtype = wt; a.W_packed = packed;
     a.bias = bias ? bias + gi * OCg : nullptr; a.act = static_cast<Act>(act);
     a.residual = residual ? residual + gi * OCg : nullptr; a.ldr = OC;
     a.Y = Y + gi * OCg; a.ldy = OC;
