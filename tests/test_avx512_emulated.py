@@ -435,6 +435,37 @@ def test_harness_covers_every_family():
         assert must in names, must
 
 
+def _hook_params(fn):
+    """Parameter names of a pybind11 hook, from its signature line (`name(a: T, b: T = v) -> R`)."""
+    head = fn.__doc__.split("\n", 1)[0]
+    inner = head[head.index("(") + 1:head.rindex(")")]
+    names, depth, cur = [], 0, ""
+    for ch in inner + ",":
+        if ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+        if ch == "," and depth == 0:
+            names.append(cur.split(":")[0].split("=")[0].strip())
+            cur = ""
+        else:
+            cur += ch
+    return [n for n in names if n]
+
+
+def test_facade_takes_every_hook_argument():
+    """Each hook the facade mirrors accepts every argument of the real _testing hook: a test that
+    passes a new keyword (direct=, f16=, row=) to T.conv2d must reach the emulated level too, not
+    raise TypeError there (which happens only on machines without AVX-512, where it runs).
+    Needs no emulated build."""
+    for name, meth in vars(EmulatedTesting).items():
+        if name.startswith("_") or not callable(meth) or not hasattr(T, name):
+            continue
+        facade = set(inspect.signature(meth).parameters) - {"self"}
+        missing = [p for p in _hook_params(getattr(T, name)) if p not in facade]
+        assert not missing, f"EmulatedTesting.{name} lacks {missing}"
+
+
 @pytest.mark.parametrize("module,name,kwargs", CASES)
 def test_avx512_emulated(emulated, module, name, kwargs):
     getattr(MODULES[module], name)(**kwargs)
