@@ -21,7 +21,7 @@ done
 cp "$FUZZ_DIR"/_core*.so "$FUZZ_DIR"/_testing*.so "$STAGE/pyvitcpp/"
 
 ASAN_TESTS=(tests/test_gguf.py tests/test_errors.py tests/test_reliability.py tests/test_concurrency.py
-            tests/test_layout_ops.py tests/test_graph_attention.py)
+            tests/test_layout_ops.py tests/test_graph_attention.py tests/test_kernels_conv.py)
 [ $# -gt 0 ] && ASAN_TESTS=("$@")
 
 RT=$(clang++ -print-file-name=libclang_rt.asan-x86_64.so)
