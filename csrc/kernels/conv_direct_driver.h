@@ -32,7 +32,7 @@
 // Loop nest per thread (its rectangle of rows x panels, gemm_choose_grid):
 //   when the thread's panels fit in L2 (<= 512 KiB) and the pixel stride has row microkernels:
 //     output rows: edges and remainders as below; interior pixels in row tiles (one pointer
-//       per tap), panels: the row microkernel (conv_nhwc_row_ukernel)
+//       per tap), panels: the row microkernel (conv_direct_ukernel with PS > 0)
 //   else when the thread's panels fit in L2:
 //     tiles: pointer table for the tile's taps
 //      panels: microkernel with the epilogue fused (the tile's input is reused from L1)
@@ -48,7 +48,7 @@ namespace PYVITCPP_GEMM_ISA {
 namespace {  // NOLINT(google-build-namespaces): see gemm_driver.h
 
 // Microkernel of the direct conv: ntaps taps; for tap t, xp[t*R + i] is pixel i's input at that
-// tap (cg floats, or zeros) and panel + boff[t] (in elements: F32, or F16 converted as loaded)
+// tap (cg floats, or zeros; row tiles: xp[t] for pixel 0, see conv_direct_ukernel) and panel + boff[t] (in elements: F32, or F16 converted as loaded)
 // the panel's cg x NR slice for it (row stride NR).
 using ConvUkernel = void (*)(int64_t ntaps, const float* const* xp, const int64_t* boff, const void* panel,
                              int64_t cg, const GemmEpilogue& e);
@@ -58,26 +58,34 @@ using ConvUkernel = void (*)(int64_t ntaps, const float* const* xp, const int64_
 // F16 widened) and epilogue<R> (bias, activation, residual, store: the GEMM's own).
 // Narrow: the panel has at most one vector of outputs (yolov8n's 16-channel convs on avx512):
 // the second accumulator column is neither computed nor stored (the epilogue's nr).
-template <class T, int R, bool F16, bool Narrow>
+// PS == 0: xp[t * R + i] is pixel i's pointer at tap t (any tile). PS > 0, the NHWC row tiles:
+// R output pixels consecutive in one output row with every tap inside the image; xp[t] is pixel
+// 0's pointer and pixel i reads xp[t] + i * PS (PS = pixel stride times the conv's stride, a
+// compile-time constant), so every broadcast addresses one base register plus a constant. With a
+// pointer per pixel, 12 pointers fill the integer registers and the tile stops at 12 pixels; the
+// row tiles take 24 for a narrow panel on avx512 (12 on avx2). Either way each output's FMA chain
+// is the same (taps in order, channels in order), so both give the same bits.
+template <class T, int R, int PS, bool F16, bool Narrow>
 void conv_direct_ukernel(int64_t ntaps, const float* const* xp, const int64_t* boff, const void* panel, int64_t cg,
                          const GemmEpilogue& e) {
   using V = typename T::V;
+  constexpr int NX = PS ? 1 : R;  // pointers per tap
   V c[R][2];
-  #pragma GCC unroll 16
+  #pragma GCC unroll 32
   for (int i = 0; i < R; ++i) c[i][0] = c[i][1] = T::vzero();
   for (int64_t t = 0; t < ntaps; ++t) {
-    const float* x[R];
+    const float* x[NX];
     #pragma GCC unroll 16
-    for (int i = 0; i < R; ++i) x[i] = xp[t * R + i];
+    for (int i = 0; i < NX; ++i) x[i] = xp[t * NX + i];
     const void* B = F16 ? static_cast<const void*>(static_cast<const uint16_t*>(panel) + boff[t])
                         : static_cast<const void*>(static_cast<const float*>(panel) + boff[t]);
 #pragma GCC unroll 2
     for (int64_t k = 0; k < cg; ++k) {
       V b0, b1;
       T::template load_b<F16>(B, k, b0, b1);
-      #pragma GCC unroll 16
+      #pragma GCC unroll 32
       for (int i = 0; i < R; ++i) {
-        const V v = T::bcast(x[i] + k);
+        const V v = T::bcast(PS ? x[0] + i * PS + k : x[i] + k);
         c[i][0] = T::fma(v, b0, c[i][0]);
         if (!Narrow) c[i][1] = T::fma(v, b1, c[i][1]);
       }
@@ -138,51 +146,6 @@ const ConvRowUkernel* conv_nchw_row_kernels(int S, bool f16, bool narrow) {
   }
 }
 
-// The NHWC row microkernel: R output pixels that are consecutive in one output row, every tap
-// inside the image for all of them (interior tiles). Pixel i reads xt[t] + i * PS (PS = pixel
-// stride times the conv's stride, a compile-time constant), so every broadcast addresses one
-// base register plus a constant: no pointer per pixel, which is what limits the general
-// microkernel (12 pixel pointers per tap fill the integer registers, so it stops at 12 pixels).
-// Narrow panels (one vector of outputs) take 24 pixels on avx512 (12 on avx2), one accumulator
-// each. Same FMA chain per output as the general microkernel (taps in order, channels in order),
-// so the same bits.
-template <class T, int R, int PS, bool F16, bool Narrow>
-void conv_nhwc_row_ukernel(int64_t ntaps, const float* const* xt, const int64_t* boff, const void* panel,
-                           int64_t cg, const GemmEpilogue& e) {
-  using V = typename T::V;
-  V c[R][Narrow ? 1 : 2];
-  #pragma GCC unroll 32
-  for (int i = 0; i < R; ++i)
-    for (int j = 0; j < (Narrow ? 1 : 2); ++j) c[i][j] = T::vzero();
-  for (int64_t t = 0; t < ntaps; ++t) {
-    const float* x = xt[t];
-    const void* B = F16 ? static_cast<const void*>(static_cast<const uint16_t*>(panel) + boff[t])
-                        : static_cast<const void*>(static_cast<const float*>(panel) + boff[t]);
-#pragma GCC unroll 2
-    for (int64_t k = 0; k < cg; ++k) {
-      V b0, b1;
-      T::template load_b<F16>(B, k, b0, b1);
-      #pragma GCC unroll 32
-      for (int i = 0; i < R; ++i) {
-        const V v = T::bcast(x + i * PS + k);
-        c[i][0] = T::fma(v, b0, c[i][0]);
-        if (!Narrow) c[i][1] = T::fma(v, b1, c[i][1]);
-      }
-    }
-  }
-  if constexpr (Narrow) {  // the epilogue takes R x 2 vectors; the second is never stored (nr <= W)
-    V cc[R][2];
-    #pragma GCC unroll 32
-    for (int i = 0; i < R; ++i) {
-      cc[i][0] = c[i][0];
-      cc[i][1] = T::vzero();
-    }
-    T::template epilogue<R>(cc, e);
-  } else {
-    T::template epilogue<R>(c, e);
-  }
-}
-
 // Row microkernels by pixel stride PS (16, 32 or 64 floats: C x stride of YOLO's narrow convs);
 // null for other strides. R: 24 pixels for narrow panels, the GEMM's MR otherwise.
 template <class T>
@@ -196,9 +159,9 @@ struct ConvRowNhwc {
 template <class T, int PS, bool F16>
 ConvRowNhwc<T> conv_nhwc_row_pick() {
   ConvRowNhwc<T> k;
-  k.narrow = conv_nhwc_row_ukernel<T, ConvRowNhwc<T>::RN, PS, F16, true>;
-  k.narrow_w = conv_nhwc_row_ukernel<T, ConvRowNhwc<T>::RW, PS, F16, true>;
-  k.wide = conv_nhwc_row_ukernel<T, ConvRowNhwc<T>::RW, PS, F16, false>;
+  k.narrow = conv_direct_ukernel<T, ConvRowNhwc<T>::RN, PS, F16, true>;
+  k.narrow_w = conv_direct_ukernel<T, ConvRowNhwc<T>::RW, PS, F16, true>;
+  k.wide = conv_direct_ukernel<T, ConvRowNhwc<T>::RW, PS, F16, false>;
   return k;
 }
 template <class T>
@@ -213,7 +176,7 @@ ConvRowNhwc<T> conv_nhwc_row_kernels(int64_t ps, bool f16) {
 
 template <class T, bool F16, bool Narrow, size_t... I>
 const ConvUkernel* conv_direct_table(std::index_sequence<I...>) {
-  static const ConvUkernel k[] = {conv_direct_ukernel<T, static_cast<int>(I) + 1, F16, Narrow>...};
+  static const ConvUkernel k[] = {conv_direct_ukernel<T, static_cast<int>(I) + 1, 0, F16, Narrow>...};
   return k;
 }
 
@@ -396,8 +359,8 @@ void conv_direct_run(const GemmArgs& a, int ith, int nth) {
     *r0 = m0 + rows * t / ntiles;
     return static_cast<int>(m0 + rows * (t + 1) / ntiles - *r0);
   };
-  // NHWC row tiles (conv_nhwc_row_ukernel) for the pixels whose taps are all inside the image
-  // columns, when the pixel stride C x stride is one the row microkernels are built for.
+  // NHWC row tiles (conv_direct_ukernel with PS > 0) for the pixels whose taps are all inside
+  // the image columns, when the pixel stride C x stride is one the row microkernels are built for.
   static const bool row_enabled = [] {
     const char* e = std::getenv("PYVITCPP_CONV_ROW");
     return !(e && e[0] == '0');
