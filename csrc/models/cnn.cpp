@@ -8,7 +8,6 @@
 // by a Linear whose weight was permuted at load to im2col's (ky, kx, c) column order.
 #include <list>
 #include <set>
-#include <sstream>
 
 #include "core/checked.h"
 #include "kernels/conv.h"
@@ -277,9 +276,9 @@ std::map<std::string, std::string> CnnFamily::hparams() const {
     h["block_count"] = std::to_string(eblocks_.size());
   } else {
     h["block_type"] = block_type_;
-    std::ostringstream d;
-    for (size_t s = 0; s < stages_.size(); ++s) d << (s ? "," : "") << stages_[s].size();
-    h["stage_depths"] = d.str();
+    std::string d;
+    for (size_t s = 0; s < stages_.size(); ++s) d += (s ? "," : "") + std::to_string(stages_[s].size());
+    h["stage_depths"] = d;
   }
   return h;
 }

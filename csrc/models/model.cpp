@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <sstream>
 
 #include "core/checked.h"
 #include "core/cpu.h"
@@ -24,11 +23,9 @@ namespace pyvitcpp {
 namespace {
 
 std::string dims_str(const std::vector<int64_t>& d) {
-  std::ostringstream s;
-  s << "[";
-  for (size_t i = 0; i < d.size(); ++i) s << (i ? ", " : "") << d[i];
-  s << "]";
-  return s.str();
+  std::string s = "[";
+  for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+  return s + "]";
 }
 
 // PyTorch-order dims of a tensor (GGUF stores ggml order, innermost first).
@@ -195,7 +192,8 @@ LinearWeight* WeightStore::linear(const std::string& weight, const std::string& 
   // the flattened row length is checked on its own.
   int64_t rows = got.empty() ? 0 : got[0], cols = 1;
   for (size_t i = 1; i < got.size(); ++i)
-    cols = checked_mul<ModelError>(cols, got[i], file_->path() + ": tensor '" + weight + "' " + dims_str(got) + " row length");
+    if (!mul_fits(cols, got[i], &cols))  // the message is built only when it is thrown
+      cols = checked_mul<ModelError>(cols, got[i], file_->path() + ": tensor '" + weight + "' " + dims_str(got) + " row length");
   checked_mul<ModelError>(N, K, file_->path() + ": tensor '" + weight + "' element count");
   if (got.size() < 2 || rows != N || cols != K)
     throw ModelError(file_->path() + ": tensor '" + weight + "' has shape " + dims_str(got) + ", expected [" +
@@ -362,10 +360,8 @@ Model::Model(const std::string& path, int threads, const std::string& isa, bool 
 Graph& Model::graph_for(int64_t B, int64_t H, int64_t W, const std::vector<std::string>& outputs) {
   std::vector<std::string> sorted = outputs;
   std::sort(sorted.begin(), sorted.end());
-  std::ostringstream k;
-  k << B << "x" << H << "x" << W;
-  for (const auto& o : sorted) k << ":" << o;
-  const std::string key = k.str();
+  std::string key = std::to_string(B) + "x" + std::to_string(H) + "x" + std::to_string(W);
+  for (const auto& o : sorted) key += ":" + o;
   for (auto it = cache_.begin(); it != cache_.end(); ++it) {
     if (it->key == key) {
       cache_.splice(cache_.begin(), cache_, it);

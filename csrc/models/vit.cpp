@@ -6,7 +6,6 @@
 // `clip`, keys `clip.vision.*`) as well.
 #include <cmath>
 #include <mutex>
-#include <sstream>
 #include <stdexcept>
 
 #include "core/checked.h"
