@@ -158,6 +158,31 @@ def test_parity(gguf_files, yaml, isa, B, H, W):
 
 
 @pytest.mark.parametrize("yaml", list(FEATURE_LAYERS))
+def test_batches_run_image_by_image_at_640(gguf_files, yaml, monkeypatch):
+    """At 640 these detectors' activations per image outweigh their weights, so Model.run takes
+    a batch one image per graph run (model.cpp: micro_batch): every output is the same bits as
+    the whole batch in one run (PYVITCPP_MICRO_BATCH=0), runs of 2 with a remainder too, and
+    matches the reference."""
+    monkeypatch.delenv("PYVITCPP_MICRO_BATCH", raising=False)
+    B, H, W = 3, 640, 640
+    px = pixels(B, H, W, seed=7)
+    model = _core.Model(gguf_files[yaml], 2, "", True)
+    names = ["head.0", "head.2", "pred", "features.1"]
+    assert model.images_per_run(B, H, W, names) == 1
+    assert model.images_per_run(B, 320, 320, names) == B  # a quarter of the maps: one run
+    got = model.run(px, names)
+    ref, _ = run_reference(reference(yaml), px)
+    for n in names:
+        check(got[n], ref[n], f"{yaml} B{B} {H}x{W} {n} image by image")
+    for forced in ("0", "2"):
+        monkeypatch.setenv("PYVITCPP_MICRO_BATCH", forced)
+        assert model.images_per_run(B, H, W, names) == (B if forced == "0" else 2)
+        other = model.run(px, names)
+        for n in names:
+            np.testing.assert_array_equal(other[n], got[n], err_msg=f"{n}, runs of {forced or B}")
+
+
+@pytest.mark.parametrize("yaml", list(FEATURE_LAYERS))
 def test_decode_and_nms_match_ultralytics(gguf_files, yaml):
     """Our decode -> class-aware NMS keeps the same boxes as ultralytics' non_max_suppression
     (measured: the same count, 6-11 boxes per image, coordinates within 2.5e-4 px; one box of

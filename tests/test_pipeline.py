@@ -148,3 +148,25 @@ def test_normalize_maps_over_channels(model, tmp_path):
     raw = enc.encode(paths, output="feature_map")
     np.testing.assert_allclose(m, raw / np.linalg.norm(raw, axis=1, keepdims=True), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(enc.encode(paths, output="feature_map", normalize=True), m, rtol=1e-6, atol=1e-7)
+
+
+def test_runs_of_images_equal_one_run(model, monkeypatch):
+    """Model.run may take a batch in runs of fewer images (model.cpp: micro_batch; forced here
+    with PYVITCPP_MICRO_BATCH, the YOLO detectors at 640 do it by default): every output,
+    sequence and pooled alike, is the same bits as one run of the whole batch."""
+    from pyvitcpp import _core
+
+    m = _core.Model(model, 2, "", True)
+    px = np.random.default_rng(3).random((5, 3, 32, 32), dtype=np.float32)
+    names = list(m.output_names)
+    monkeypatch.setenv("PYVITCPP_MICRO_BATCH", "0")
+    assert m.images_per_run(5, 32, 32, names) == 5
+    whole = m.run(px, names)
+    for n in ("1", "2", "4"):
+        monkeypatch.setenv("PYVITCPP_MICRO_BATCH", n)
+        assert m.images_per_run(5, 32, 32, names) == int(n)
+        part = m.run(px, names)
+        assert set(part) == set(whole)
+        for k in names:
+            assert part[k].shape == whole[k].shape
+            np.testing.assert_array_equal(part[k], whole[k], err_msg=f"{k}, runs of {n}")

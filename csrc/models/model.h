@@ -135,6 +135,8 @@ class Model {
     return output_shapes(B, H, W, {name}).at(name);
   }
   size_t arena_bytes(int64_t B, int64_t H, int64_t W, const std::vector<std::string>& outputs);
+  // How many images of a batch of B each graph run takes (run() splits larger batches).
+  int64_t images_per_run(int64_t B, int64_t H, int64_t W, const std::vector<std::string>& outputs);
 
   const ModelFamily& family() const { return *family_; }
   const GGUFFile& file() const { return *file_; }
@@ -146,6 +148,8 @@ class Model {
 
  private:
   Graph& graph_for(int64_t B, int64_t H, int64_t W, const std::vector<std::string>& outputs);
+  // Images per graph run for a batch of B (B itself, or fewer: see model.cpp). Under mu_.
+  int64_t micro_batch(int64_t B, int64_t H, int64_t W, const std::vector<std::string>& outputs);
 
   std::shared_ptr<GGUFFile> file_;
   const KernelTable* kt_;

@@ -73,6 +73,8 @@ void bind_model(py::module_& m) {
            py::call_guard<py::gil_scoped_release>())
       .def("arena_bytes", &Model::arena_bytes, py::arg("batch"), py::arg("height"), py::arg("width"),
            py::arg("outputs"), py::call_guard<py::gil_scoped_release>())
+      .def("images_per_run", &Model::images_per_run, py::arg("batch"), py::arg("height"), py::arg("width"),
+           py::arg("outputs"), py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("output_names", [](const Model& m) { return m.family().output_names(); })
       .def_property_readonly("hparams", [](const Model& m) { return m.family().hparams(); })
       .def_property_readonly("architecture", [](const Model& m) { return m.family().architecture(); })
