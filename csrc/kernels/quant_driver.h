@@ -70,6 +70,11 @@ void qgemm_run(const GemmArgs& a, int act_qmax, int ith, int nth) {
       for (int64_t r = c0; r < c1; r += MR) {
         const int R = static_cast<int>(std::min<int64_t>(MR, c1 - r));
         const int64_t lr = r - c0;
+        // The tile's output lines, asked for (with intent to write) while its sums are computed:
+        // a whole output row apart, they would otherwise miss all at once when finish_tile
+        // stores them and hold the line-fill buffers the microkernel's loads need.
+        for (int i = 0; i < R; ++i)
+          for (int64_t c = 0; c < nc; c += 16) __builtin_prefetch(a.Y + (r + i) * a.ldy + col0 + c, 1, 3);
         run_tile(t, R, P, nb, s.q.data() + lr * a.K, a.K, s.d.data() + lr * nb, s.zs.data() + lr * nb,
                  s.ds.data() + lr * nb, nb, W + p * PB, PB, BB, tile);
         finish_tile(a, tile, R, r, col0, nc);

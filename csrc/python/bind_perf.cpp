@@ -147,9 +147,15 @@ double gemm_bench(const std::string& isa, int64_t M, int64_t N, int64_t K, const
 
   std::mt19937 rng(1234);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> X(static_cast<size_t>(M * K)), Wf(static_cast<size_t>(N * K)), bias(N);
-  std::vector<float> Y(static_cast<size_t>(M * N));
-  for (auto& v : X) v = u(rng);
+  // X and Y 64-byte aligned, as the graph's arena places activations: from std::vector (malloc:
+  // 16 bytes past a page for large blocks) every 64-byte store of Y would split two cache lines.
+  AlignedBuf xbuf = aligned_bytes(static_cast<size_t>(M * K) * sizeof(float));
+  AlignedBuf ybuf = aligned_bytes(static_cast<size_t>(M * N) * sizeof(float));
+  float* X = static_cast<float*>(xbuf.get());
+  float* Y = static_cast<float*>(ybuf.get());
+  std::vector<float> Wf(static_cast<size_t>(N * K)), bias(N);
+  for (int64_t i = 0; i < M * K; ++i) X[i] = u(rng);
+  std::fill(Y, Y + M * N, 0.0f);
   for (auto& v : Wf) v = u(rng);
   for (auto& v : bias) v = u(rng);
   std::vector<uint16_t> Wh;
@@ -174,13 +180,13 @@ double gemm_bench(const std::string& isa, int64_t M, int64_t N, int64_t K, const
   a.M = M;
   a.N = N;
   a.K = K;
-  a.X = X.data();
+  a.X = X;
   a.ldx = K;
   a.W_raw = W_raw;
   a.wtype = wtype;
   a.W_packed = packed.get();
   a.bias = bias.data();
-  a.Y = Y.data();
+  a.Y = Y;
   a.ldy = N;
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   const auto kernel = quant ? t.qgemm : t.gemm;
