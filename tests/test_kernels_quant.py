@@ -14,9 +14,10 @@ TYPES = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]
 LEVELS = ["avx2", "avx512"]
 U = 2.0 ** -24
 
-# (M, N, K): M, N odd primes and tile edges (avx512 tiles 4 rows x 32 columns, avx2 2 x 16);
-# K = 32 (one block), 64, 96, 800 (25 blocks).
-SIZES = [(1, 1, 32), (3, 17, 64), (4, 32, 32), (5, 33, 96), (13, 47, 800), (37, 16, 64), (2, 97, 96)]
+# (M, N, K): M, N odd primes and tile edges (avx512 tiles 6 rows x 32 columns, avx2 2 x 16);
+# K = 32 (one block), 64, 96, 512 (16 blocks), 544 (17), 800 (25).
+SIZES = [(1, 1, 32), (3, 17, 64), (4, 32, 32), (5, 33, 96), (13, 47, 800), (37, 16, 64), (2, 97, 96),
+         (6, 31, 512), (7, 65, 544)]
 
 
 def _data(M, N, K, name, seed):
@@ -126,6 +127,53 @@ def test_special_values(level):
         np.testing.assert_array_equal(y[0], bias)
         assert np.all(np.isnan(y[1])) and np.all(np.isnan(y[2]))
         assert np.all(np.isfinite(y[3])) and np.all(np.isfinite(y[4]))
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_block_scales_spread_over_decades(level):
+    """Every block of a row has its own scale, spread over 1e-3..1e3 in a shuffled order: a
+    quantizer that paired a block with another's scale (a vectorised one that reduced several
+    blocks at once with a wrong lane order failed this) would round codes on the wrong grid,
+    far beyond the bound."""
+    isa_or_skip(level)
+    M, N, K = 9, 33, 800
+    X, Wq, Wd = _data(M, N, K, "q8_0", seed=11)
+    rng = np.random.default_rng(5)
+    scale = 10.0 ** rng.permuted(np.tile(np.linspace(-3, 3, K // 32), (M, 1)), axis=1)
+    X = (X.reshape(M, K // 32, 32) * scale[:, :, None].astype(np.float32)).reshape(M, K)
+    for name in TYPES:
+        Wq = _core.quantize(_data(M, N, K, name, 12)[2], name)
+        Wd = _core.dequantize(Wq, name)
+        want = T.qgemm("ref", X, Wq, name, act_qmax=T.qgemm_act_qmax(level, name))
+        got = T.qgemm(level, X, Wq, name)
+        bound = 2 * (K // 32 + 2) * U * _accum_scale(X, Wq, Wd, name) + 1e-30
+        assert np.all(np.abs(got - want) <= bound), f"{level} {name}"
+
+
+@pytest.mark.parametrize("level", ["ref"] + LEVELS)
+def test_special_values_in_every_block_position(level):
+    """NaN, Inf, a zero block and huge blocks at block positions 3 to 16 of a 17-block row: each
+    poisons its own row only (NaN everywhere), the others stay finite and match ref."""
+    isa_or_skip(level)
+    M, N, K = 7, 19, 544
+    X, _, _ = _data(M, N, K, "q8_0", seed=4)
+    bias = np.arange(N, dtype=np.float32)
+    X[0, 32 * 7 + 9] = np.nan       # group
+    X[1, 32 * 16 + 1] = np.nan      # rest
+    X[2, 32 * 3] = -np.inf          # group
+    X[3, 32 * 16 + 31] = np.inf     # rest
+    X[4, 32 * 5:32 * 6] = 0.0       # a zero block in the group
+    X[5, 32 * 15:32 * 17] = 1e30    # huge blocks, last of the group and the rest
+    for name in TYPES:
+        Wq = _core.quantize(_data(M, N, K, name, 3)[2], name)
+        y = T.qgemm(level, X, Wq, name, bias)
+        assert np.all(np.isnan(y[:4])), name
+        assert np.all(np.isfinite(y[4:])), name
+        if level != "ref":
+            want = T.qgemm("ref", X[4:], Wq, name, bias, act_qmax=T.qgemm_act_qmax(level, name))
+            Wd = _core.dequantize(Wq, name)
+            bound = 2 * (K // 32 + 2) * U * (_accum_scale(X[4:], Wq, Wd, name) + np.abs(bias)) + 1e-30
+            assert np.all(np.abs(y[4:] - want) <= bound), name
 
 
 @pytest.mark.parametrize("level", LEVELS)
