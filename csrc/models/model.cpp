@@ -358,11 +358,20 @@ Model::Model(const std::string& path, int threads, const std::string& isa, bool 
   register_model(this);  // last: a constructor that throws has not registered
 }
 
+namespace {
+
+std::string graph_key(int64_t B, int64_t H, int64_t W, const std::vector<std::string>& sorted_outputs) {
+  std::string key = std::to_string(B) + "x" + std::to_string(H) + "x" + std::to_string(W);
+  for (const auto& o : sorted_outputs) key += ":" + o;
+  return key;
+}
+
+}  // namespace
+
 Graph& Model::graph_for(int64_t B, int64_t H, int64_t W, const std::vector<std::string>& outputs) {
   std::vector<std::string> sorted = outputs;
   std::sort(sorted.begin(), sorted.end());
-  std::string key = std::to_string(B) + "x" + std::to_string(H) + "x" + std::to_string(W);
-  for (const auto& o : sorted) key += ":" + o;
+  const std::string key = graph_key(B, H, W, sorted);
   for (auto it = cache_.begin(); it != cache_.end(); ++it) {
     if (it->key == key) {
       cache_.splice(cache_.begin(), cache_, it);
@@ -405,10 +414,25 @@ int64_t Model::micro_batch(int64_t B, int64_t H, int64_t W, const std::vector<st
     const long long n = std::atoll(e);
     return n <= 0 ? B : std::min<int64_t>(B, n);
   }
+  // One image's arena, measured on its graph once per geometry; a graph built only to be
+  // measured leaves the cache again unless runs of one image will use it.
+  std::vector<std::string> sorted = outputs;
+  std::sort(sorted.begin(), sorted.end());
+  const std::string key = graph_key(1, H, W, sorted);
+  auto memo = image_arena_.find(key);
+  const bool measured = memo != image_arena_.end();
+  const bool cached = std::any_of(cache_.begin(), cache_.end(), [&](const CacheEntry& e) { return e.key == key; });
+  const double arena = static_cast<double>(measured ? memo->second : graph_for(1, H, W, outputs).arena_bytes());
   const double weights = static_cast<double>(weights_->packed_bytes() + weights_->owned_bytes());
-  const double arena = static_cast<double>(graph_for(1, H, W, outputs).arena_bytes());
-  if (arena <= 0.5 * weights) return B;
-  return std::min<int64_t>(B, std::max<int64_t>(1, static_cast<int64_t>((16.0 * (1 << 20)) / std::max(arena, 1.0))));
+  const int64_t m = arena <= 0.5 * weights
+                        ? B
+                        : std::min<int64_t>(B, std::max<int64_t>(1, static_cast<int64_t>((16.0 * (1 << 20)) / std::max(arena, 1.0))));
+  if (!measured) {
+    if (image_arena_.size() >= 64) image_arena_.clear();
+    image_arena_[key] = static_cast<size_t>(arena);
+    if (!cached && m != 1) cache_.pop_front();  // graph_for put it first
+  }
+  return m;
 }
 
 void Model::run(const float* pixels, int64_t B, int64_t C, int64_t H, int64_t W,

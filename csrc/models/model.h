@@ -168,6 +168,7 @@ class Model {
     int64_t H, W;
   };
   std::list<CacheEntry> cache_;  // most recently used first
+  std::map<std::string, size_t> image_arena_;  // micro_batch's memo: one image's arena per geometry
 };
 
 // An integer hyper-parameter in [1, 2^20]; ModelError naming the key otherwise (GGUFError when
