@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "core/checked.h"
 #include "core/cpu.h"
@@ -297,6 +298,8 @@ void reset_models_after_fork() {
     m->mu_.release();
     m->mu_.reset(new std::mutex());
     m->family_->reset_after_fork();  // its build() memo lock, held inside the run lock
+    // micro_batch's memo may have been mid-insert under that lock: an empty one (nodes leak).
+    new (&m->image_arena_) std::map<std::string, size_t>();
   }
 }
 
