@@ -10,7 +10,9 @@
 // pointers at run time):
 //   MR, PP                   rows, and panels of kQPanel columns, per microkernel tile
 //   quantize_rows(X, ldx, r0, r1, K, z, qmax, ActScratch&)
-//                            rows [r0, r1) of X -> codes, dx, z * S and dx * S per block of 32
+//                            rows [r0, r1) of X -> codes, dx, the zero-point term and dx * S per
+//                            block of 32 (the term in the sign the level's microkernel uses:
+//                            avx2 z * S, subtracted; avx512 -z * S, where its sums start)
 //   run_tile(DType, R, P, nb, q, ldq, d, zs, ds, ldb, w, PB, BB, tile)
 //                            the f32 sums of R <= MR rows x P <= PP panels (the panels at w,
 //                            PB bytes apart) into tile, row stride PP * kQPanel
@@ -70,11 +72,6 @@ void qgemm_run(const GemmArgs& a, int act_qmax, int ith, int nth) {
       for (int64_t r = c0; r < c1; r += MR) {
         const int R = static_cast<int>(std::min<int64_t>(MR, c1 - r));
         const int64_t lr = r - c0;
-        // The tile's output lines, asked for (with intent to write) while its sums are computed:
-        // a whole output row apart, they would otherwise miss all at once when finish_tile
-        // stores them and hold the line-fill buffers the microkernel's loads need.
-        for (int i = 0; i < R; ++i)
-          for (int64_t c = 0; c < nc; c += 16) __builtin_prefetch(a.Y + (r + i) * a.ldy + col0 + c, 1, 3);
         run_tile(t, R, P, nb, s.q.data() + lr * a.K, a.K, s.d.data() + lr * nb, s.zs.data() + lr * nb,
                  s.ds.data() + lr * nb, nb, W + p * PB, PB, BB, tile);
         finish_tile(a, tile, R, r, col0, nc);
