@@ -447,16 +447,13 @@ void Model::run(const float* pixels, int64_t B, int64_t C, int64_t H, int64_t W,
   const int64_t image = C * H * W;
   // Runs of m images, then the rest (graph_for may drop a cached graph: one graph at a time).
   std::map<std::string, float*> part;
+  std::map<std::string, int64_t> per_image;  // floats of each output per image
   for (int64_t b0 = 0; b0 < B;) {
     const int64_t n = std::min(m, B - b0);
     Graph& g = graph_for(n, H, W, outputs);
+    for (const auto& kv : dst) per_image[kv.first] = g.tensor(g.output_tensor(kv.first)).numel() / n;
     while (b0 + n <= B) {
-      for (const auto& kv : dst) {
-        const auto& shape = g.tensor(g.output_tensor(kv.first)).shape;  // [n, ...]
-        int64_t per_image = 1;
-        for (size_t i = 1; i < shape.size(); ++i) per_image *= shape[i];
-        part[kv.first] = kv.second + b0 * per_image;
-      }
+      for (const auto& kv : dst) part[kv.first] = kv.second + b0 * per_image[kv.first];
       g.execute(*pool_, threads_, pixels + b0 * image, part);
       b0 += n;
       if (n != m) break;  // the rest: one run

@@ -11,8 +11,8 @@
 // 8 vpdpbusd (four with a vpsubd). With 12 independent vpdpbusd chains (8 before: the 5-cycle
 // latency left the two ports short) the microkernel alone went from 63-64% to 69-72% of the
 // register-only vpdpbusd loop (tile in L1; the same with activations in L2 and the weights
-// streamed; rdtsc harness, 2.6 GHz Xeon). Threads split the rows (or the columns when there are fewer row tiles than
-// threads); each thread quantizes the rows it owns into its own scratch, chunk by chunk: that
+// streamed; rdtsc harness, 2.6 GHz Xeon). Threads split the rows (or the columns when there are
+// fewer row tiles than threads); each thread quantizes the rows it owns into its own scratch, chunk by chunk: that
 // scaffolding is the shared kernels/quant_driver.h. The activation quantizer, microkernels and
 // epilogue stay in this file because they are a different instruction algorithm from the avx2
 // level's (VNNI vpdpbusd with 8-bit activations in int32, against vpmaddubsw + vpmaddwd with
@@ -39,7 +39,7 @@ namespace {
 
 constexpr int kMR = 6;
 
-// Rows [r0, r1) of X -> codes, scales, z * S and dx * S per block (the spec's rounding: rint).
+// Rows [r0, r1) of X -> codes, scales, -z * S and dx * S per block (the spec's rounding: rint).
 void quantize_rows(const float* X, int64_t ldx, int64_t r0, int64_t r1, int64_t K, int z, float qmax,
                    ActScratch& s) {
   const int64_t nb = K / 32, rows = r1 - r0;
