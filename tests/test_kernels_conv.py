@@ -498,3 +498,74 @@ def _gemm_epilogue_act_case(isa, act, N):
     lin_ref = T.gemm("ref", X, W, b, 0, None, False, 1)
     act_only = T.activation("ref", np.ascontiguousarray(lin_ref).ravel(), ACT[act], 1).reshape(M, N)
     np.testing.assert_array_equal(T.gemm("ref", X, W, b, ACT[act], None, False, 1), act_only)
+
+
+# ------------------------------------------------------------------------------ Winograd
+# 3x3 stride-1 convs through Winograd F(4x4, 3x3) (kernels/conv_winograd_driver.h) on the SIMD
+# levels: output sizes that leave partial 4 x 4 tiles, tiles crossing images, padding 0 and 1,
+# a channel slice of a wider map (groups), more tiles than one block (two blocks per thread),
+# panels of one vector (16 outputs) and a tail panel (80 = 2 x 32 + 16), long channel sums.
+WINO_CASES = [
+    # (B, H, W, C, OC, pad, groups)
+    (1, 7, 9, 16, 32, 1, 1),
+    (2, 13, 6, 32, 48, 1, 1),
+    (1, 10, 10, 16, 16, 0, 1),
+    (3, 5, 11, 16, 80, 1, 1),
+    (1, 9, 10, 64, 32, 1, 2),
+    (2, 40, 41, 16, 16, 1, 1),
+    (1, 8, 8, 256, 16, 1, 1),
+    (1, 15, 14, 48, 64, 1, 1),
+]
+# The transforms multiply by up to 5 (input) and 8 (output) and sum 6 terms each way, so the
+# rounding error is about 10x the direct conv's: over these cases, both levels, F32 and F16
+# weights, the worst element reached 0.16 of the direct conv's bound (2 K u sum|x w|, which is
+# loose: the direct conv's own worst was 0.015 of it). The test allows 4x that bound; a wrong
+# coefficient, a mis-indexed tile or a lost edge is off by O(1) of the output and fails by
+# orders of magnitude.
+WINO_FACTOR = 4.0
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+@pytest.mark.parametrize("case", WINO_CASES, ids=lambda c: "x".join(map(str, c)))
+@pytest.mark.parametrize("f16", [False, True])
+def test_conv_winograd_vs_torch(isa, case, f16):
+    """The Winograd path against float64 torch within its error model, for every epilogue and
+    with a residual; thread splits give the same bits; it does run (its bits differ from the
+    direct conv's, which stays within the tighter direct bound)."""
+    isa_or_skip(isa)
+    B, H, W, C, OC, pad, groups = case
+    g = rng(sum(case) + 41)
+    x = g.standard_normal((B, H, W, C)).astype(np.float32)
+    w = (g.standard_normal((OC, C // groups, 3, 3)) / np.sqrt(9 * C / groups)).astype(np.float32)
+    if f16:
+        w = w.astype(np.float16).astype(np.float32)
+    bias = (0.1 * g.standard_normal(OC)).astype(np.float32)
+    want, mag = torch_conv64(x, w, bias, 1, 1, pad, False, groups)
+    K = 9 * C // groups
+    kw = dict(pad=pad, groups=groups, f16=f16)
+    res = g.standard_normal(want.shape).astype(np.float32)
+    for act in ("none", "silu", "relu", "leaky_relu"):
+        for r in (None, res):
+            outs = [T.conv2d(isa, x, w, bias, act=ACT[act], residual=r, nth=nth, winograd=True, **kw)
+                    for nth in (1, 2, 3, 7)]
+            for o in outs[1:]:
+                np.testing.assert_array_equal(o, outs[0], err_msg=f"{isa} {case} {act}: thread split")
+            extra = 0.0 if r is None else np.abs(r)
+            want_a = apply_act64(want, act) + (0.0 if r is None else r)
+            check_close(outs[0], want_a, WINO_FACTOR * (mag + extra), K, f"{isa} winograd {case} {act}")
+            direct = T.conv2d(isa, x, w, bias, act=ACT[act], residual=r, nth=2, **kw)
+            check_close(direct, want_a, mag + extra, K, f"{isa} direct {case} {act}")
+            assert not np.array_equal(outs[0], direct), f"{isa} {case}: the Winograd path did not run"
+
+
+def test_conv_winograd_falls_back():
+    """Convs Winograd does not take (stride 2, channels not in whole vectors, one tile per image)
+    run the direct conv: the same bits as without Winograd weights."""
+    isa = isa_or_skip("avx512")
+    g = rng(5)
+    for (H, W, C, OC, s) in [(9, 9, 16, 16, 2), (9, 9, 24, 16, 1), (9, 9, 16, 40, 1), (4, 4, 16, 16, 1)]:
+        x = g.standard_normal((1, H, W, C)).astype(np.float32)
+        w = g.standard_normal((OC, C, 3, 3)).astype(np.float32)
+        a = T.conv2d(isa, x, w, None, stride=s, pad=1, nth=2, winograd=True)
+        b = T.conv2d(isa, x, w, None, stride=s, pad=1, nth=2)
+        np.testing.assert_array_equal(a, b)

@@ -199,6 +199,11 @@ struct ConvGather {
   // The direct conv may run interior pixels of an output row through its NHWC row microkernel
   // (same bits as its general microkernel); false keeps the general one (tests compare them).
   bool allow_row = true;
+  // Non-null: the conv's 3x3 weight transformed for Winograd F(4x4, 3x3) by this level's
+  // wino_pack; the SIMD levels then run a 3x3 stride-1 conv that way where
+  // kernels/conv_winograd_driver.h's winograd_ok allows. allow_winograd false keeps the direct conv.
+  const float* wino = nullptr;
+  bool allow_winograd = true;
 };
 // Columns [k0, k0 + n) of row r of that matrix into dst (ISA-neutral, kernels/conv_gather.cpp).
 void conv_gather_row(const ConvGather& g, int64_t r, int64_t k0, int64_t n, float* dst);
@@ -250,6 +255,11 @@ struct KernelTable {
   // Output columns per panel of gemm_pack's layout (0: no packing). Panels are independent, so
   // packing rows [p*NR, q*NR) of W alone fills panels [p, q): loaders split big weights that way.
   int gemm_pack_nr = 0;
+  // Winograd F(4x4, 3x3) weights of a 3x3 conv (kernels/conv_winograd_driver.h): bytes, and the
+  // transform of W [OC, 3, 3, C] ((ky, kx, c) columns, F32 or F16) into them. Null on levels
+  // without the Winograd path (ref).
+  size_t (*wino_pack_size)(int64_t OC, int64_t C) = nullptr;
+  void (*wino_pack)(const void* W, DType wtype, int64_t OC, int64_t C, void* dst) = nullptr;
 
   void (*layernorm)(const LayerNormArgs& a, int ith, int nth) = nullptr;
   // Elementwise Y = act(X) over n elements; Y may equal X.

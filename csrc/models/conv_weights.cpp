@@ -51,7 +51,7 @@ ConvW ConvLoader::load(const std::string& prefix, int64_t C_in, int64_t stride, 
     const int64_t K = checked_mul<ModelError>(Cg, KH * KW, path_ + ": tensor '" + wn + "' row length");
     AlignedBuffer buf(static_cast<size_t>(checked_mul<ModelError>(OC, K, path_ + ": tensor '" + wn + "' element count")) * esz);
     permute_conv_weight_khwc(t->data, type, OC, Cg, KH, KW, buf.data());
-    c.lin = w.linear_owned(wn, type, OC, K, std::move(buf), w.vec_opt(bn, OC));
+    c.lin = w.linear_owned(wn, type, OC, K, std::move(buf), w.vec_opt(bn, OC), KH == 3 && stride == 1 ? Cg : 0);
   }
   return c;
 }

@@ -22,6 +22,9 @@
 
 namespace pyvitcpp {
 
+// Largest C x OC of a conv that gets Winograd weights (winograd_weights below).
+constexpr int64_t kWinogradMaxCxOC = 256 * 256;
+
 namespace {
 
 std::string dims_str(const std::vector<int64_t>& d) {
@@ -94,6 +97,17 @@ const float* WeightStore::tensor_f32(const std::string& name, const std::vector<
 const float* WeightStore::vec(const std::string& name, int64_t n) { return tensor_f32(name, {n}); }
 
 namespace {
+
+// Which 3x3 stride-1 convs also get Winograd weights (4x the F32 weight's bytes): channel counts
+// in whole vectors, and C x OC small enough that the 36 transformed matrices are re-read from
+// cache (see docs/PERFORMANCE.md, "Winograd F(4x4, 3x3)"). PYVITCPP_WINOGRAD=0: none.
+bool winograd_weights(int64_t OC, int64_t C) {
+  static const bool on = [] {
+    const char* e = std::getenv("PYVITCPP_WINOGRAD");
+    return !(e && e[0] == '0');
+  }();
+  return on && C % 8 == 0 && OC % 8 == 0 && C * OC <= kWinogradMaxCxOC;
+}
 
 // Drops the resident pages of a mapped range that a packed copy replaces (the mapping is
 // read-only and file-backed: the bytes stay readable, the kernel re-reads them on access).
@@ -252,7 +266,7 @@ LinearWeight* WeightStore::linear_concat(const std::vector<std::string>& weights
 }
 
 LinearWeight* WeightStore::linear_owned(const std::string& name, DType type, int64_t N, int64_t K, AlignedBuffer raw,
-                                       const float* bias) {
+                                       const float* bias, int64_t wino_c) {
   checked_mul<ModelError>(N, K, file_->path() + ": weight '" + name + "' element count");
   linears_.emplace_back();
   LinearWeight& w = linears_.back();
@@ -263,8 +277,18 @@ LinearWeight* WeightStore::linear_owned(const std::string& name, DType type, int
   w.owned_raw = std::move(raw);
   w.raw = w.owned_raw.data();
   w.bias = bias;
+  if (wino_c > 0 && kt_.wino_pack && K == 9 * wino_c && winograd_weights(N, wino_c)) {
+    w.wino.resize(kt_.wino_pack_size(N, wino_c), false);  // every byte written
+    kt_.wino_pack(w.raw, type, N, wino_c, w.wino.data());
+  }
   pack(w);
   return &w;
+}
+
+size_t WeightStore::wino_bytes() const {
+  size_t n = 0;
+  for (const auto& w : linears_) n += w.wino.size();
+  return n;
 }
 
 size_t WeightStore::packed_bytes() const {

@@ -41,10 +41,13 @@ class WeightStore {
                               int64_t N_each, int64_t K);
   // A Linear weight the family assembled itself (e.g. a conv weight permuted to im2col's column
   // order): stored, counted in owned_bytes() and packed like the others.
+  // wino_c > 0: raw is a 3x3 stride-1 conv's [N, 3, 3, wino_c] weight, also transformed for the
+  // level's Winograd path when it has one (LinearWeight::wino; counted in wino_bytes()).
   LinearWeight* linear_owned(const std::string& name, DType type, int64_t N, int64_t K, AlignedBuffer raw,
-                             const float* bias);
+                             const float* bias, int64_t wino_c = 0);
   size_t packed_bytes() const;
   size_t owned_bytes() const;
+  size_t wino_bytes() const;  // Winograd weights of the 3x3 convs (LinearWeight::wino)
   const GGUFFile& file() const { return *file_; }
   // Pack weights of 1 MiB and more with nth threads of this pool (split by output panels).
   void set_pack_pool(ThreadPool* pool, int nth) {

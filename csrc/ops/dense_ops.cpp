@@ -45,6 +45,7 @@ void exec_linear(const OpCtx& c, int ith, int nth) {
   CatGather cg;
   if (p.gather) {
     g = conv_gather(p.conv, c.x[0]);
+    if (!p.w->wino.empty()) g.wino = reinterpret_cast<const float*>(p.w->wino.data());
     a.conv = &g;
   } else if (p.ncat) {
     cg.n = p.ncat;

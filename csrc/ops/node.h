@@ -21,6 +21,7 @@ struct LinearWeight {
   int64_t N = 0, K = 0;
   AlignedBuffer owned_raw;  // when raw had to be assembled (e.g. q, k, v fused at load)
   AlignedBuffer packed;     // empty when the level computes from raw
+  AlignedBuffer wino;       // a 3x3 stride-1 conv's Winograd weights (KernelTable::wino_pack), or empty
   const float* bias = nullptr;
 };
 

@@ -136,7 +136,8 @@ farray pool_hook(const std::string& isa, const py::object& xo, int64_t k, int64_
 // w: PyTorch [OC, C/groups, k, k]; residual: [B, OH, OW, OC] or None. Returns NHWC.
 farray conv_hook(const std::string& isa, const py::object& xo, const py::object& wo, const py::object& bo,
                  int64_t stride, int64_t dil, int64_t pad, bool same, int64_t groups, int act,
-                 const py::object& ro, bool nchw, bool gather, int nth, bool direct, bool f16, bool row) {
+                 const py::object& ro, bool nchw, bool gather, int nth, bool direct, bool f16, bool row,
+                 bool winograd) {
   farray x = f32(xo, "x", 4), w = f32(wo, "w", 4);
   const int64_t B = x.shape(0);
   const int64_t C = nchw ? x.shape(1) : x.shape(3);
@@ -194,9 +195,15 @@ farray conv_hook(const std::string& isa, const py::object& xo, const py::object&
       packed.resize(pbytes);
       t.gemm_pack(wraw, wt, OCg, K, packed.data());
     }
+    AlignedBuffer wino;
+    if (winograd && t.wino_pack && k == 3) {
+      wino.resize(t.wino_pack_size(OCg, Cg));
+      t.wino_pack(wraw, wt, OCg, Cg, wino.data());
+    }
     GemmArgs ga;
     ConvGather cg;
     cg.X = a.X; cg.B = B; cg.C = C; cg.c0 = g * Cg; cg.cg = Cg; cg.h = a.h; cg.w = a.w;
+    if (!wino.empty()) cg.wino = reinterpret_cast<const float*>(wino.data());
     cg.nchw = nchw;
     cg.allow_direct = direct;
     cg.allow_row = row;
@@ -230,7 +237,8 @@ farray conv_hook(const std::string& isa, const py::object& xo, const py::object&
 // Best of 5 chunks of `reps` calls (shared machines: the least disturbed chunk).
 double conv_rate(const std::string& isa, int64_t B, int64_t H, int64_t W, int64_t C, int64_t OC, int64_t k,
                    int64_t stride, int64_t pad, const std::string& path, int shares, int reps) {
-  if (path != "direct" && path != "gather" && path != "gemm") fail("path must be direct, gather or gemm");
+  if (path != "direct" && path != "gather" && path != "gemm" && path != "winograd")
+    fail("path must be direct, gather, gemm or winograd");
   const bool direct = path == "direct";
   const KernelTable& t = table(isa);
   check_geom(k, stride, 1, pad, shares);
@@ -240,6 +248,11 @@ double conv_rate(const std::string& isa, int64_t B, int64_t H, int64_t W, int64_
   cg.h = axis(H, k, stride, 1, pad, false);
   cg.w = axis(W, k, stride, 1, pad, false);
   cg.allow_direct = direct;
+  AlignedBuffer wino;
+  if (path == "winograd") {
+    if (!t.wino_pack || k != 3 || stride != 1) fail("the winograd path needs a SIMD level and a 3x3 stride-1 conv");
+    cg.allow_direct = true;
+  }
   const int64_t M = B * cg.h.out * cg.w.out, K = k * k * C;
   std::vector<float> x(static_cast<size_t>(B * H * W * C)), w(static_cast<size_t>(OC * K)), bias(OC);
   std::vector<float> y(static_cast<size_t>(M * OC));
@@ -253,6 +266,11 @@ double conv_rate(const std::string& isa, int64_t B, int64_t H, int64_t W, int64_
   if (pbytes) {
     packed.resize(pbytes);
     t.gemm_pack(w.data(), DType::F32, OC, K, packed.data());
+  }
+  if (path == "winograd") {
+    wino.resize(t.wino_pack_size(OC, C));
+    t.wino_pack(w.data(), DType::F32, OC, C, wino.data());
+    cg.wino = reinterpret_cast<const float*>(wino.data());
   }
   cg.X = x.data();
   GemmArgs ga;
@@ -305,7 +323,8 @@ void bind_test_conv(py::module_& t) {
   t.def("conv2d", &conv_hook, py::arg("isa"), py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("stride") = 1,
         py::arg("dilation") = 1, py::arg("pad") = 0, py::arg("same") = false, py::arg("groups") = 1,
         py::arg("act") = 0, py::arg("residual") = py::none(), py::arg("nchw") = false, py::arg("gather") = true,
-        py::arg("nth") = 1, py::arg("direct") = true, py::arg("f16") = false, py::arg("row") = true);
+        py::arg("nth") = 1, py::arg("direct") = true, py::arg("f16") = false, py::arg("row") = true,
+        py::arg("winograd") = false);
   t.def("conv_rate", &conv_rate, py::arg("isa"), py::arg("B"), py::arg("H"), py::arg("W"), py::arg("C"),
         py::arg("OC"), py::arg("k"), py::arg("stride") = 1, py::arg("pad") = 0, py::arg("path") = "direct",
         py::arg("shares") = 1, py::arg("reps") = 3,

@@ -9,6 +9,7 @@
 #define PYVITCPP_GEMM_ISA avx2
 #include "kernels/gemm_driver.h"
 #include "kernels/conv_direct_driver.h"
+#include "kernels/conv_winograd_driver.h"
 #include "kernels/simd_act.h"
 
 namespace pyvitcpp {
@@ -149,6 +150,14 @@ struct Traits {
   static V vzero() { return _mm256_setzero_ps(); }
   static V bcast(const float* p) { return _mm256_broadcast_ss(p); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  // For the Winograd conv's transforms (conv_winograd_driver.h).
+  static V fnma(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); }  // c - a b
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V set1(float v) { return _mm256_set1_ps(v); }
+  static V loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void storeu(float* p, V v) { _mm256_storeu_ps(p, v); }
   template <bool F16>
   static void load_b(const void* B, int64_t k, V& b0, V& b1) { avx2::load_b<F16>(B, k, b0, b1); }
   template <int R>
@@ -163,7 +172,8 @@ static_assert(Traits::MC % Traits::MR == 0 && Traits::MC1 % Traits::MR == 0, "MC
 void (*g_fallback)(const GemmArgs&, int, int) = nullptr;
 
 void gemm(const GemmArgs& a, int ith, int nth) {
-  if (conv_direct_ok(a)) conv_direct_run<Traits>(a, ith, nth);
+  if (winograd_ok<Traits>(a)) winograd_run<Traits>(a, ith, nth);
+  else if (conv_direct_ok(a)) conv_direct_run<Traits>(a, ith, nth);
   else gemm_run<Traits>(a, ith, nth, g_fallback);
 }
 
@@ -234,6 +244,8 @@ void register_gemm_avx2(KernelTable& t) {
   t.gemm_pack = avx2::gemm_pack<avx2::kNR>;
   t.gemm = avx2::gemm;
   t.gemm_pack_nr = avx2::kNR;
+  t.wino_pack_size = avx2::wino_packed_size<avx2::kNR>;
+  t.wino_pack = avx2::wino_pack<avx2::kNR>;
 }
 
 }  // namespace pyvitcpp

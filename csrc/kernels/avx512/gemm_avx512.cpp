@@ -6,6 +6,7 @@
 #define PYVITCPP_GEMM_ISA avx512
 #include "kernels/gemm_driver.h"
 #include "kernels/conv_direct_driver.h"
+#include "kernels/conv_winograd_driver.h"
 #include "kernels/avx512/gemm_avx512.h"
 #include "kernels/simd_act.h"
 
@@ -143,6 +144,14 @@ struct Traits {
   static V vzero() { return _mm512_setzero_ps(); }
   static V bcast(const float* p) { return _mm512_set1_ps(*p); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  // For the Winograd conv's transforms (conv_winograd_driver.h).
+  static V fnma(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }  // c - a b
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V set1(float v) { return _mm512_set1_ps(v); }
+  static V loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static void storeu(float* p, V v) { _mm512_storeu_ps(p, v); }
   template <bool F16>
   static void load_b(const void* B, int64_t k, V& b0, V& b1) { avx512::load_b<F16>(B, k, b0, b1); }
   template <int R>
@@ -157,7 +166,8 @@ static_assert(Traits::MC % Traits::MR == 0 && Traits::MC1 % Traits::MR == 0, "MC
 void (*g_fallback)(const GemmArgs&, int, int) = nullptr;
 
 void gemm(const GemmArgs& a, int ith, int nth) {
-  if (conv_direct_ok(a)) conv_direct_run<Traits>(a, ith, nth);
+  if (winograd_ok<Traits>(a)) winograd_run<Traits>(a, ith, nth);
+  else if (conv_direct_ok(a)) conv_direct_run<Traits>(a, ith, nth);
   else gemm_run<Traits>(a, ith, nth, g_fallback);
 }
 
@@ -222,6 +232,8 @@ void register_gemm_avx512(KernelTable& t) {
   t.gemm_pack = avx512::gemm_pack<avx512::kNR>;
   t.gemm = avx512::gemm;
   t.gemm_pack_nr = avx512::kNR;
+  t.wino_pack_size = avx512::wino_packed_size<avx512::kNR>;
+  t.wino_pack = avx512::wino_pack<avx512::kNR>;
 }
 
 }  // namespace pyvitcpp
