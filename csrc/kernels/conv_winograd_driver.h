@@ -140,15 +140,32 @@ void winograd_run(const GemmArgs& a, int ith, int nth) {
   const ConvGather& g = *a.conv;
   const int64_t C = g.cg, OC = a.N, OH = g.h.out, OW = g.w.out, IH = g.h.in, IW = g.w.in, P = g.C;
   const int64_t TW = gemm_ceil_div(OW, 4), per_img = gemm_ceil_div(OH, 4) * TW, ntiles = g.B * per_img;
-  const int64_t t0 = ntiles * ith / nth, t1 = ntiles * (ith + 1) / nth;
-  if (t0 >= t1 || OC <= 0) return;
   const int64_t np = gemm_ceil_div(OC, NR);
-  // Tiles per block: V and M within ~1 MiB, at least two row tiles, at most 16.
-  const int64_t TB = std::max<int64_t>(2 * MR, std::min<int64_t>(16 * MR, (int64_t{1} << 20) / (kWinoXi * 4 * (C + OC))));
+  if (ntiles <= 0 || OC <= 0) return;
+  // The thread's share: pg groups of panels x (nth / pg) ranges of tiles. U is read once per
+  // block of tiles, so where it outgrows L2 (C x OC above ~ 85 x 85) the panels are split first
+  // (each share reads its part of U; the input transform is repeated per panel group, O(C) per
+  // tile against the GEMMs' O(C x OC)); else the tiles (each share keeps all of U in L2). nth is
+  // the node's share count, which may exceed the threads.
+  const int64_t u_bytes = kWinoXi * np * C * NR * static_cast<int64_t>(sizeof(float));
+  // The fewest groups (a divisor of nth, at most np) whose part of U fits in L2, else the most.
+  int pg = 1;
+  for (int d = 2; u_bytes / pg > (int64_t{1} << 20) && d <= std::min<int64_t>(nth, np); ++d)
+    if (nth % d == 0) pg = d;
+  const int tg = nth / pg, gi = ith % pg, ti = ith / pg;
+  const int64_t t0 = ntiles * ti / tg, t1 = ntiles * (ti + 1) / tg;
+  const int64_t q0 = np * gi / pg, q1 = np * (gi + 1) / pg;
+  if (t0 >= t1 || q0 >= q1) return;
+  const int64_t oc0 = q0 * NR, oc1 = std::min(OC, q1 * NR), OCt = oc1 - oc0;
+  // Tiles per block: V and M within ~1 MiB (at least two row tiles, at most 16) while the
+  // thread's U fits in L2 beside them; else up to 128, so that U is read about once.
+  const bool u_in_l2 = u_bytes / pg <= (int64_t{1} << 20);
+  const int64_t TB = u_in_l2 ? std::max<int64_t>(2 * MR, std::min<int64_t>(16 * MR, (int64_t{1} << 20) / (kWinoXi * 4 * (C + OCt))))
+                             : std::min<int64_t>(t1 - t0, 128);
   static thread_local GemmScratch v_s, m_s, y_s;
   float* vbuf = v_s.get(static_cast<size_t>(kWinoXi * TB * C));
-  float* mbuf = m_s.get(static_cast<size_t>(kWinoXi * TB * OC));
-  float* ybuf = y_s.get(static_cast<size_t>(16 * OC));  // one tile's outputs before act / residual
+  float* mbuf = m_s.get(static_cast<size_t>(kWinoXi * TB * OCt));
+  float* ybuf = y_s.get(static_cast<size_t>(16 * OCt));  // one tile's outputs before act / residual
   const ConvUkernel* kern = conv_direct_kernels<T>(false, false);
   const ConvUkernel* kern_narrow = conv_direct_kernels<T>(false, true);
   const V zero = T::vzero();
@@ -186,22 +203,22 @@ void winograd_run(const GemmArgs& a, int ith, int nth) {
     const int64_t nrt = gemm_ceil_div(nb, MR);
     for (int xi = 0; xi < kWinoXi; ++xi) {
       const float* vx = vbuf + xi * TB * C;
-      float* mx = mbuf + xi * TB * OC;
+      float* mx = mbuf + xi * TB * OCt;
       const float* ux = g.wino + xi * np * C * NR;
       for (int64_t rt = 0; rt < nrt; ++rt) {
         const int64_t r0 = nb * rt / nrt;
         const int R = static_cast<int>(nb * (rt + 1) / nrt - r0);
         const float* xp[MR];
         for (int i = 0; i < R; ++i) xp[i] = vx + (r0 + i) * C;
-        for (int64_t p = 0; p < np; ++p) {
+        for (int64_t p = q0; p < q1; ++p) {
           GemmEpilogue e;
           e.nr = static_cast<int>(std::min<int64_t>(NR, OC - p * NR));
           e.act = Act::None;
-          e.ldy = OC;
+          e.ldy = OCt;
           e.ldr = 0;
           e.bias = nullptr;
           e.res = nullptr;
-          e.y = mx + r0 * OC + p * NR;
+          e.y = mx + r0 * OCt + (p - q0) * NR;
           (e.nr <= VW ? kern_narrow : kern)[R - 1](1, xp, &boff0, ux + p * C * NR, C, e);
         }
       }
@@ -211,32 +228,32 @@ void winograd_run(const GemmArgs& a, int ith, int nth) {
       const int64_t tile = blk + j, b = tile / per_img, r = tile % per_img;
       const int64_t oy0 = (r / TW) * 4, ox0 = (r % TW) * 4;
       const int vh = static_cast<int>(std::min<int64_t>(4, OH - oy0)), vw = static_cast<int>(std::min<int64_t>(4, OW - ox0));
-      for (int64_t c = 0; c < OC; c += VW) {
-        const V bias = a.bias ? T::loadu(a.bias + c) : zero;
+      for (int64_t c = 0; c < OCt; c += VW) {
+        const V bias = a.bias ? T::loadu(a.bias + oc0 + c) : zero;
         V t[4][6];
         for (int x = 0; x < 6; ++x) {
           V m[6], o[4];
-          for (int y = 0; y < 6; ++y) m[y] = T::loadu(mbuf + ((6 * y + x) * TB + j) * OC + c);
+          for (int y = 0; y < 6; ++y) m[y] = T::loadu(mbuf + ((6 * y + x) * TB + j) * OCt + c);
           wino_at<T>(m, o);
           for (int i = 0; i < 4; ++i) t[i][x] = o[i];
         }
         for (int i = 0; i < vh; ++i) {
           V o[4];
           wino_at<T>(t[i], o);
-          for (int x = 0; x < vw; ++x) T::storeu(ybuf + (i * vw + x) * OC + c, T::add(o[x], bias));
+          for (int x = 0; x < vw; ++x) T::storeu(ybuf + (i * vw + x) * OCt + c, T::add(o[x], bias));
         }
       }
-      act_inplace(ybuf, vh * vw * OC, a.act);
+      act_inplace(ybuf, vh * vw * OCt, a.act);
       for (int i = 0; i < vh; ++i)
         for (int x = 0; x < vw; ++x) {
           const int64_t pix = (b * OH + oy0 + i) * OW + ox0 + x;
-          const float* src = ybuf + (i * vw + x) * OC;
-          float* y = a.Y + pix * a.ldy;
+          const float* src = ybuf + (i * vw + x) * OCt;
+          float* y = a.Y + pix * a.ldy + oc0;
           if (a.residual) {
-            const float* res = a.residual + pix * a.ldr;
-            for (int64_t c = 0; c < OC; c += VW) T::storeu(y + c, T::add(T::loadu(src + c), T::loadu(res + c)));
+            const float* res = a.residual + pix * a.ldr + oc0;
+            for (int64_t c = 0; c < OCt; c += VW) T::storeu(y + c, T::add(T::loadu(src + c), T::loadu(res + c)));
           } else {
-            for (int64_t c = 0; c < OC; c += VW) T::storeu(y + c, T::loadu(src + c));
+            for (int64_t c = 0; c < OCt; c += VW) T::storeu(y + c, T::loadu(src + c));
           }
         }
     }

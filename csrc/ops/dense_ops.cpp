@@ -93,6 +93,10 @@ int shares_linear(const Node& n, const TensorDesc* const* xd, const TensorDesc& 
     return e ? std::atoi(e) : 0;
   }();
   if (forced > 0) return nth * forced;
+  // A conv with Winograd weights splits its own work by tiles and output panels
+  // (conv_winograd_driver.h); more shares than threads would re-read U or redo the input
+  // transform once per share.
+  if (n.as<LinearOp>().gather && !n.as<LinearOp>().w->wino.empty()) return nth;
   const double f = flops_linear(n, xd, yd);
   return nth * (f >= 1.5e9 ? 4 : f >= 3e8 ? 2 : 1);
 }
