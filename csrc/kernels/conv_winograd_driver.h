@@ -110,6 +110,9 @@ PYVITCPP_GEMM_FORCEINLINE void wino_at(const typename T::V (&m)[6], typename T::
   y[3] = T::add(T::fma(T::set1(8.0f), d34, d12), m[5]);
 }
 
+// Floats between consecutive xi slices of n floats: n rounded up to 1024 (4 KiB), plus 16.
+inline int64_t wino_stride(int64_t n) { return (n + 1023) / 1024 * 1024 + 16; }
+
 inline bool winograd_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("PYVITCPP_WINOGRAD");
@@ -163,8 +166,11 @@ void winograd_run(const GemmArgs& a, int ith, int nth) {
   const int64_t TB = u_in_l2 ? std::max<int64_t>(2 * MR, std::min<int64_t>(16 * MR, (int64_t{1} << 20) / (kWinoXi * 4 * (C + OCt))))
                              : std::min<int64_t>(t1 - t0, 128);
   static thread_local GemmScratch v_s, m_s, y_s;
-  float* vbuf = v_s.get(static_cast<size_t>(kWinoXi * TB * C));
-  float* mbuf = m_s.get(static_cast<size_t>(kWinoXi * TB * OCt));
+  // Each xi's slice of V and M starts 64 bytes past a multiple of 4 KiB from the one before (a
+  // tile's 36 stores or loads would otherwise fall into a few L1 sets when TB x C is a multiple of 1024).
+  const int64_t vs = wino_stride(TB * C), ms = wino_stride(TB * OCt);
+  float* vbuf = v_s.get(static_cast<size_t>(kWinoXi * vs));
+  float* mbuf = m_s.get(static_cast<size_t>(kWinoXi * ms));
   float* ybuf = y_s.get(static_cast<size_t>(16 * OCt));  // one tile's outputs before act / residual
   const ConvUkernel* kern = conv_direct_kernels<T>(false, false);
   const ConvUkernel* kern_narrow = conv_direct_kernels<T>(false, true);
@@ -183,27 +189,34 @@ void winograd_run(const GemmArgs& a, int ith, int nth) {
         rin[i] = iy0 + i >= 0 && iy0 + i < IH;
         cin[i] = ix0 + i >= 0 && ix0 + i < IW;
       }
+      const bool inside = iy0 >= 0 && iy0 + 6 <= IH && ix0 >= 0 && ix0 + 6 <= IW;
+      const float* x00 = xb + (iy0 * IW + ix0) * P;  // the patch's corner (may lie outside: then unread)
       for (int64_t c = 0; c < C; c += VW) {
         V w[6][6];
         for (int x = 0; x < 6; ++x) {
           V d[6], o[6];
-          for (int y = 0; y < 6; ++y)
-            d[y] = rin[y] && cin[x] ? T::loadu(xb + ((iy0 + y) * IW + ix0 + x) * P + c) : zero;
+          if (inside) {
+            #pragma GCC unroll 6
+            for (int y = 0; y < 6; ++y) d[y] = T::loadu(x00 + (y * IW + x) * P + c);
+          } else {
+            for (int y = 0; y < 6; ++y)
+              d[y] = rin[y] && cin[x] ? T::loadu(xb + ((iy0 + y) * IW + ix0 + x) * P + c) : zero;
+          }
           wino_bt<T>(d, o);
           for (int i = 0; i < 6; ++i) w[i][x] = o[i];
         }
         for (int i = 0; i < 6; ++i) {
           V o[6];
           wino_bt<T>(w[i], o);
-          for (int x = 0; x < 6; ++x) T::storeu(vbuf + ((6 * i + x) * TB + j) * C + c, o[x]);
+          for (int x = 0; x < 6; ++x) T::storeu(vbuf + (6 * i + x) * vs + j * C + c, o[x]);
         }
       }
     }
     // 2. The 36 GEMMs: M[xi] = V[xi] . U[xi], rows in balanced tiles of <= MR.
     const int64_t nrt = gemm_ceil_div(nb, MR);
     for (int xi = 0; xi < kWinoXi; ++xi) {
-      const float* vx = vbuf + xi * TB * C;
-      float* mx = mbuf + xi * TB * OCt;
+      const float* vx = vbuf + xi * vs;
+      float* mx = mbuf + xi * ms;
       const float* ux = g.wino + xi * np * C * NR;
       for (int64_t rt = 0; rt < nrt; ++rt) {
         const int64_t r0 = nb * rt / nrt;
@@ -233,7 +246,7 @@ void winograd_run(const GemmArgs& a, int ith, int nth) {
         V t[4][6];
         for (int x = 0; x < 6; ++x) {
           V m[6], o[4];
-          for (int y = 0; y < 6; ++y) m[y] = T::loadu(mbuf + ((6 * y + x) * TB + j) * OCt + c);
+          for (int y = 0; y < 6; ++y) m[y] = T::loadu(mbuf + (6 * y + x) * ms + j * OCt + c);
           wino_at<T>(m, o);
           for (int i = 0; i < 4; ++i) t[i][x] = o[i];
         }
