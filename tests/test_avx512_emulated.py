@@ -106,7 +106,7 @@ def load(path):
         "emu_attention_terms": [I64, I64, I64, I64, I64, P, P, P, P, P, F, I, P, P, P, P, P],
         "emu_gemm": [I64, I64, I64, P, I64, P, I, P, I, P, I64, P, I64, I, I],
         "emu_gemm_tile": [P],
-        "emu_conv2d": [P, I64, I64, I64, I64, P, I64, I64, I64, I64, I64, I64, I, P, I, P, P, I, I, I, I],
+        "emu_conv2d": [P, I64, I64, I64, I64, P, I64, I64, I64, I64, I64, I64, I, P, I, P, P, I, I, I, I, I],
         "emu_qgemm": [I64, I64, I64, P, P, I, P, I, P, P, I],
     }
     for name, args in sig.items():
@@ -173,15 +173,16 @@ class EmulatedTesting:
         return y
 
     def conv2d(self, isa, x, w, bias, stride=1, dilation=1, pad=0, same=False, groups=1, act=0, residual=None,
-               nchw=False, gather=True, nth=1, direct=True, f16=False, row=True):
+               nchw=False, gather=True, nth=1, direct=True, f16=False, row=True, winograd=False):
         """avx512: always the GEMM's gather, run directly where the level allows it and direct is set
         (NCHW pixels are transposed here first; the Im2col-buffer variant is that GEMM over a plain
         X, which the gemm cases cover); f16 stores the weight as F16, row=False keeps the direct
-        conv off its row tiles, as the hook's arguments do."""
+        conv off its row tiles, winograd=True gives a 3x3 conv Winograd weights, as the hook's
+        arguments do."""
         if isa != "avx512":
             return T.conv2d(isa, x, w, bias, stride=stride, dilation=dilation, pad=pad, same=same, groups=groups,
                             act=act, residual=residual, nchw=nchw, gather=gather, nth=nth, direct=direct, f16=f16,
-                            row=row)
+                            row=row, winograd=winograd)
         x = _f32(x.transpose(0, 2, 3, 1) if nchw else x)
         B, H, W, C = x.shape
         OC, Cg, k, _ = w.shape
@@ -191,7 +192,8 @@ class EmulatedTesting:
         oh, ow = self._axis(H, k, stride, dilation, pad, same), self._axis(W, k, stride, dilation, pad, same)
         y = np.full((B, oh, ow, OC), np.nan, np.float32)
         self.lib.emu_conv2d(_ptr(x), B, H, W, C, _ptr(wk), OC, groups, k, stride, dilation, pad, int(same),
-                            _ptr(bias), act, _ptr(residual), _ptr(y), nth, int(direct), int(f16), int(row))
+                            _ptr(bias), act, _ptr(residual), _ptr(y), nth, int(direct), int(f16), int(row),
+                            int(winograd))
         return y
 
     def pool2d(self, isa, x, k, stride, pad=0, same=False, is_max=True, count_include_pad=True, nth=1):

@@ -144,7 +144,8 @@ void emu_gemm(int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx, cons
 // values already rounded to fp16), as the _testing hook's arguments of the same names.
 void emu_conv2d(const float* X, int64_t B, int64_t H, int64_t W, int64_t C, const float* Wk, int64_t OC,
                 int64_t groups, int64_t k, int64_t s, int64_t d, int64_t pad, int same, const float* bias, int act,
-                const float* residual, float* Y, int nth, int direct, int f16, int row) {
+                const float* residual, float* Y, int nth, int direct, int f16, int row,
+                int winograd) {
   const KernelTable& t = emu_table();
   const int64_t Cg = C / groups, OCg = OC / groups, K = k * k * Cg;
   ConvGather g;
@@ -163,6 +164,12 @@ void emu_conv2d(const float* X, int64_t B, int64_t H, int64_t W, int64_t C, cons
     const size_t bytes = t.gemm_pack_size(wt, OCg, K);
     void* packed = bytes ? std::aligned_alloc(64, (bytes + 63) / 64 * 64) : nullptr;
     if (packed) t.gemm_pack(wraw, wt, OCg, K, packed);
+    void* wino = nullptr;  // Winograd weights (3x3 only), as the hook makes them
+    if (winograd && k == 3 && t.wino_pack) {
+      wino = std::aligned_alloc(64, (t.wino_pack_size(OCg, Cg) + 63) / 64 * 64);
+      t.wino_pack(wraw, wt, OCg, Cg, wino);
+    }
+    g.wino = static_cast<const float*>(wino);
     GemmArgs a;
     a.M = B * g.h.out * g.w.out; a.N = OCg; a.K = K; a.conv = &g;
     a.W_raw = wraw; a.wtype = wt; a.W_packed = packed;
@@ -171,6 +178,7 @@ void emu_conv2d(const float* X, int64_t B, int64_t H, int64_t W, int64_t C, cons
     a.Y = Y + gi * OCg; a.ldy = OC;
     for (int i = 0; i < nth; ++i) t.gemm(a, i, nth);
     std::free(packed);
+    std::free(wino);
   }
 }
 
