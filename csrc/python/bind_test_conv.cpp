@@ -231,12 +231,12 @@ farray conv_hook(const std::string& isa, const py::object& xo, const py::object&
 
 // GFLOP/s of one thread's CPU time (CLOCK_THREAD_CPUTIME_ID: no core cycle counter in the dev
 // VMs; CPU time leaves out the time other processes hold the core) running a conv as the CNN graphs do (NHWC map, weight
-// permuted and packed once outside the timing, bias + ReLU epilogue, `shares` shares run one
+// permuted and packed once outside the timing, bias + activation epilogue (act, ReLU by default), `shares` shares run one
 // after another): path "direct" (where the level allows), "gather" (the gathering GEMM) or "gemm"
 // (the plain GEMM over an im2col matrix made outside the timing: what a 1x1 conv runs as a Linear).
 // Best of 5 chunks of `reps` calls (shared machines: the least disturbed chunk).
 double conv_rate(const std::string& isa, int64_t B, int64_t H, int64_t W, int64_t C, int64_t OC, int64_t k,
-                   int64_t stride, int64_t pad, const std::string& path, int shares, int reps) {
+                   int64_t stride, int64_t pad, const std::string& path, int shares, int reps, int act) {
   if (path != "direct" && path != "gather" && path != "gemm" && path != "winograd")
     fail("path must be direct, gather, gemm or winograd");
   const bool direct = path == "direct";
@@ -287,7 +287,7 @@ double conv_rate(const std::string& isa, int64_t B, int64_t H, int64_t W, int64_
   ga.W_raw = w.data(); ga.wtype = DType::F32;
   ga.W_packed = pbytes ? packed.data() : nullptr;
   ga.bias = bias.data();
-  ga.act = Act::Relu;
+  ga.act = act_of(act);
   ga.Y = y.data();
   ga.ldy = OC;
   py::gil_scoped_release nogil;
@@ -327,7 +327,7 @@ void bind_test_conv(py::module_& t) {
         py::arg("winograd") = false);
   t.def("conv_rate", &conv_rate, py::arg("isa"), py::arg("B"), py::arg("H"), py::arg("W"), py::arg("C"),
         py::arg("OC"), py::arg("k"), py::arg("stride") = 1, py::arg("pad") = 0, py::arg("path") = "direct",
-        py::arg("shares") = 1, py::arg("reps") = 3,
+        py::arg("shares") = 1, py::arg("reps") = 3, py::arg("act") = 5,
         "GFLOP/s (thread CPU time) of one thread running the level's conv GEMM (direct or gathering)");
   t.def("same_padding", &same_padding, py::arg("size"), py::arg("k"), py::arg("stride"), py::arg("dilation") = 1,
         "TF SAME geometry along one axis: (output size, padding before)");
