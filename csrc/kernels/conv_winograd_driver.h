@@ -132,7 +132,11 @@ bool winograd_ok(const GemmArgs& a) {
   if (g.nchw || g.h.k != 3 || g.w.k != 3 || g.h.stride != 1 || g.w.stride != 1 || g.h.dil != 1 || g.w.dil != 1)
     return false;
   if (g.cg % VW != 0 || a.N % VW != 0 || a.K != 9 * g.cg) return false;
-  return gemm_ceil_div(g.h.out, 4) * gemm_ceil_div(g.w.out, 4) >= 4;
+  static const int64_t min_tiles = [] {
+    const char* e = std::getenv("PYVITCPP_WINOGRAD_MIN_TILES");
+    return e ? std::max<int64_t>(1, std::atoll(e)) : int64_t{4};
+  }();
+  return gemm_ceil_div(g.h.out, 4) * gemm_ceil_div(g.w.out, 4) >= min_tiles;
 }
 
 template <class T>
@@ -151,10 +155,14 @@ void winograd_run(const GemmArgs& a, int ith, int nth) {
   // tile against the GEMMs' O(C x OC)); else the tiles (each share keeps all of U in L2). nth is
   // the node's share count, which may exceed the threads.
   const int64_t u_bytes = kWinoXi * np * C * NR * static_cast<int64_t>(sizeof(float));
-  // The fewest groups (a divisor of nth, at most np) whose part of U fits in L2, else the most.
+  // The fewest groups (a divisor of nth, at most np) whose part of U fits in L2 and that leave
+  // each share at least two row tiles of tiles (a small map split by tiles runs the GEMMs on
+  // short row tiles), else the most.
   int pg = 1;
-  for (int d = 2; u_bytes / pg > (int64_t{1} << 20) && d <= std::min<int64_t>(nth, np); ++d)
+  for (int d = 2; d <= std::min<int64_t>(nth, np); ++d) {
+    if (u_bytes / pg <= (int64_t{1} << 20) && ntiles / (nth / pg) >= 2 * MR) break;
     if (nth % d == 0) pg = d;
+  }
   const int tg = nth / pg, gi = ith % pg, ti = ith / pg;
   const int64_t t0 = ntiles * ti / tg, t1 = ntiles * (ti + 1) / tg;
   const int64_t q0 = np * gi / pg, q1 = np * (gi + 1) / pg;

@@ -101,12 +101,13 @@ namespace {
 // Which 3x3 stride-1 convs also get Winograd weights (4x the F32 weight's bytes): channel counts
 // in whole vectors, and C x OC small enough that the 36 transformed matrices are re-read from
 // cache (see docs/PERFORMANCE.md, "Winograd F(4x4, 3x3)"). PYVITCPP_WINOGRAD=0: none.
-bool winograd_weights(int64_t OC, int64_t C) {
+// vw: floats per vector of the level (its panels are two vectors wide).
+bool winograd_weights(int64_t OC, int64_t C, int64_t vw) {
   static const bool on = [] {
     const char* e = std::getenv("PYVITCPP_WINOGRAD");
     return !(e && e[0] == '0');
   }();
-  return on && C % 8 == 0 && OC % 8 == 0 && C * OC <= kWinogradMaxCxOC;
+  return on && vw > 0 && C % vw == 0 && OC % vw == 0 && C * OC <= kWinogradMaxCxOC;
 }
 
 // Drops the resident pages of a mapped range that a packed copy replaces (the mapping is
@@ -277,7 +278,7 @@ LinearWeight* WeightStore::linear_owned(const std::string& name, DType type, int
   w.owned_raw = std::move(raw);
   w.raw = w.owned_raw.data();
   w.bias = bias;
-  if (wino_c > 0 && kt_.wino_pack && K == 9 * wino_c && winograd_weights(N, wino_c)) {
+  if (wino_c > 0 && kt_.wino_pack && K == 9 * wino_c && winograd_weights(N, wino_c, kt_.gemm_pack_nr / 2)) {
     w.wino.resize(kt_.wino_pack_size(N, wino_c), false);  // every byte written
     kt_.wino_pack(w.raw, type, N, wino_c, w.wino.data());
   }
