@@ -453,10 +453,11 @@ void Graph::execute_profiled(ThreadPool& pool, int nth) {
       const LinearOp& p = n.as<LinearOp>();
       // Convs name their kernel and stride, and "wino" where the weight has Winograd weights
       // (the level runs those 3x3 stride-1 convs that way when the map has >= 4 tiles).
-      key = p.gather ? "Conv" + std::to_string(p.conv.h.k) + "x" + std::to_string(p.conv.w.k) + "/" +
-                           std::to_string(p.conv.h.stride) + (p.w->wino.empty() ? "" : " wino")
-                     : "Linear";
-      key += " " + std::to_string(M) + "x" + std::to_string(K) + "->" + std::to_string(p.w->N);
+      key = std::string(p.gather ? "Conv" : "Linear") + " " + std::to_string(M) + "x" + std::to_string(K) + "->" +
+            std::to_string(p.w->N);
+      if (p.gather)
+        key += " " + std::to_string(p.conv.h.k) + "x" + std::to_string(p.conv.w.k) + "/" + std::to_string(p.conv.h.stride) +
+               (p.w->wino.empty() ? "" : " wino");
     } else {
       key = std::string(d.name) + " " + shape_str(x.shape);
     }
