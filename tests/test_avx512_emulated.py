@@ -104,10 +104,10 @@ def load(path):
         "emu_act_inplace": [P, I64, I],
         "emu_attention": [I64, I64, I64, I64, I64, P, P, P, P, P, F, I],
         "emu_attention_terms": [I64, I64, I64, I64, I64, P, P, P, P, P, F, I, P, P, P, P, P],
-        "emu_gemm": [I64, I64, I64, P, I64, P, I, P, I, P, I64, P, I64, I, I],
+        "emu_gemm": [I64, I64, I64, P, I64, P, I, P, I, P, I64, P, I64, I, I, I],
         "emu_gemm_tile": [P],
-        "emu_conv2d": [P, I64, I64, I64, I64, P, I64, I64, I64, I64, I64, I64, I, P, I, P, P, I, I, I, I, I],
-        "emu_qgemm": [I64, I64, I64, P, P, I, P, I, P, P, I],
+        "emu_conv2d": [P, I64, I64, I64, I64, P, I64, I64, I64, I64, I64, I64, I, P, I, P, P, I, I, I, I, I, I],
+        "emu_qgemm": [I64, I64, I64, P, P, I, P, I, P, P, I, I],
     }
     for name, args in sig.items():
         getattr(lib, name).argtypes = args
@@ -173,7 +173,7 @@ class EmulatedTesting:
         return y
 
     def conv2d(self, isa, x, w, bias, stride=1, dilation=1, pad=0, same=False, groups=1, act=0, residual=None,
-               nchw=False, gather=True, nth=1, direct=True, f16=False, row=True, winograd=False):
+               nchw=False, gather=True, nth=1, direct=True, f16=False, row=True, winograd=False, relu_out=False):
         """avx512: always the GEMM's gather, run directly where the level allows it and direct is set
         (NCHW pixels are transposed here first; the Im2col-buffer variant is that GEMM over a plain
         X, which the gemm cases cover); f16 stores the weight as F16, row=False keeps the direct
@@ -182,7 +182,7 @@ class EmulatedTesting:
         if isa != "avx512":
             return T.conv2d(isa, x, w, bias, stride=stride, dilation=dilation, pad=pad, same=same, groups=groups,
                             act=act, residual=residual, nchw=nchw, gather=gather, nth=nth, direct=direct, f16=f16,
-                            row=row, winograd=winograd)
+                            row=row, winograd=winograd, relu_out=relu_out)
         x = _f32(x.transpose(0, 2, 3, 1) if nchw else x)
         B, H, W, C = x.shape
         OC, Cg, k, _ = w.shape
@@ -193,7 +193,7 @@ class EmulatedTesting:
         y = np.full((B, oh, ow, OC), np.nan, np.float32)
         self.lib.emu_conv2d(_ptr(x), B, H, W, C, _ptr(wk), OC, groups, k, stride, dilation, pad, int(same),
                             _ptr(bias), act, _ptr(residual), _ptr(y), nth, int(direct), int(f16), int(row),
-                            int(winograd))
+                            int(winograd), int(relu_out))
         return y
 
     def pool2d(self, isa, x, k, stride, pad=0, same=False, is_max=True, count_include_pad=True, nth=1):
@@ -283,9 +283,10 @@ class EmulatedTesting:
         return O.reshape(B, Tn, H * Dh)
 
     # ---- GEMM
-    def gemm(self, isa, X, W, bias, act, residual, residual_inplace, nth, ldy=0, packed_w=True):
+    def gemm(self, isa, X, W, bias, act, residual, residual_inplace, nth, ldy=0, packed_w=True, relu_out=False):
         if isa != "avx512":
-            return T.gemm(isa, X, W, bias, act, residual, residual_inplace, nth, ldy=ldy, packed_w=packed_w)
+            return T.gemm(isa, X, W, bias, act, residual, residual_inplace, nth, ldy=ldy, packed_w=packed_w,
+                          relu_out=relu_out)
         M, K = X.shape
         N = W.shape[0]
         ldy = ldy or N
@@ -306,7 +307,7 @@ class EmulatedTesting:
         else:
             res_p = _ptr(residual)
         self.lib.emu_gemm(M, N, K, _ptr(X), X.strides[0] // 4, _ptr(W), wtype, _ptr(bias), act, res_p, ldr,
-                          _ptr(full), ldy, int(packed_w), nth)
+                          _ptr(full), ldy, int(packed_w), nth, int(relu_out))
         return full[:, :N]
 
     def qgemm_act_qmax(self, isa, type):
@@ -314,9 +315,10 @@ class EmulatedTesting:
             return T.qgemm_act_qmax(isa, type)
         return self.lib.emu_qgemm_act_qmax(["q8_0", "q4_0", "q4_1", "q5_0", "q5_1"].index(type))
 
-    def qgemm(self, isa, X, W, type, bias=None, act=0, residual=None, residual_inplace=False, nth=1, act_qmax=0):
+    def qgemm(self, isa, X, W, type, bias=None, act=0, residual=None, residual_inplace=False, nth=1, act_qmax=0,
+              relu_out=False):
         if isa != "avx512":
-            return T.qgemm(isa, X, W, type, bias, act, residual, residual_inplace, nth, act_qmax)
+            return T.qgemm(isa, X, W, type, bias, act, residual, residual_inplace, nth, act_qmax, relu_out=relu_out)
         assert act_qmax == 0, "act_qmax is honoured by the ref level only"
         X, W = _f32(X), np.ascontiguousarray(W, dtype=np.uint8)
         M, K = X.shape
@@ -328,7 +330,7 @@ class EmulatedTesting:
             Y[...] = residual
         code = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1"].index(type)
         self.lib.emu_qgemm(M, N, K, _ptr(X), _ptr(W), code, _ptr(bias), act,
-                           _ptr(Y) if residual_inplace else _ptr(residual), _ptr(Y), nth)
+                           _ptr(Y) if residual_inplace else _ptr(residual), _ptr(Y), nth, int(relu_out))
         return Y
 
 

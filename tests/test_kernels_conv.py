@@ -569,3 +569,22 @@ def test_conv_winograd_falls_back():
         a = T.conv2d(isa, x, w, None, stride=s, pad=1, nth=2, winograd=True)
         b = T.conv2d(isa, x, w, None, stride=s, pad=1, nth=2)
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("isa", ["direct"] + LEVELS)
+def test_conv_relu_out_after_residual(isa):
+    """relu_out on a conv (ResNet's block output): max(0, .) of exactly the result without it,
+    on every path a level runs (Winograd, direct, the gathering GEMM) and the specification."""
+    if isa != "direct":
+        isa_or_skip(isa)
+    g = rng(77)
+    x = g.standard_normal((2, 9, 10, 32)).astype(np.float32)
+    w = (g.standard_normal((32, 32, 3, 3)) / 17).astype(np.float32)
+    b = (0.1 * g.standard_normal(32)).astype(np.float32)
+    res = g.standard_normal((2, 9, 10, 32)).astype(np.float32)
+    paths = [{}] if isa in ("direct", "ref") else [dict(winograd=True), {}, dict(direct=False)]
+    for kw in paths:
+        plain = T.conv2d(isa, x, w, b, pad=1, residual=res, nth=2, **kw)
+        assert (plain < 0).any()
+        got = T.conv2d(isa, x, w, b, pad=1, residual=res, nth=2, relu_out=True, **kw)
+        np.testing.assert_array_equal(got, np.maximum(plain, 0), err_msg=f"{isa} {kw}")

@@ -406,3 +406,27 @@ def test_int8_peak_bad_arguments():
         perf.int8_peak("sse9")
     with pytest.raises(ValueError, match="threads"):
         perf.int8_peak("avx2", threads=0)
+
+
+@pytest.mark.parametrize("isa", LEVELS)
+@pytest.mark.parametrize("shape", [(2, 5, 3), (13, 37, 70), (50, 33, 129), (7, 256, 64)])
+def test_relu_out_after_residual(isa, shape):
+    """relu_out (ResNet's ReLU after the shortcut) is max(0, .) of exactly the result without it,
+    with a separate or in-place residual, an activation before the residual, F32 and F16
+    weights, any thread split; a NaN passes through as max(0, NaN) does in ReLU."""
+    level_or_skip(isa)
+    M, N, K = shape
+    g = np.random.default_rng(M * 1000 + N + K)
+    X = g.standard_normal((M, K)).astype(np.float32)
+    bias = g.standard_normal(N).astype(np.float32)
+    res = g.standard_normal((M, N)).astype(np.float32)
+    X[0, 0] = np.nan  # row 0 becomes NaN throughout
+    for W in (g.standard_normal((N, K)).astype(np.float32), g.standard_normal((N, K)).astype(np.float16)):
+        for act in (0, 5, 7):
+            for inplace in (False, True):
+                plain = testing.gemm(isa, X, W, bias, act, res, inplace, 1)
+                assert (plain < 0).any()
+                for nth in (1, 3):
+                    got = testing.gemm(isa, X, W, bias, act, res, inplace, nth, relu_out=True)
+                    want = np.where(plain < 0, np.float32(0), plain)
+                    np.testing.assert_array_equal(got, want, err_msg=f"{isa} {shape} act={act} inplace={inplace}")

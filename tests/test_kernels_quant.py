@@ -220,3 +220,22 @@ def test_bad_arguments():
         T.qgemm("ref", np.zeros((2, 48), np.float32), Wq, "q8_0")
     with pytest.raises(ValueError, match="not a block-quantized"):
         T.qgemm("ref", X, Wq, "f16")
+
+
+@pytest.mark.parametrize("level", ["ref", "avx2", "avx512"])
+@pytest.mark.parametrize("name", ["q8_0", "q4_0", "q5_1"])
+def test_qgemm_relu_out_after_residual(level, name):
+    """relu_out on the quantized GEMM: max(0, .) of exactly the result without it (any split)."""
+    isa_or_skip(level)
+    g = np.random.default_rng(11)
+    M, N, K = 13, 45, 96
+    X = g.standard_normal((M, K)).astype(np.float32)
+    Wq = _core.quantize((0.1 * g.standard_normal((N, K))).astype(np.float32), name)
+    bias = g.standard_normal(N).astype(np.float32)
+    res = g.standard_normal((M, N)).astype(np.float32)
+    for act in (0, 5):
+        plain = T.qgemm(level, X, Wq, name, bias, act, res)
+        assert (plain < 0).any()
+        for nth in (1, 2, 5):
+            got = T.qgemm(level, X, Wq, name, bias, act, res, nth=nth, relu_out=True)
+            np.testing.assert_array_equal(got, np.maximum(plain, 0), err_msg=f"{level} {name} act={act}")

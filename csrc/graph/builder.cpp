@@ -153,7 +153,7 @@ int GraphBuilder::contiguous(int x) {
   return node(OpType::Copy, d.name + ".copy", {x}, d.shape, CopyOp{});
 }
 
-int GraphBuilder::linear(const std::string& name, int x, const LinearWeight* w, Act act, int residual) {
+int GraphBuilder::linear(const std::string& name, int x, const LinearWeight* w, Act act, int residual, bool relu_out) {
   int64_t rows, cols, ld;
   if (!desc(x).as_matrix(&rows, &cols, &ld)) x = contiguous(x);
   desc(x).as_matrix(&rows, &cols, &ld);
@@ -172,6 +172,7 @@ int GraphBuilder::linear(const std::string& name, int x, const LinearWeight* w, 
   LinearOp p;
   p.w = w;
   p.act = act;
+  p.relu_out = relu_out;
   return node(OpType::Linear, name, in, os, p);
 }
 
@@ -331,7 +332,7 @@ int GraphBuilder::upsample_nearest(const std::string& name, int x, int64_t f) {
 // ---- NHWC convolution ----
 
 int GraphBuilder::conv2d(const std::string& name, int x, const LinearWeight* w, const ConvAxis& h, const ConvAxis& wd,
-                         Act act, int residual, bool nchw) {
+                         Act act, int residual, bool nchw, bool relu_out) {
   // An NHWC map whose pixels are rows of a matrix (uniform pixel stride P >= C: a channel slice
   // of a contiguous map, as YOLO's C2f chunks are) is read in place: the gather steps P floats
   // per pixel (ConvGeom::C), no Copy. Anything else is made contiguous.
@@ -346,7 +347,7 @@ int GraphBuilder::conv2d(const std::string& name, int x, const LinearWeight* w, 
   if ((nchw ? s[2] : s[1]) != h.in || (nchw ? s[3] : s[2]) != wd.in) fail(name + ": conv geometry");
   const std::vector<int64_t> os = {B, h.out, wd.out, w->N};
   if (!nchw && h.k == 1 && wd.k == 1 && h.stride == 1 && wd.stride == 1 && h.pad0 == 0 && wd.pad0 == 0)
-    return linear(name, x, w, act, residual);
+    return linear(name, x, w, act, residual, relu_out);
   Im2colOp p;
   p.conv.B = B;
   p.conv.C = pixel_stride;
@@ -357,7 +358,7 @@ int GraphBuilder::conv2d(const std::string& name, int x, const LinearWeight* w, 
   p.conv.nchw = nchw;
   p.nchw = nchw;
   const int cols = node(OpType::Im2col, name + ".im2col", {x}, {B * h.out * wd.out, h.k * wd.k * C}, p);
-  return reshape(linear(name, cols, w, act, residual), os);
+  return reshape(linear(name, cols, w, act, residual, relu_out), os);
 }
 
 // The geometry of a depthwise conv or pooling over the NHWC map x (made contiguous).

@@ -39,7 +39,9 @@ class GraphBuilder {
   // ---- ops ----
   int contiguous(int x);  // x itself when already contiguous, else a Copy
   // act(x W^T + b) (+ residual): x [.., K] -> [.., N]; x any row-strided view.
-  int linear(const std::string& name, int x, const LinearWeight* w, Act act = Act::None, int residual = -1);
+  // relu_out: max(., 0) after the residual is added (LinearOp::relu_out).
+  int linear(const std::string& name, int x, const LinearWeight* w, Act act = Act::None, int residual = -1,
+             bool relu_out = false);
   int layernorm(const std::string& name, int x, const float* gamma, const float* beta, float eps);
   // Optional additive terms on the scaled scores (AttentionOp): tensor ids, -1 for absent.
   struct AttentionTerms {
@@ -75,7 +77,7 @@ class GraphBuilder {
   // fused into the GEMM by Graph::finalize where it can be). w: [OC, KH*KW*C] in (ky, kx, c)
   // column order.
   int conv2d(const std::string& name, int x, const LinearWeight* w, const ConvAxis& h, const ConvAxis& wd, Act act,
-             int residual = -1, bool nchw = false);
+             int residual = -1, bool nchw = false, bool relu_out = false);
   int dwconv2d(const std::string& name, int x, const float* taps, const float* bias, const ConvAxis& h,
                const ConvAxis& wd, Act act);
   int pool2d(const std::string& name, int x, PoolKind kind, const ConvAxis& h, const ConvAxis& wd,

@@ -44,6 +44,7 @@ struct Conv2dRefArgs {
   const float* bias = nullptr;
   Act act = Act::None;
   const float* residual = nullptr;
+  bool relu_out = false;  // max(Y, 0) after the residual (GemmArgs::relu_out)
   float* Y = nullptr;
 };
 

@@ -343,6 +343,7 @@ void conv_direct_run(const GemmArgs& a, int ith, int nth) {
     GemmEpilogue e;
     e.nr = static_cast<int>(std::min<int64_t>(NR, N - n0));
     e.act = a.act;
+    e.relu_out = a.relu_out;
     e.ldy = a.ldy;
     e.ldr = a.ldr;
     e.bias = a.bias ? a.bias + n0 : nullptr;

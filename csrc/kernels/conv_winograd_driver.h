@@ -2,7 +2,7 @@
 // path a level's gemm takes for GemmArgs::conv when the conv is 3x3, stride 1, dilation 1, and
 // its weight was also packed in the transformed domain (ConvGather::wino, made at load by the
 // table's wino_pack); winograd_ok() says when. Specification: the same conv as the direct path,
-// Y = act(conv(X, W) + bias) + residual (twin: ref::conv2d_direct; the results differ from it by
+// Y = act(conv(X, W) + bias) + residual, then max(Y, 0) when relu_out (twin: ref::conv2d_direct; the results differ from it by
 // rounding only, see below).
 //
 // Included by kernels/<isa>/gemm_<isa>.cpp after conv_direct_driver.h (whose microkernel it uses),
@@ -270,11 +270,12 @@ void winograd_run(const GemmArgs& a, int ith, int nth) {
           const int64_t pix = (b * OH + oy0 + i) * OW + ox0 + x;
           const float* src = ybuf + (i * vw + x) * OCt;
           float* y = a.Y + pix * a.ldy + oc0;
-          if (a.residual) {
-            const float* res = a.residual + pix * a.ldr + oc0;
-            for (int64_t c = 0; c < OCt; c += VW) T::storeu(y + c, T::add(T::loadu(src + c), T::loadu(res + c)));
-          } else {
-            for (int64_t c = 0; c < OCt; c += VW) T::storeu(y + c, T::loadu(src + c));
+          const float* res = a.residual ? a.residual + pix * a.ldr + oc0 : nullptr;
+          for (int64_t c = 0; c < OCt; c += VW) {
+            V v = T::loadu(src + c);
+            if (res) v = T::add(v, T::loadu(res + c));
+            if (a.relu_out) v = T::max0(v);
+            T::storeu(y + c, v);
           }
         }
     }

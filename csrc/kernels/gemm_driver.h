@@ -67,6 +67,7 @@ struct GemmEpilogue {
   int64_t ldr;
   Act act;
   int nr;                // valid columns in this tile (1..NR)
+  bool relu_out = false;  // max(y, 0) after the residual (GemmArgs::relu_out)
 };
 
 // Microkernel: C[R x NR] (+)= X[R rows, kc] . B[kc x NR]; X packed k-major, X[r][k] at
@@ -405,6 +406,7 @@ void gemm_run(const GemmArgs& a, int ith, int nth, void (*fallback)(const GemmAr
           GemmEpilogue e;
           e.nr = static_cast<int>(std::min<int64_t>(NR, N - n0));
           e.act = a.act;
+          e.relu_out = a.relu_out;
           e.ldy = a.ldy;
           e.ldr = a.ldr;
           for (int64_t t = 0; t < mtiles; ++t) {

@@ -31,7 +31,7 @@ enum class Act : int32_t {
 // The last Act value (hooks validate against it).
 constexpr int kActLast = 12;
 
-// Y[M,N] = act(X[M,K] . W[N,K]^T + bias[N]) + residual[M,N]
+// Y[M,N] = act(X[M,K] . W[N,K]^T + bias[N]) + residual[M,N], then max(Y, 0) when relu_out
 // W is in PyTorch Linear layout (row n holds the K weights of output n; GGUF ne0=K, ne1=N),
 // F32 or F16. W_raw is that tensor as stored; W_packed is what this table's gemm_pack made
 // of it (null when gemm_pack_size returned 0). residual may be null, or equal Y with ldr==ldy
@@ -55,6 +55,9 @@ struct GemmArgs {
   Act act = Act::None;
   const float* residual = nullptr;
   int64_t ldr = 0;
+  // Y = max(Y, 0) after the residual is added (ResNet's ReLU after the shortcut): Y =
+  // relu(act(X W^T + b) + residual).
+  bool relu_out = false;
   float* Y = nullptr;
   int64_t ldy = 0;
   // Block-quantized W only: the largest activation code (kernels/quant_gemm.h). 0: the level's

@@ -210,8 +210,9 @@ std::unique_ptr<Graph> CnnFamily::build(int64_t B, int64_t H, int64_t W) const {
   auto g = std::make_unique<Graph>();
   GraphBuilder b(*g);
   int counter = 0;
-  auto conv = [&](const std::string& name, int x, const ConvW& c, Act act, int residual, bool nchw = false) {
-    return add_conv(b, name, x, c, act, residual, nchw, same_);
+  auto conv = [&](const std::string& name, int x, const ConvW& c, Act act, int residual, bool nchw = false,
+                  bool relu_out = false) {
+    return add_conv(b, name, x, c, act, residual, nchw, same_, relu_out);
   };
   // timm's feature maps are NCHW.
   auto to_nchw = [&](int x) { return b.permute(x, {0, 3, 1, 2}); };
@@ -240,15 +241,14 @@ std::unique_ptr<Graph> CnnFamily::build(int64_t B, int64_t H, int64_t W) const {
         const std::string p = "layer." + std::to_string(st) + "." + std::to_string(j) + ".";
         const int shortcut = blk.has_down ? conv(p + "down", x, blk.down, Act::None, -1) : x;
         int h = conv(p + "conv1", x, blk.c1, Act::Relu, -1);
-        int y;
+        // The block's ReLU comes after the residual add: the last conv's epilogue adds the
+        // shortcut, then takes max(., 0) (relu_out).
         if (blk.has_c3) {
           h = conv(p + "conv2", h, blk.c2, Act::Relu, -1);
-          y = conv(p + "conv3", h, blk.c3, Act::None, shortcut);
+          x = conv(p + "conv3", h, blk.c3, Act::None, shortcut, false, true);
         } else {
-          y = conv(p + "conv2", h, blk.c2, Act::None, shortcut);
+          x = conv(p + "conv2", h, blk.c2, Act::None, shortcut, false, true);
         }
-        // ReLU after the residual add (the GEMM epilogue applies its act before adding).
-        x = b.activation(p + "out", y, Act::Relu);
       }
       feature(x);
     }

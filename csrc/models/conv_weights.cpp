@@ -56,7 +56,7 @@ ConvW ConvLoader::load(const std::string& prefix, int64_t C_in, int64_t stride, 
   return c;
 }
 int add_conv(GraphBuilder& b, const std::string& name, int x, const ConvW& c, Act act, int residual, bool nchw,
-             bool same) {
+             bool same, bool relu_out) {
   const std::vector<int64_t> s = b.shape(x);
   const int64_t h = nchw ? s[2] : s[1], w = nchw ? s[3] : s[2];
   auto axis = [&](int64_t in) {
@@ -68,7 +68,7 @@ int add_conv(GraphBuilder& b, const std::string& name, int x, const ConvW& c, Ac
     if (residual >= 0) throw ModelError("internal: residual on a depthwise conv");
     return b.dwconv2d(name, x, c.dw, c.dw_b, ah, aw, act);
   }
-  return b.conv2d(name, x, c.lin, ah, aw, act, residual, nchw);
+  return b.conv2d(name, x, c.lin, ah, aw, act, residual, nchw, relu_out);
 }
 
 }  // namespace pyvitcpp

@@ -35,7 +35,8 @@ class ConvLoader {
 
 // One conv: act(conv(x) + bias) (+ residual). x is an NHWC map, or NCHW pixels when nchw.
 // Padding: `same` is TF's SAME rule; otherwise symmetric ((stride - 1) + (k - 1)) / 2 a side.
+// relu_out: max(., 0) after the residual (GraphBuilder::linear).
 int add_conv(GraphBuilder& b, const std::string& name, int x, const ConvW& c, Act act, int residual = -1,
-             bool nchw = false, bool same = false);
+             bool nchw = false, bool same = false, bool relu_out = false);
 
 }  // namespace pyvitcpp

@@ -72,6 +72,7 @@ void exec_linear(const OpCtx& c, int ith, int nth) {
     c.xd[ri]->as_matrix(&r, &k, &a.ldr);
     a.residual = c.x[ri];
   }
+  a.relu_out = p.relu_out;
   a.Y = c.y;
   a.ldy = a.N;
   if (is_block_quant(a.wtype)) c.kt.qgemm(a, ith, nth);

@@ -64,6 +64,8 @@ struct LinearOp {
   // into this GEMM by Graph::finalize: X is gathered from them as the GEMM packs it, never
   // written); the residual, if any, is then in[ncat].
   int ncat = 0;
+  // max(., 0) after the residual: relu(act(X W^T + b) + residual) (ResNet's block output).
+  bool relu_out = false;
   int x_inputs() const { return ncat ? ncat : 1; }  // inputs holding X; the residual is next
 };
 struct LayerNormOp {

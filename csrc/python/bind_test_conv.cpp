@@ -137,7 +137,7 @@ farray pool_hook(const std::string& isa, const py::object& xo, int64_t k, int64_
 farray conv_hook(const std::string& isa, const py::object& xo, const py::object& wo, const py::object& bo,
                  int64_t stride, int64_t dil, int64_t pad, bool same, int64_t groups, int act,
                  const py::object& ro, bool nchw, bool gather, int nth, bool direct, bool f16, bool row,
-                 bool winograd) {
+                 bool winograd, bool relu_out) {
   farray x = f32(xo, "x", 4), w = f32(wo, "w", 4);
   const int64_t B = x.shape(0);
   const int64_t C = nchw ? x.shape(1) : x.shape(3);
@@ -157,6 +157,7 @@ farray conv_hook(const std::string& isa, const py::object& xo, const py::object&
   a.X = x.data();
   a.W = w.data();
   a.act = act_of(act);
+  a.relu_out = relu_out;
   farray b, res;
   if (!bo.is_none()) {
     b = f32(bo, "bias", 1);
@@ -218,6 +219,7 @@ farray conv_hook(const std::string& isa, const py::object& xo, const py::object&
     ga.W_packed = pbytes ? packed.data() : nullptr;
     ga.bias = a.bias ? a.bias + g * OCg : nullptr;
     ga.act = a.act;
+    ga.relu_out = relu_out;
     if (a.residual) {
       ga.residual = a.residual + g * OCg;
       ga.ldr = OC;
@@ -324,7 +326,7 @@ void bind_test_conv(py::module_& t) {
         py::arg("dilation") = 1, py::arg("pad") = 0, py::arg("same") = false, py::arg("groups") = 1,
         py::arg("act") = 0, py::arg("residual") = py::none(), py::arg("nchw") = false, py::arg("gather") = true,
         py::arg("nth") = 1, py::arg("direct") = true, py::arg("f16") = false, py::arg("row") = true,
-        py::arg("winograd") = false);
+        py::arg("winograd") = false, py::arg("relu_out") = false);
   t.def("conv_rate", &conv_rate, py::arg("isa"), py::arg("B"), py::arg("H"), py::arg("W"), py::arg("C"),
         py::arg("OC"), py::arg("k"), py::arg("stride") = 1, py::arg("pad") = 0, py::arg("path") = "direct",
         py::arg("shares") = 1, py::arg("reps") = 3, py::arg("act") = 5,

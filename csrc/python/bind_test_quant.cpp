@@ -23,7 +23,7 @@ namespace {
 // Quantized GEMM of one level on numpy arrays: X [M, K] f32, W [N, row bytes] uint8 blocks.
 py::array qgemm_hook(const std::string& isa, const py::array& X_in, const py::array& W_in, const std::string& type,
                      const py::object& bias_in, int act, const py::object& residual_in, bool residual_inplace,
-                     int nth, int act_qmax) {
+                     int nth, int act_qmax, bool relu_out) {
   const Isa lvl = level_or_value_error(isa);
   const KernelTable& kt = kernel_table(lvl);
   const DType t = block_type_or_throw(type);
@@ -71,6 +71,7 @@ py::array qgemm_hook(const std::string& isa, const py::array& X_in, const py::ar
   a.ldr = N;
   a.Y = Y; a.ldy = N;
   a.act_qmax = act_qmax;
+  a.relu_out = relu_out;
   {
     py::gil_scoped_release nogil;
     if (packed) kt.qgemm_pack(a.W_raw, t, N, K, packed);
@@ -85,7 +86,7 @@ py::array qgemm_hook(const std::string& isa, const py::array& X_in, const py::ar
 void bind_test_quant(py::module_& t) {
   t.def("qgemm", &qgemm_hook, py::arg("isa"), py::arg("X"), py::arg("W"), py::arg("type"), py::arg("bias") = py::none(),
         py::arg("act") = 0, py::arg("residual") = py::none(), py::arg("residual_inplace") = false, py::arg("nth") = 1,
-        py::arg("act_qmax") = 0);
+        py::arg("act_qmax") = 0, py::arg("relu_out") = false);
   t.def(
       "qgemm_act_qmax",
       [](const std::string& isa, const std::string& type) {

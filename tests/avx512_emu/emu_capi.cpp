@@ -119,7 +119,7 @@ void emu_attention_terms(int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t D
 // wtype 0 = F32, 1 = F16 (W raw bits). residual may equal Y (then ldr == ldy).
 void emu_gemm(int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx, const void* W, int wtype,
               const float* bias, int act, const float* residual, int64_t ldr, float* Y, int64_t ldy, int packed_w,
-              int nth) {
+              int nth, int relu_out) {
   const KernelTable& t = emu_table();
   const DType dt = wtype ? DType::F16 : DType::F32;
   void* packed = nullptr;
@@ -133,6 +133,7 @@ void emu_gemm(int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx, cons
   GemmArgs a;
   a.M = M; a.N = N; a.K = K; a.X = X; a.ldx = ldx; a.W_raw = W; a.wtype = dt; a.W_packed = packed;
   a.bias = bias; a.act = static_cast<Act>(act); a.residual = residual; a.ldr = ldr; a.Y = Y; a.ldy = ldy;
+  a.relu_out = relu_out != 0;
   for (int i = 0; i < nth; ++i) t.gemm(a, i, nth);
   std::free(packed);
 }
@@ -145,7 +146,7 @@ void emu_gemm(int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx, cons
 void emu_conv2d(const float* X, int64_t B, int64_t H, int64_t W, int64_t C, const float* Wk, int64_t OC,
                 int64_t groups, int64_t k, int64_t s, int64_t d, int64_t pad, int same, const float* bias, int act,
                 const float* residual, float* Y, int nth, int direct, int f16, int row,
-                int winograd) {
+                int winograd, int relu_out) {
   const KernelTable& t = emu_table();
   const int64_t Cg = C / groups, OCg = OC / groups, K = k * k * Cg;
   ConvGather g;
@@ -175,6 +176,7 @@ void emu_conv2d(const float* X, int64_t B, int64_t H, int64_t W, int64_t C, cons
     a.W_raw = wraw; a.wtype = wt; a.W_packed = packed;
     a.bias = bias ? bias + gi * OCg : nullptr; a.act = static_cast<Act>(act);
     a.residual = residual ? residual + gi * OCg : nullptr; a.ldr = OC;
+    a.relu_out = relu_out != 0;
     a.Y = Y + gi * OCg; a.ldy = OC;
     for (int i = 0; i < nth; ++i) t.gemm(a, i, nth);
     std::free(packed);
@@ -185,7 +187,7 @@ void emu_conv2d(const float* X, int64_t B, int64_t H, int64_t W, int64_t C, cons
 // type: 0..4 = q8_0, q4_0, q4_1, q5_0, q5_1; W rows are ggml blocks. Y arrives NaN-filled, or
 // holding the residual when residual == Y.
 void emu_qgemm(int64_t M, int64_t N, int64_t K, const float* X, const void* W, int type, const float* bias, int act,
-               const float* residual, float* Y, int nth) {
+               const float* residual, float* Y, int nth, int relu_out) {
   static const DType types[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1};
   const KernelTable& t = emu_table();
   const DType dt = types[type];
@@ -197,6 +199,7 @@ void emu_qgemm(int64_t M, int64_t N, int64_t K, const float* X, const void* W, i
   GemmArgs a;
   a.M = M; a.N = N; a.K = K; a.X = X; a.ldx = K; a.W_raw = W; a.wtype = dt; a.W_packed = packed;
   a.bias = bias; a.act = static_cast<Act>(act); a.residual = residual; a.ldr = N; a.Y = Y; a.ldy = N;
+  a.relu_out = relu_out != 0;
   for (int i = 0; i < nth; ++i) t.qgemm(a, i, nth);
   std::free(packed);
 }

@@ -73,6 +73,10 @@ PYVITCPP_GEMM_FORCEINLINE void epilogue(__m256 (&c)[R][2], const GemmEpilogue& e
       v0 = _mm256_add_ps(v0, full ? _mm256_loadu_ps(r) : _mm256_maskload_ps(r, m0));
       v1 = _mm256_add_ps(v1, full ? _mm256_loadu_ps(r + 8) : _mm256_maskload_ps(r + 8, m1));
     }
+    if (e.relu_out) {
+      v0 = _mm256_max_ps(_mm256_setzero_ps(), v0);
+      v1 = _mm256_max_ps(_mm256_setzero_ps(), v1);
+    }
     if (full) {
       _mm256_storeu_ps(y, v0);
       _mm256_storeu_ps(y + 8, v1);
@@ -156,6 +160,7 @@ struct Traits {
   static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V set1(float v) { return _mm256_set1_ps(v); }
+  static V max0(V v) { return _mm256_max_ps(_mm256_setzero_ps(), v); }  // NaN passes
   static V loadu(const float* p) { return _mm256_loadu_ps(p); }
   static void storeu(float* p, V v) { _mm256_storeu_ps(p, v); }
   template <bool F16>

@@ -220,10 +220,14 @@ void finish_tile(const GemmArgs& a, const float* tile, int R, int64_t row0, int6
       for (int h = 0; h < 2; ++h) {
         __m256 v = _mm256_loadu_ps(tr + 8 * h);
         if (res) v = _mm256_add_ps(v, _mm256_loadu_ps(res + 8 * h));
+        if (a.relu_out) v = _mm256_max_ps(_mm256_setzero_ps(), v);
         _mm256_storeu_ps(y + 8 * h, v);
       }
     } else {
-      for (int64_t c = 0; c < nc; ++c) y[c] = tr[c] + (res ? res[c] : 0.0f);
+      for (int64_t c = 0; c < nc; ++c) {
+        const float v = tr[c] + (res ? res[c] : 0.0f);
+        y[c] = a.relu_out && v < 0.0f ? 0.0f : v;  // NaN passes, as _mm256_max_ps(0, v)
+      }
     }
   }
 }

@@ -72,6 +72,10 @@ PYVITCPP_GEMM_FORCEINLINE void epilogue(__m512 (&c)[R][2], const GemmEpilogue& e
       v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, r));
       v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, r + 16));
     }
+    if (e.relu_out) {
+      v0 = _mm512_max_ps(zero, v0);
+      v1 = _mm512_max_ps(zero, v1);
+    }
     _mm512_mask_storeu_ps(y, m0, v0);
     _mm512_mask_storeu_ps(y + 16, m1, v1);
   }
@@ -150,6 +154,7 @@ struct Traits {
   static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   static V set1(float v) { return _mm512_set1_ps(v); }
+  static V max0(V v) { return _mm512_max_ps(_mm512_setzero_ps(), v); }  // NaN passes
   static V loadu(const float* p) { return _mm512_loadu_ps(p); }
   static void storeu(float* p, V v) { _mm512_storeu_ps(p, v); }
   template <bool F16>

@@ -192,6 +192,10 @@ void finish_tile(const GemmArgs& a, const float* tile, int R, int64_t row0, int6
       y0 = _mm512_add_ps(y0, _mm512_maskz_loadu_ps(k0, res));
       y1 = _mm512_add_ps(y1, _mm512_maskz_loadu_ps(k1, res + 16));
     }
+    if (a.relu_out) {
+      y0 = _mm512_max_ps(_mm512_setzero_ps(), y0);
+      y1 = _mm512_max_ps(_mm512_setzero_ps(), y1);
+    }
     _mm512_mask_storeu_ps(y, k0, y0);
     _mm512_mask_storeu_ps(y + 16, k1, y1);
   }

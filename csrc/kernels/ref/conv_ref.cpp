@@ -102,7 +102,7 @@ void conv2d_direct(const Conv2dRefArgs& a, int ith, int nth) {
         if (a.bias) acc += a.bias[oc];
         acc = act_scalar(acc, a.act);
         if (a.residual) acc += a.residual[row * a.OC + oc];
-        a.Y[row * a.OC + oc] = acc;
+        a.Y[row * a.OC + oc] = a.relu_out ? act_scalar(acc, Act::Relu) : acc;
       }
     }
   }

@@ -36,7 +36,7 @@ void gemm(const GemmArgs& a, int ith, int nth) {
       if (a.bias) acc += a.bias[n];
       acc = act_scalar(acc, a.act);
       if (a.residual) acc += a.residual[m * a.ldr + n];
-      y[n] = acc;
+      y[n] = a.relu_out ? act_scalar(acc, Act::Relu) : acc;
     }
   }
 }

@@ -108,8 +108,10 @@ void qgemm_ref(const GemmArgs& a, int ith, int nth) {
       float v = acc + (a.bias ? a.bias[n] : 0.0f);
       row[n] = act_scalar(v, a.act);
     }
-    for (int64_t n = 0; n < a.N; ++n)
-      a.Y[m * a.ldy + n] = row[n] + (a.residual ? a.residual[m * a.ldr + n] : 0.0f);
+    for (int64_t n = 0; n < a.N; ++n) {
+      const float v = row[n] + (a.residual ? a.residual[m * a.ldr + n] : 0.0f);
+      a.Y[m * a.ldy + n] = a.relu_out ? act_scalar(v, Act::Relu) : v;
+    }
   }
 }
 
