@@ -11,6 +11,9 @@ rounds: read a range that straddles 1 as a tie.
 
     python scripts/ab_builds.py --old /path/old --new /path/new --models all --batch 1 8 \
         --types f32 q8_0 --threads 2 --rounds 3
+
+One build with a switch off and on: the same tree twice, `--old-env VAR=VALUE` set for the old
+side only (e.g. `--old . --new . --old-env PYVITCPP_WINOGRAD=0`).
 """
 import argparse
 import json
@@ -41,8 +44,8 @@ print(json.dumps({"p50": ts[len(ts) // 2], "cpu50": cs[len(cs) // 2], "file": py
 """
 
 
-def run_child(tree, path, out, batch, size, threads, warmup, reps, metric):
-    env = dict(os.environ, PYTHONPATH=tree)
+def run_child(tree, path, out, batch, size, threads, warmup, reps, metric, extra_env=None):
+    env = dict(os.environ, PYTHONPATH=tree, **(extra_env or {}))
     r = subprocess.run([sys.executable, "-c", CHILD, path, out, str(batch), str(size), str(threads), str(warmup),
                         str(reps)], capture_output=True, text=True, env=env, timeout=1800, cwd=tempfile.gettempdir())
     if r.returncode != 0:
@@ -67,7 +70,15 @@ def main():
     ap.add_argument("--cpu-time", action="store_true",
                     help="compare process CPU time per forward instead of wall time (steadier on a busy "
                          "machine; with --threads 1 it is the work itself, spin-waiting aside)")
+    ap.add_argument("--old-env", nargs="*", default=[], metavar="VAR=VALUE",
+                    help="environment variables set for the old side only (an A/B of a switch in one build)")
     args = ap.parse_args()
+    old_env = {}
+    for kv in args.old_env:
+        if "=" not in kv:
+            ap.error(f"--old-env takes VAR=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        old_env[k] = v
     sys.path.insert(0, os.path.abspath(args.new))
     from pyvitcpp import bench, convert
 
@@ -94,7 +105,7 @@ def main():
             for k in order:
                 times[(name, t, b)][k].append(
                     run_child(trees[k], path, out, b, size, args.threads, args.warmup, args.reps,
-                              "cpu50" if args.cpu_time else "p50"))
+                              "cpu50" if args.cpu_time else "p50", old_env if k == "old" else None))
         print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     what = "CPU s" if args.cpu_time else "p50"
     print(f"| model | type | batch | old {what} | new {what} | new/old (median, range over {args.rounds} rounds) |")
