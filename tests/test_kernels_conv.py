@@ -504,7 +504,8 @@ def _gemm_epilogue_act_case(isa, act, N):
 # 3x3 stride-1 convs through Winograd F(4x4, 3x3) (kernels/conv_winograd_driver.h) on the SIMD
 # levels: output sizes that leave partial 4 x 4 tiles, tiles crossing images, padding 0 and 1,
 # a channel slice of a wider map (groups), more tiles than one block (two blocks per thread),
-# panels of one vector (16 outputs) and a tail panel (80 = 2 x 32 + 16), long channel sums.
+# panels of one vector (16 outputs) and a tail panel (80 = 2 x 32 + 16), long channel sums, and
+# channel counts whose full row tiles run the row microkernel (16, 32, 64, 128, 256) or not (48).
 WINO_CASES = [
     # (B, H, W, C, OC, pad, groups)
     (1, 7, 9, 16, 32, 1, 1),
@@ -515,6 +516,8 @@ WINO_CASES = [
     (2, 40, 41, 16, 16, 1, 1),
     (1, 8, 8, 256, 16, 1, 1),
     (1, 15, 14, 48, 64, 1, 1),
+    (1, 20, 20, 128, 32, 1, 1),   # rows of V 128 floats apart: full row tiles on the row microkernel
+    (2, 12, 12, 256, 16, 1, 1),   # 256 apart, one panel of 16, U over 1 MiB
 ]
 # The transforms multiply by up to 5 (input) and 8 (output) and sum 6 terms each way, so the
 # rounding error is about 10x the direct conv's: over these cases, both levels, F32 and F16
