@@ -113,17 +113,6 @@ PYVITCPP_GEMM_FORCEINLINE void wino_at(const typename T::V (&m)[6], typename T::
 // Floats between consecutive xi slices of n floats: n rounded up to 1024 (4 KiB), plus 16.
 inline int64_t wino_stride(int64_t n) { return (n + 1023) / 1024 * 1024 + 16; }
 
-// Row microkernels (conv_direct_ukernel with a compile-time row stride) for V's rows, C floats
-// apart: the direct conv's for 16, 32 and 64, and 128 and 256 built here (F32 only).
-template <class T>
-ConvRowNhwc<T> wino_row_kernels(int64_t C) {
-  switch (C) {
-    case 128: return conv_nhwc_row_pick<T, 128, false>();
-    case 256: return conv_nhwc_row_pick<T, 256, false>();
-    default: return C == 16 || C == 32 || C == 64 ? conv_nhwc_row_kernels<T>(C, false) : ConvRowNhwc<T>();
-  }
-}
-
 inline bool winograd_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("PYVITCPP_WINOGRAD");
@@ -184,21 +173,15 @@ void winograd_run(const GemmArgs& a, int ith, int nth) {
   const bool u_in_l2 = u_bytes / pg <= (int64_t{1} << 20);
   const int64_t TB = u_in_l2 ? std::max<int64_t>(2 * MR, std::min<int64_t>(16 * MR, (int64_t{1} << 20) / (kWinoXi * 4 * (C + OCt))))
                              : std::min<int64_t>(t1 - t0, 128);
-  static thread_local GemmScratch w_s, y_s;
-  // V then M in one buffer. Each xi's slice of V and of M starts 64 bytes past a multiple of
-  // 4 KiB from the one before (a tile's 36 stores or loads would otherwise fall into a few L1
-  // sets when TB x C is a multiple of 1024), and M sits 2 KiB + 64 bytes (mod 4 KiB) from V, so
-  // the GEMM's stores to M[xi] and its loads from V[xi] never share their low 12 address bits
-  // (4K aliasing: at C = OC = 64 the GEMM phase ran at 30 flops per TSC cycle with M at V's
-  // offset, 54 with this one).
+  static thread_local GemmScratch v_s, m_s, y_s;
+  // Each xi's slice of V and M starts 64 bytes past a multiple of 4 KiB from the one before (a
+  // tile's 36 stores or loads would otherwise fall into a few L1 sets when TB x C is a multiple of 1024).
   const int64_t vs = wino_stride(TB * C), ms = wino_stride(TB * OCt);
-  const int64_t m_off = (kWinoXi * vs + 1023) / 1024 * 1024 + 528;
-  float* vbuf = w_s.get(static_cast<size_t>(m_off + kWinoXi * ms));
-  float* mbuf = vbuf + m_off;
+  float* vbuf = v_s.get(static_cast<size_t>(kWinoXi * vs));
+  float* mbuf = m_s.get(static_cast<size_t>(kWinoXi * ms));
   float* ybuf = y_s.get(static_cast<size_t>(16 * OCt));  // one tile's outputs before act / residual
   const ConvUkernel* kern = conv_direct_kernels<T>(false, false);
   const ConvUkernel* kern_narrow = conv_direct_kernels<T>(false, true);
-  const ConvRowNhwc<T> rowk = wino_row_kernels<T>(C);
   const V zero = T::vzero();
   const int64_t boff0 = 0;
 
@@ -237,24 +220,15 @@ void winograd_run(const GemmArgs& a, int ith, int nth) {
         }
       }
     }
-    // 2. The 36 GEMMs: M[xi] = V[xi] . U[xi], rows in tiles of MR (the last may be short). V's
-    // rows are C floats apart: full tiles run the row microkernel (one pointer, rows at
-    // compile-time offsets) where C is one it is built for, else one pointer per row.
+    // 2. The 36 GEMMs: M[xi] = V[xi] . U[xi], rows in balanced tiles of <= MR.
     const int64_t nrt = gemm_ceil_div(nb, MR);
     for (int xi = 0; xi < kWinoXi; ++xi) {
       const float* vx = vbuf + xi * vs;
       float* mx = mbuf + xi * ms;
       const float* ux = g.wino + xi * np * C * NR;
-      // The next point's panels (the share's part of U[xi + 1]) into L2 while this one runs:
-      // U is read once per block, often from memory (each conv has its own).
-      const char* un = xi + 1 < kWinoXi ? reinterpret_cast<const char*>(g.wino + ((xi + 1) * np + q0) * C * NR) : nullptr;
-      const int64_t un_lines = (q1 - q0) * C * NR * static_cast<int64_t>(sizeof(float)) / 64;
       for (int64_t rt = 0; rt < nrt; ++rt) {
-        const int64_t r0 = rt * MR;
-        const int R = static_cast<int>(std::min<int64_t>(MR, nb - r0));
-        const bool rows = R == MR && rowk.wide;
-        if (un)
-          for (int64_t l = un_lines * rt / nrt; l < un_lines * (rt + 1) / nrt; ++l) _mm_prefetch(un + 64 * l, _MM_HINT_T1);
+        const int64_t r0 = nb * rt / nrt;
+        const int R = static_cast<int>(nb * (rt + 1) / nrt - r0);
         const float* xp[MR];
         for (int i = 0; i < R; ++i) xp[i] = vx + (r0 + i) * C;
         for (int64_t p = q0; p < q1; ++p) {
@@ -266,8 +240,7 @@ void winograd_run(const GemmArgs& a, int ith, int nth) {
           e.bias = nullptr;
           e.res = nullptr;
           e.y = mx + r0 * OCt + (p - q0) * NR;
-          if (rows) (e.nr <= VW ? rowk.narrow_w : rowk.wide)(1, xp, &boff0, ux + p * C * NR, C, e);
-          else (e.nr <= VW ? kern_narrow : kern)[R - 1](1, xp, &boff0, ux + p * C * NR, C, e);
+          (e.nr <= VW ? kern_narrow : kern)[R - 1](1, xp, &boff0, ux + p * C * NR, C, e);
         }
       }
     }
