@@ -2,8 +2,8 @@
 // path a level's gemm takes for GemmArgs::conv when the conv is 3x3, stride 1, dilation 1, and
 // its weight was also packed in the transformed domain (ConvGather::wino, made at load by the
 // table's wino_pack); winograd_ok() says when. Specification: the same conv as the direct path,
-// Y = act(conv(X, W) + bias) + residual, then max(Y, 0) when relu_out (twin: ref::conv2d_direct; the results differ from it by
-// rounding only, see below).
+// Y = act(conv(X, W) + bias) + residual, then max(Y, 0) when relu_out (twin: ref::conv2d_direct;
+// the results differ from it by rounding only, see below).
 //
 // Included by kernels/<isa>/gemm_<isa>.cpp after conv_direct_driver.h (whose microkernel it uses),
 // INSIDE nothing (it opens the level's namespace itself, as gemm_driver.h does).
