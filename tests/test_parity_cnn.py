@@ -45,9 +45,9 @@ def check(got, want, n_layers, k_max, what):
     assert err <= bound, f"{what}: max abs err {err:.3g} > bound {bound:.3g}"
 
 
-def run_resnet(model, path, px, n_layers, k_max, isa, feature_model=None):
+def run_resnet(model, path, px, n_layers, k_max, isa, feature_model=None, **enc_kw):
     model.eval()
-    enc = pyvitcpp.Encoder(path, isa=isa)
+    enc = pyvitcpp.Encoder(path, isa=isa, **enc_kw)
     names = ["logits", "pooled"] + [f"features.{i}" for i in range(5)]
     out = enc.forward(px, names)
     t = torch.from_numpy(px)
@@ -211,3 +211,28 @@ def test_inconsistent_cnn_files_are_model_errors(tmp_path):
                             ("missing", missing, "blk.2.conv_pwl.weight"), ("padding", padding, "padding")]:
         with pytest.raises(pyvitcpp.ModelError, match=msg):
             pyvitcpp.Encoder(variant(name, edit))
+
+
+def test_winograd_option(tmp_path, real_images):
+    """Encoder(winograd=False) keeps the 3x3 stride-1 convs direct: no Winograd weights, outputs
+    within the same bounds of torch, other bits than the default's (so both paths ran); the option
+    survives pickling and is type-checked."""
+    import pickle
+
+    isa = "avx512" if pyvitcpp._core.isa_supported("avx512")[0] else "avx2"
+    isa_or_skip(isa)
+    m = timm.create_model("resnet18", pretrained=False, num_classes=7)
+    randomize_(m, 4)
+    randomize_bn_(m, 4)
+    path = to_gguf(m, tmp_path, "r18w", model_name="resnet18")
+    px = image_batch(real_images, 2, 64, seed=4)
+    on = run_resnet(m, path, px, 18, 9 * 512, isa)
+    off = run_resnet(m, path, px, 18, 9 * 512, isa, winograd=False)
+    assert on._model.wino_weight_bytes > 0 and off._model.wino_weight_bytes == 0
+    a, b = on.forward(px, ["features.1"])["features.1"], off.forward(px, ["features.1"])["features.1"]
+    assert not np.array_equal(a, b)
+    again = pickle.loads(pickle.dumps(off))
+    assert again._model.wino_weight_bytes == 0
+    np.testing.assert_array_equal(again.forward(px, ["features.1"])["features.1"], b)
+    with pytest.raises(TypeError, match="winograd"):
+        pyvitcpp.Encoder(path, winograd="no")

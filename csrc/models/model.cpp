@@ -278,7 +278,7 @@ LinearWeight* WeightStore::linear_owned(const std::string& name, DType type, int
   w.owned_raw = std::move(raw);
   w.raw = w.owned_raw.data();
   w.bias = bias;
-  if (wino_c > 0 && kt_.wino_pack && K == 9 * wino_c && winograd_weights(N, wino_c, kt_.gemm_pack_nr / 2)) {
+  if (wino_c > 0 && winograd_ && kt_.wino_pack && K == 9 * wino_c && winograd_weights(N, wino_c, kt_.gemm_pack_nr / 2)) {
     w.wino.resize(kt_.wino_pack_size(N, wino_c), false);  // every byte written
     kt_.wino_pack(w.raw, type, N, wino_c, w.wino.data());
   }
@@ -351,7 +351,7 @@ Model::~Model() {
   live_models().erase(this);
 }
 
-Model::Model(const std::string& path, int threads, const std::string& isa, bool use_mmap) {
+Model::Model(const std::string& path, int threads, const std::string& isa, bool use_mmap, bool winograd) {
   if (threads > kMaxThreads)
     throw std::invalid_argument("threads=" + std::to_string(threads) + " is more than the limit of " +
                                 std::to_string(kMaxThreads));
@@ -366,6 +366,7 @@ Model::Model(const std::string& path, int threads, const std::string& isa, bool 
   pool_ = std::make_unique<ThreadPool>(threads_);
   weights_ = std::make_unique<WeightStore>(file_, *kt_);
   weights_->set_pack_pool(pool_.get(), threads_);
+  weights_->set_winograd(winograd);
   std::string arch = file_->get_str_or("general.architecture", "");
   if (arch.empty()) throw ModelError(path + ": no general.architecture key: not a model file");
   if (arch == "vit" || arch == "dinov2" || arch == "siglip" || arch == "clip")

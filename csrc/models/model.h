@@ -50,6 +50,8 @@ class WeightStore {
   size_t wino_bytes() const;  // Winograd weights of the 3x3 convs (LinearWeight::wino)
   const GGUFFile& file() const { return *file_; }
   // Pack weights of 1 MiB and more with nth threads of this pool (split by output panels).
+  // Whether linear_owned also makes Winograd weights (Model's winograd option).
+  void set_winograd(bool on) { winograd_ = on; }
   void set_pack_pool(ThreadPool* pool, int nth) {
     pool_ = pool;
     pack_nth_ = nth;
@@ -66,6 +68,7 @@ class WeightStore {
   std::list<std::vector<float>> owned_f32_;
   ThreadPool* pool_ = nullptr;
   int pack_nth_ = 1;
+  bool winograd_ = true;
 };
 
 class ModelFamily {
@@ -123,7 +126,9 @@ class Model {
   // Throws std::runtime_error / GGUFError / ModelError with the cause named; threads above
   // kMaxThreads are std::invalid_argument. use_mmap = false reads the weights into memory
   // (GGUFFile::open), so the file may be replaced while the model is open.
-  Model(const std::string& path, int threads, const std::string& isa, bool use_mmap = true);
+  // winograd: give 3x3 stride-1 convs Winograd weights where the level has the path (and
+  // PYVITCPP_WINOGRAD is not 0); false keeps them direct convs (less memory, direct rounding).
+  Model(const std::string& path, int threads, const std::string& isa, bool use_mmap = true, bool winograd = true);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -148,6 +153,7 @@ class Model {
   Isa isa() const { return kt_->isa; }
   size_t packed_weight_bytes() const { return weights_->packed_bytes(); }
   size_t owned_weight_bytes() const { return weights_->owned_bytes(); }
+  size_t wino_weight_bytes() const { return weights_->wino_bytes(); }
 
  private:
   Graph& graph_for(int64_t B, int64_t H, int64_t W, const std::vector<std::string>& outputs);

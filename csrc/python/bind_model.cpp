@@ -58,15 +58,16 @@ void bind_model(py::module_& m) {
   py::register_exception<ModelError>(m, "ModelError", PyExc_ValueError);
 
   py::class_<Model>(m, "Model")
-      .def(py::init([](const std::string& path, int threads, const std::string& isa, bool use_mmap) {
+      .def(py::init([](const std::string& path, int threads, const std::string& isa, bool use_mmap, bool winograd) {
              try {
                py::gil_scoped_release release;
-               return std::make_unique<Model>(path, threads, isa, use_mmap);
+               return std::make_unique<Model>(path, threads, isa, use_mmap, winograd);
              } catch (const std::system_error& e) {  // cannot open / read the file
                raise_os_error(e, path);
              }
            }),
-           py::arg("path"), py::arg("threads") = 0, py::arg("isa") = "", py::arg("mmap") = true)
+           py::arg("path"), py::arg("threads") = 0, py::arg("isa") = "", py::arg("mmap") = true,
+           py::arg("winograd") = true)
       .def("run", &run_model, py::arg("pixels"), py::arg("outputs"))
       // Both build (and cache) the graph for the geometry: without the GIL, like run.
       .def("output_shape", &Model::output_shape, py::arg("name"), py::arg("batch"), py::arg("height"), py::arg("width"),
@@ -82,6 +83,8 @@ void bind_model(py::module_& m) {
       .def_property_readonly("isa", [](const Model& m) { return std::string(isa_name(m.isa())); })
       .def_property_readonly("packed_weight_bytes", &Model::packed_weight_bytes)
       .def_property_readonly("owned_weight_bytes", &Model::owned_weight_bytes)
+      .def_property_readonly("wino_weight_bytes", &Model::wino_weight_bytes,
+                             "Bytes of the 3x3 convs' Winograd weights (0 with winograd=False).")
       .def_property_readonly("path", [](const Model& m) { return m.file().path(); })
       .def_property_readonly("file", &Model::file_ptr, "The model's GGUFFile (mapped or read into memory).");
   m.attr("MAX_THREADS") = kMaxThreads;
