@@ -559,6 +559,10 @@ def test_conv_winograd_vs_torch(isa, case, f16):
             direct = T.conv2d(isa, x, w, bias, act=ACT[act], residual=r, nth=2, **kw)
             check_close(direct, want_a, mag + extra, K, f"{isa} direct {case} {act}")
             assert not np.array_equal(outs[0], direct), f"{isa} {case}: the Winograd path did not run"
+            if groups == 1:  # the scalar specification, its twin (ungrouped only)
+                spec = T.conv2d("direct", x, w, bias, act=ACT[act], residual=r, pad=pad)
+                check_close(outs[0], spec.astype(np.float64), WINO_FACTOR * (mag + extra), K,
+                            f"{isa} winograd vs spec {case} {act}", extra=1e-30)
 
 
 def test_conv_winograd_falls_back():

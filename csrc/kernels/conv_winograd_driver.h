@@ -27,7 +27,7 @@
 // Accuracy: the transforms scale values by up to 4-5 (input) and 8 (output), so the rounding
 // error is larger than the direct conv's (about 1e-6 to 1e-5 of the output's magnitude in F32,
 // tests/test_kernels_conv.py measures it against the float64 convolution). PYVITCPP_WINOGRAD=0
-// turns the path off (the direct conv runs these convs instead).
+// (read at load) makes no Winograd weights: the direct conv runs these convs instead.
 #pragma once
 #include <cstddef>
 #include <cstdlib>
@@ -81,53 +81,47 @@ void wino_pack(const void* W, DType type, int64_t OC, int64_t C, void* dst) {
     }
 }
 
-// B^T applied to six vectors (one column or row of a patch).
-template <class T>
-PYVITCPP_GEMM_FORCEINLINE void wino_bt(const typename T::V (&d)[6], typename T::V (&w)[6]) {
-  using V = typename T::V;
-  const V four = T::set1(4.0f), five = T::set1(5.0f), two = T::set1(2.0f);
-  const V t0 = T::fnma(four, d[2], d[4]);  // d4 - 4 d2
-  const V t1 = T::fnma(four, d[1], d[3]);  // d3 - 4 d1
-  const V t2 = T::sub(d[4], d[2]);
-  const V t3 = T::mul(two, T::sub(d[3], d[1]));
-  w[0] = T::fnma(five, d[2], T::fma(four, d[0], d[4]));  // 4 d0 - 5 d2 + d4
-  w[1] = T::add(t0, t1);
-  w[2] = T::sub(t0, t1);
-  w[3] = T::add(t2, t3);
-  w[4] = T::sub(t2, t3);
-  w[5] = T::fnma(five, d[3], T::fma(four, d[1], d[5]));  // 4 d1 - 5 d3 + d5
+// B^T applied to six vectors (one column or row of a patch); VT: the level's vector traits.
+// c - k x is fmadd(-k, x, c): one rounding, as fnmadd.
+template <class VT>
+PYVITCPP_GEMM_FORCEINLINE void wino_bt(const typename VT::V (&d)[6], typename VT::V (&w)[6]) {
+  using V = typename VT::V;
+  const V four = VT::set1(4.0f), mfour = VT::set1(-4.0f), mfive = VT::set1(-5.0f), two = VT::set1(2.0f);
+  const V t0 = VT::fmadd(mfour, d[2], d[4]);  // d4 - 4 d2
+  const V t1 = VT::fmadd(mfour, d[1], d[3]);  // d3 - 4 d1
+  const V t2 = VT::sub(d[4], d[2]);
+  const V t3 = VT::mul(two, VT::sub(d[3], d[1]));
+  w[0] = VT::fmadd(mfive, d[2], VT::fmadd(four, d[0], d[4]));  // 4 d0 - 5 d2 + d4
+  w[1] = VT::add(t0, t1);
+  w[2] = VT::sub(t0, t1);
+  w[3] = VT::add(t2, t3);
+  w[4] = VT::sub(t2, t3);
+  w[5] = VT::fmadd(mfive, d[3], VT::fmadd(four, d[1], d[5]));  // 4 d1 - 5 d3 + d5
 }
 
 // A^T applied to six vectors.
-template <class T>
-PYVITCPP_GEMM_FORCEINLINE void wino_at(const typename T::V (&m)[6], typename T::V (&y)[4]) {
-  using V = typename T::V;
-  const V s12 = T::add(m[1], m[2]), d12 = T::sub(m[1], m[2]);
-  const V s34 = T::add(m[3], m[4]), d34 = T::sub(m[3], m[4]);
-  y[0] = T::add(T::add(m[0], s12), s34);
-  y[1] = T::fma(T::set1(2.0f), d34, d12);
-  y[2] = T::fma(T::set1(4.0f), s34, s12);
-  y[3] = T::add(T::fma(T::set1(8.0f), d34, d12), m[5]);
+template <class VT>
+PYVITCPP_GEMM_FORCEINLINE void wino_at(const typename VT::V (&m)[6], typename VT::V (&y)[4]) {
+  using V = typename VT::V;
+  const V s12 = VT::add(m[1], m[2]), d12 = VT::sub(m[1], m[2]);
+  const V s34 = VT::add(m[3], m[4]), d34 = VT::sub(m[3], m[4]);
+  y[0] = VT::add(VT::add(m[0], s12), s34);
+  y[1] = VT::fmadd(VT::set1(2.0f), d34, d12);
+  y[2] = VT::fmadd(VT::set1(4.0f), s34, s12);
+  y[3] = VT::add(VT::fmadd(VT::set1(8.0f), d34, d12), m[5]);
 }
 
 // Floats between consecutive xi slices of n floats: n rounded up to 1024 (4 KiB), plus 16.
 inline int64_t wino_stride(int64_t n) { return (n + 1023) / 1024 * 1024 + 16; }
 
-inline bool winograd_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("PYVITCPP_WINOGRAD");
-    return !(e && e[0] == '0');
-  }();
-  return on;
-}
-
-// Whether this GEMM runs as a Winograd conv. Besides the geometry: channel counts that fill whole
-// vectors, and at least 4 tiles per image. The choice depends on one image's geometry only (not on
+// Whether this GEMM runs as a Winograd conv: it has Winograd weights (none are made with
+// PYVITCPP_WINOGRAD=0 or Encoder(winograd=False), models/model.cpp), and besides the geometry,
+// channel counts that fill whole vectors and at least 4 tiles per image. The choice depends on one image's geometry only (not on
 // the batch or the thread count), so micro-batched runs give the batch's bits.
 template <class T>
 bool winograd_ok(const GemmArgs& a) {
-  constexpr int64_t VW = static_cast<int64_t>(sizeof(typename T::V) / sizeof(float));
-  if (!a.conv || !a.conv->wino || !a.conv->allow_winograd || !winograd_enabled()) return false;
+  constexpr int64_t VW = T::VT::W;
+  if (!a.conv || !a.conv->wino) return false;
   const ConvGather& g = *a.conv;
   if (g.nchw || g.h.k != 3 || g.w.k != 3 || g.h.stride != 1 || g.w.stride != 1 || g.h.dil != 1 || g.w.dil != 1)
     return false;
@@ -141,9 +135,10 @@ bool winograd_ok(const GemmArgs& a) {
 
 template <class T>
 void winograd_run(const GemmArgs& a, int ith, int nth) {
-  using V = typename T::V;
+  using VT = typename T::VT;
+  using V = typename VT::V;
   constexpr int MR = T::MR, NR = T::NR;
-  constexpr int64_t VW = static_cast<int64_t>(sizeof(V) / sizeof(float));
+  constexpr int64_t VW = VT::W;
   const ConvGather& g = *a.conv;
   const int64_t C = g.cg, OC = a.N, OH = g.h.out, OW = g.w.out, IH = g.h.in, IW = g.w.in, P = g.C;
   const int64_t TW = gemm_ceil_div(OW, 4), per_img = gemm_ceil_div(OH, 4) * TW, ntiles = g.B * per_img;
@@ -182,7 +177,7 @@ void winograd_run(const GemmArgs& a, int ith, int nth) {
   float* ybuf = y_s.get(static_cast<size_t>(16 * OCt));  // one tile's outputs before act / residual
   const ConvUkernel* kern = conv_direct_kernels<T>(false, false);
   const ConvUkernel* kern_narrow = conv_direct_kernels<T>(false, true);
-  const V zero = T::vzero();
+  const V zero = VT::zero();
   const int64_t boff0 = 0;
 
   for (int64_t blk = t0; blk < t1; blk += TB) {
@@ -205,18 +200,18 @@ void winograd_run(const GemmArgs& a, int ith, int nth) {
           V d[6], o[6];
           if (inside) {
             #pragma GCC unroll 6
-            for (int y = 0; y < 6; ++y) d[y] = T::loadu(x00 + (y * IW + x) * P + c);
+            for (int y = 0; y < 6; ++y) d[y] = VT::loadu(x00 + (y * IW + x) * P + c);
           } else {
             for (int y = 0; y < 6; ++y)
-              d[y] = rin[y] && cin[x] ? T::loadu(xb + ((iy0 + y) * IW + ix0 + x) * P + c) : zero;
+              d[y] = rin[y] && cin[x] ? VT::loadu(xb + ((iy0 + y) * IW + ix0 + x) * P + c) : zero;
           }
-          wino_bt<T>(d, o);
+          wino_bt<VT>(d, o);
           for (int i = 0; i < 6; ++i) w[i][x] = o[i];
         }
         for (int i = 0; i < 6; ++i) {
           V o[6];
-          wino_bt<T>(w[i], o);
-          for (int x = 0; x < 6; ++x) T::storeu(vbuf + (6 * i + x) * vs + j * C + c, o[x]);
+          wino_bt<VT>(w[i], o);
+          for (int x = 0; x < 6; ++x) VT::storeu(vbuf + (6 * i + x) * vs + j * C + c, o[x]);
         }
       }
     }
@@ -250,18 +245,18 @@ void winograd_run(const GemmArgs& a, int ith, int nth) {
       const int64_t oy0 = (r / TW) * 4, ox0 = (r % TW) * 4;
       const int vh = static_cast<int>(std::min<int64_t>(4, OH - oy0)), vw = static_cast<int>(std::min<int64_t>(4, OW - ox0));
       for (int64_t c = 0; c < OCt; c += VW) {
-        const V bias = a.bias ? T::loadu(a.bias + oc0 + c) : zero;
+        const V bias = a.bias ? VT::loadu(a.bias + oc0 + c) : zero;
         V t[4][6];
         for (int x = 0; x < 6; ++x) {
           V m[6], o[4];
-          for (int y = 0; y < 6; ++y) m[y] = T::loadu(mbuf + (6 * y + x) * ms + j * OCt + c);
-          wino_at<T>(m, o);
+          for (int y = 0; y < 6; ++y) m[y] = VT::loadu(mbuf + (6 * y + x) * ms + j * OCt + c);
+          wino_at<VT>(m, o);
           for (int i = 0; i < 4; ++i) t[i][x] = o[i];
         }
         for (int i = 0; i < vh; ++i) {
           V o[4];
-          wino_at<T>(t[i], o);
-          for (int x = 0; x < vw; ++x) T::storeu(ybuf + (i * vw + x) * OCt + c, T::add(o[x], bias));
+          wino_at<VT>(t[i], o);
+          for (int x = 0; x < vw; ++x) VT::storeu(ybuf + (i * vw + x) * OCt + c, VT::add(o[x], bias));
         }
       }
       act_inplace(ybuf, vh * vw * OCt, a.act);
@@ -272,10 +267,10 @@ void winograd_run(const GemmArgs& a, int ith, int nth) {
           float* y = a.Y + pix * a.ldy + oc0;
           const float* res = a.residual ? a.residual + pix * a.ldr + oc0 : nullptr;
           for (int64_t c = 0; c < OCt; c += VW) {
-            V v = T::loadu(src + c);
-            if (res) v = T::add(v, T::loadu(res + c));
-            if (a.relu_out) v = T::max0(v);
-            T::storeu(y + c, v);
+            V v = VT::loadu(src + c);
+            if (res) v = VT::add(v, VT::loadu(res + c));
+            if (a.relu_out) v = VT::max(zero, v);  // NaN passes
+            VT::storeu(y + c, v);
           }
         }
     }

@@ -204,9 +204,8 @@ struct ConvGather {
   bool allow_row = true;
   // Non-null: the conv's 3x3 weight transformed for Winograd F(4x4, 3x3) by this level's
   // wino_pack; the SIMD levels then run a 3x3 stride-1 conv that way where
-  // kernels/conv_winograd_driver.h's winograd_ok allows. allow_winograd false keeps the direct conv.
+  // kernels/conv_winograd_driver.h's winograd_ok allows (null: the direct conv).
   const float* wino = nullptr;
-  bool allow_winograd = true;
 };
 // Columns [k0, k0 + n) of row r of that matrix into dst (ISA-neutral, kernels/conv_gather.cpp).
 void conv_gather_row(const ConvGather& g, int64_t r, int64_t k0, int64_t n, float* dst);

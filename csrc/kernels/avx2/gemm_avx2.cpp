@@ -10,6 +10,7 @@
 #include "kernels/gemm_driver.h"
 #include "kernels/conv_direct_driver.h"
 #include "kernels/conv_winograd_driver.h"
+#include "kernels/avx2/vec_avx2.h"
 #include "kernels/simd_act.h"
 
 namespace pyvitcpp {
@@ -154,15 +155,8 @@ struct Traits {
   static V vzero() { return _mm256_setzero_ps(); }
   static V bcast(const float* p) { return _mm256_broadcast_ss(p); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  // For the Winograd conv's transforms (conv_winograd_driver.h).
-  static V fnma(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); }  // c - a b
-  static V add(V a, V b) { return _mm256_add_ps(a, b); }
-  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
-  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
-  static V set1(float v) { return _mm256_set1_ps(v); }
-  static V max0(V v) { return _mm256_max_ps(_mm256_setzero_ps(), v); }  // NaN passes
-  static V loadu(const float* p) { return _mm256_loadu_ps(p); }
-  static void storeu(float* p, V v) { _mm256_storeu_ps(p, v); }
+  // The level's vector traits (vec_avx2.h), for the Winograd conv's transforms.
+  using VT = avx2::VT;
   template <bool F16>
   static void load_b(const void* B, int64_t k, V& b0, V& b1) { avx2::load_b<F16>(B, k, b0, b1); }
   template <int R>

@@ -7,6 +7,7 @@
 #include "kernels/gemm_driver.h"
 #include "kernels/conv_direct_driver.h"
 #include "kernels/conv_winograd_driver.h"
+#include "kernels/avx512/vec_avx512.h"
 #include "kernels/avx512/gemm_avx512.h"
 #include "kernels/simd_act.h"
 
@@ -148,15 +149,8 @@ struct Traits {
   static V vzero() { return _mm512_setzero_ps(); }
   static V bcast(const float* p) { return _mm512_set1_ps(*p); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-  // For the Winograd conv's transforms (conv_winograd_driver.h).
-  static V fnma(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }  // c - a b
-  static V add(V a, V b) { return _mm512_add_ps(a, b); }
-  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
-  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
-  static V set1(float v) { return _mm512_set1_ps(v); }
-  static V max0(V v) { return _mm512_max_ps(_mm512_setzero_ps(), v); }  // NaN passes
-  static V loadu(const float* p) { return _mm512_loadu_ps(p); }
-  static void storeu(float* p, V v) { _mm512_storeu_ps(p, v); }
+  // The level's vector traits (vec_avx512.h), for the Winograd conv's transforms.
+  using VT = avx512::VT;
   template <bool F16>
   static void load_b(const void* B, int64_t k, V& b0, V& b1) { avx512::load_b<F16>(B, k, b0, b1); }
   template <int R>
