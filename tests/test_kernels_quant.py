@@ -239,3 +239,24 @@ def test_qgemm_relu_out_after_residual(level, name):
         for nth in (1, 2, 5):
             got = T.qgemm(level, X, Wq, name, bias, act, res, nth=nth, relu_out=True)
             np.testing.assert_array_equal(got, np.maximum(plain, 0), err_msg=f"{level} {name} act={act}")
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("name", ["q4_0", "q4_1"])
+@pytest.mark.parametrize("K", [32, 800, 3072])
+def test_nibble_codes_spread_once_give_the_same_bits(level, name, K):
+    """Nibble types: where a panel group serves several row tiles (many rows, one thread) its codes
+    are spread to bytes once and the byte loop runs (K <= ~1100); a lone row tile (one row, or a
+    7-way split of 41 rows) unpacks them inside the loop. Both give the same bits, and the ref's
+    result within its bound."""
+    isa_or_skip(level)
+    M, N = 41, 70
+    X, Wq, Wd = _data(M, N, K, name, seed=K)
+    bias = np.random.default_rng(K).standard_normal(N).astype(np.float32)
+    together = T.qgemm(level, X, Wq, name, bias, nth=1)
+    rows = np.concatenate([T.qgemm(level, X[i:i + 1], Wq, name, bias, nth=1) for i in range(M)])
+    np.testing.assert_array_equal(together, rows)
+    np.testing.assert_array_equal(T.qgemm(level, X, Wq, name, bias, nth=7), together)
+    want = T.qgemm("ref", X, Wq, name, bias, act_qmax=T.qgemm_act_qmax(level, name))
+    bound = 2 * (K // 32 + 2) * U * (_accum_scale(X, Wq, Wd, name) + np.abs(bias))
+    assert np.all(np.abs(together - want) <= bound)

@@ -94,6 +94,7 @@ template <int R, int KIND, bool HAS_M>
 void ukernel(int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const int32_t* xzs, const float* xds,
              int64_t ldb, const uint8_t* wp, int64_t BB, float* out) {
   constexpr int64_t CB = KIND == kNib ? 256 : 512;
+  constexpr bool NIB = KIND == kNib || KIND == kNibSpread;
   // The f32 sums live in `out` (L1), updated once per block: 16 ymm registers are too few to
   // hold them beside the integer sums, weights and broadcasts without spilling in the step loop.
   for (int i = 0; i < R * 16; i += 8) _mm256_storeu_ps(out + i, _mm256_setzero_ps());
@@ -103,7 +104,7 @@ void ukernel(int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const i
     __m256i acc[R][2];
     for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
     const int8_t* xb = xq + 32 * b;
-    if (KIND == kNib) {
+    if (NIB) {
       // codes <= 15: the 8 products per pair of a whole block stay below 2^15 in int16
       __m256i a16[R][2];
       for (int r = 0; r < R; ++r) a16[r][0] = a16[r][1] = _mm256_setzero_si256();
@@ -115,8 +116,15 @@ void ukernel(int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const i
           xh[r] = bcast4(xb + r * ldq + 16 + 4 * s);
         }
         for (int h = 0; h < 2; ++h) {
-          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + s * 64 + 32 * h));
-          const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+          __m256i lo, hi;
+          if (KIND == kNibSpread) {  // low nibbles at step s, high ones at step 4 + s
+            lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + s * 64 + 32 * h));
+            hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + (4 + s) * 64 + 32 * h));
+          } else {
+            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp + s * 64 + 32 * h));
+            lo = _mm256_and_si256(v, m4);
+            hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+          }
           for (int r = 0; r < R; ++r)
             a16[r][h] = _mm256_add_epi16(a16[r][h], _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl[r]),
                                                                      _mm256_maddubs_epi16(hi, xh[r])));
@@ -181,7 +189,8 @@ using Ukernel = void (*)(int64_t, const int8_t*, int64_t, const float*, const in
 template <int KIND, bool HAS_M>
 Ukernel pick(int R) { return R == 1 ? ukernel<1, KIND, HAS_M> : ukernel<2, KIND, HAS_M>; }
 
-Ukernel pick_for(DType t, int R) {
+Ukernel pick_for(DType t, bool spread, int R) {
+  if (spread) return qpack_has_m(t) ? pick<kNibSpread, true>(R) : pick<kNibSpread, false>(R);
   switch (t) {
     case DType::Q8_0: return pick<kQ8, false>(R);
     case DType::Q4_0: return pick<kNib, false>(R);
@@ -192,9 +201,9 @@ Ukernel pick_for(DType t, int R) {
 }
 
 // One panel per tile (P == 1).
-void run_tile(DType t, int R, int P, int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const int32_t* xzs,
+void run_tile(DType t, bool spread, int R, int P, int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const int32_t* xzs,
               const float* xds, int64_t ldb, const uint8_t* w, int64_t PB, int64_t BB, float* tile) {
-  pick_for(t, R)(nb, xq, ldq, xd, xzs, xds, ldb, w, BB, tile);
+  pick_for(t, spread, R)(nb, xq, ldq, xd, xzs, xds, ldb, w, BB, tile);
 }
 
 void finish_tile(const GemmArgs& a, const float* tile, int R, int64_t row0, int64_t col0, int64_t nc) {

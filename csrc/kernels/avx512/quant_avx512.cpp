@@ -158,7 +158,8 @@ Ukernel pick(int R, int P) {
   return k[(R - 1) * 2 + (P - 1)];
 }
 
-Ukernel pick_for(DType t, int R, int P) {
+Ukernel pick_for(DType t, bool spread, int R, int P) {
+  if (spread) return qpack_has_m(t) ? pick<kU8, true>(R, P) : pick<kU8, false>(R, P);  // codes as bytes
   switch (t) {
     case DType::Q8_0: return pick<kQ8, false>(R, P);
     case DType::Q4_0: return pick<kNib, false>(R, P);
@@ -169,9 +170,9 @@ Ukernel pick_for(DType t, int R, int P) {
 }
 
 // R rows x P (1 or 2) panels, the second PB bytes after the first.
-void run_tile(DType t, int R, int P, int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const int32_t* xzs,
+void run_tile(DType t, bool spread, int R, int P, int64_t nb, const int8_t* xq, int64_t ldq, const float* xd, const int32_t* xzs,
               const float* xds, int64_t ldb, const uint8_t* w, int64_t PB, int64_t BB, float* tile) {
-  pick_for(t, R, P)(nb, xq, ldq, xd, xzs, xds, ldb, w, P == 2 ? w + PB : w, BB, tile);
+  pick_for(t, spread, R, P)(nb, xq, ldq, xd, xzs, xds, ldb, w, P == 2 ? w + PB : w, BB, tile);
 }
 
 // Tile epilogue: y = act(sum + bias) + residual for R rows x nc columns (residual may alias Y).
