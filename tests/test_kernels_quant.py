@@ -243,14 +243,15 @@ def test_qgemm_relu_out_after_residual(level, name):
 
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("name", ["q4_0", "q4_1"])
-@pytest.mark.parametrize("K", [32, 800, 3072])
-def test_nibble_codes_spread_once_give_the_same_bits(level, name, K):
+@pytest.mark.parametrize("K,M", [(32, 41), (800, 41), (3072, 41), (3072, 150)])
+def test_nibble_codes_spread_once_give_the_same_bits(level, name, K, M):
     """Nibble types: where a panel group serves several row tiles (many rows, one thread) its codes
-    are spread to bytes once and the byte loop runs (K <= ~1100); a lone row tile (one row, or a
-    7-way split of 41 rows) unpacks them inside the loop. Both give the same bits, and the ref's
+    are spread to bytes once and the byte loop runs (groups in L1: two tiles or more; avx512's
+    larger groups, K = 3072: 24 tiles or more, so 150 rows and not 41); a lone row tile (one
+    row, or a 7-way split) unpacks them inside the loop. Both give the same bits, and the ref's
     result within its bound."""
     isa_or_skip(level)
-    M, N = 41, 70
+    N = 70
     X, Wq, Wd = _data(M, N, K, name, seed=K)
     bias = np.random.default_rng(K).standard_normal(N).astype(np.float32)
     together = T.qgemm(level, X, Wq, name, bias, nth=1)

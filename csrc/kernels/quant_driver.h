@@ -9,6 +9,8 @@
 // epilogue; the level hands those to qgemm_run as template arguments (direct calls, no
 // pointers at run time):
 //   MR, PP                   rows, and panels of kQPanel columns, per microkernel tile
+//   SPREAD_MAX, NIB_CHUNK    nibble types: the largest spread panel group (bytes) and the
+//                            quantized-activation chunk (bytes; other types kChunkBytes)
 //   quantize_rows(X, ldx, r0, r1, K, z, qmax, ActScratch&)
 //                            rows [r0, r1) of X -> codes, dx, the zero-point term and dx * S per
 //                            block of 32 (the term in the sign the level's microkernel uses:
@@ -41,7 +43,12 @@ constexpr int64_t kChunkBytes = 1 << 17;  // quantized activation rows per chunk
 // once per group of panels instead of in every row tile's loop leaves the microkernels the
 // byte types' loop. Same codes, same integer sums: the same bits as unpacking in the loop.
 thread_local std::vector<uint8_t> t_spread;
-constexpr int64_t kSpreadMaxBytes = 40 << 10;
+// A group up to kSpreadL1Bytes (byte codes that stay in L1) is spread when it serves two or
+// more row tiles; a larger one (up to the level's SPREAD_MAX, in L2) only when it serves at
+// least kSpreadL2Tiles, which pays for its L2 traffic (ViT-B's fc2, K = 3072, 110 KiB on avx512:
+// 0.93-0.96x the in-loop unpacking with 7 row tiles per spread, 1.02-1.08x with 28).
+constexpr int64_t kSpreadL1Bytes = 40 << 10;
+constexpr int64_t kSpreadL2Tiles = 24;
 
 // P panels of nibble blocks (BB bytes each, panels PB bytes apart) -> dst in the byte layout of
 // quant_gemm.h (step s < 4 the low nibbles of nibble step s, step 4 + s their high nibbles, then
@@ -60,7 +67,8 @@ inline void spread_nibbles(const uint8_t* w, int P, int64_t PB, int64_t nb, int6
   }
 }
 
-template <int MR, int PP, auto quantize_rows, auto run_tile, auto finish_tile>
+template <int MR, int PP, int64_t SPREAD_MAX, int64_t NIB_CHUNK, auto quantize_rows, auto run_tile,
+          auto finish_tile>
 void qgemm_run(const GemmArgs& a, int act_qmax, int ith, int nth) {
   const DType t = a.wtype;
   const int64_t nb = a.K / 32;
@@ -85,19 +93,23 @@ void qgemm_run(const GemmArgs& a, int act_qmax, int ith, int nth) {
   if (r0 >= r1 || p0 >= p1) return;
   const uint8_t* W = static_cast<const uint8_t*>(a.W_packed);
   ActScratch& s = t_scratch;
-  const int64_t chunk = std::max<int64_t>(MR, kChunkBytes / a.K / MR * MR);
+  const int64_t chunk = std::max<int64_t>(MR, (qpack_nibbles(t) ? NIB_CHUNK : kChunkBytes) / a.K / MR * MR);
   alignas(64) float tile[MR * PP * kQPanel];
   uint8_t* spread_buf = nullptr;
-  // Spread when a panel group has more than one row tile to serve and its byte codes stay in L1
-  // (measured: at K = 3072 the spread group, 110 KiB, ran 0.94x the in-loop unpacking).
-  if (qpack_nibbles(t) && std::min(chunk, r1 - r0) > MR && PP * nb * (BB + 256) <= kSpreadMaxBytes) {
-    t_spread.resize(static_cast<size_t>(PP * nb * (BB + 256) + 64));
+  const int64_t group_bytes = PP * nb * (BB + 256);  // a spread panel group
+  // the fewest row tiles a chunk needs for its panel groups to be spread (0: never)
+  const int64_t spread_tiles = !qpack_nibbles(t)                 ? 0
+                               : group_bytes <= kSpreadL1Bytes ? 2
+                               : group_bytes <= SPREAD_MAX     ? kSpreadL2Tiles
+                                                               : 0;
+  if (spread_tiles && (std::min(chunk, r1 - r0) + MR - 1) / MR >= spread_tiles) {
+    t_spread.resize(static_cast<size_t>(group_bytes + 64));
     spread_buf = t_spread.data() + (64 - reinterpret_cast<uintptr_t>(t_spread.data()) % 64) % 64;
   }
   for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
     const int64_t c1 = std::min(r1, c0 + chunk);
     quantize_rows(a.X, a.ldx, c0, c1, a.K, z, qmax, s);
-    const bool spread = spread_buf && c1 - c0 > MR;
+    const bool spread = spread_buf && (c1 - c0 + MR - 1) / MR >= spread_tiles;
     for (int64_t p = p0; p < p1; p += PP) {
       const int P = static_cast<int>(std::min<int64_t>(PP, p1 - p));
       const int64_t col0 = p * kQPanel;

@@ -244,7 +244,10 @@ void finish_tile(const GemmArgs& a, const float* tile, int R, int64_t row0, int6
 int act_qmax(DType t) { return t == DType::Q8_0 ? 64 : 127; }
 
 void qgemm(const GemmArgs& a, int ith, int nth) {
-  qgemm_run<kMR, 1, quantize_rows, run_tile, finish_tile>(a, act_qmax(a.wtype), ith, nth);
+  // Nibble groups spread only while they stay in L1: its nibble loop unpacks cheaply (int16
+  // sums over a whole block), and spreading K = 3072 groups measured 0.95-1.00x.
+  qgemm_run<kMR, 1, kSpreadL1Bytes, kChunkBytes, quantize_rows, run_tile, finish_tile>(a, act_qmax(a.wtype), ith,
+                                                                                      nth);
 }
 
 }  // namespace

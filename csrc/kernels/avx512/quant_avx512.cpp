@@ -203,7 +203,10 @@ void finish_tile(const GemmArgs& a, const float* tile, int R, int64_t row0, int6
 }
 
 void qgemm(const GemmArgs& a, int ith, int nth) {
-  qgemm_run<kMR, 2, quantize_rows, run_tile, finish_tile>(a, qgemm_act_qmax_full(a.wtype), ith, nth);
+  // Nibble types: spread groups up to 256 KiB (L2), and 512 KiB of quantized rows per chunk so
+  // that a spread group serves 4x the row tiles (ViT-B/16 Q4_0 batch 8: 0.96x the time).
+  qgemm_run<kMR, 2, 256 << 10, 512 << 10, quantize_rows, run_tile, finish_tile>(a, qgemm_act_qmax_full(a.wtype),
+                                                                                 ith, nth);
 }
 
 }  // namespace
