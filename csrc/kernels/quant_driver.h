@@ -42,11 +42,12 @@ constexpr int64_t kChunkBytes = 1 << 17;  // quantized activation rows per chunk
 // Nibble codes (Q4_0, Q4_1) spread to one byte each, per thread and panel group: unpacking them
 // once per group of panels instead of in every row tile's loop leaves the microkernels the
 // byte types' loop. Same codes, same integer sums: the same bits as unpacking in the loop.
-thread_local std::vector<uint8_t> t_spread;
+thread_local std::vector<uint8_t> t_spread;  // grown on demand, never shrunk; used from a 64-byte boundary
 // A group up to kSpreadL1Bytes (byte codes that stay in L1) is spread when it serves two or
 // more row tiles; a larger one (up to the level's SPREAD_MAX, in L2) only when it serves at
 // least kSpreadL2Tiles, which pays for its L2 traffic (ViT-B's fc2, K = 3072, 110 KiB on avx512:
-// 0.93-0.96x the in-loop unpacking with 7 row tiles per spread, 1.02-1.08x with 28).
+// 0.93-0.96x the in-loop unpacking with 7 row tiles per spread, 0.99-1.05x with 28, and ViT-B/16
+// Q4_0 batch 8 took 0.95-0.96x the time).
 constexpr int64_t kSpreadL1Bytes = 40 << 10;
 constexpr int64_t kSpreadL2Tiles = 24;
 
@@ -95,21 +96,20 @@ void qgemm_run(const GemmArgs& a, int act_qmax, int ith, int nth) {
   ActScratch& s = t_scratch;
   const int64_t chunk = std::max<int64_t>(MR, (qpack_nibbles(t) ? NIB_CHUNK : kChunkBytes) / a.K / MR * MR);
   alignas(64) float tile[MR * PP * kQPanel];
-  uint8_t* spread_buf = nullptr;
   const int64_t group_bytes = PP * nb * (BB + 256);  // a spread panel group
   // the fewest row tiles a chunk needs for its panel groups to be spread (0: never)
   const int64_t spread_tiles = !qpack_nibbles(t)                 ? 0
                                : group_bytes <= kSpreadL1Bytes ? 2
                                : group_bytes <= SPREAD_MAX     ? kSpreadL2Tiles
                                                                : 0;
-  if (spread_tiles && (std::min(chunk, r1 - r0) + MR - 1) / MR >= spread_tiles) {
-    t_spread.resize(static_cast<size_t>(group_bytes + 64));
-    spread_buf = t_spread.data() + (64 - reinterpret_cast<uintptr_t>(t_spread.data()) % 64) % 64;
-  }
   for (int64_t c0 = r0; c0 < r1; c0 += chunk) {
     const int64_t c1 = std::min(r1, c0 + chunk);
     quantize_rows(a.X, a.ldx, c0, c1, a.K, z, qmax, s);
-    const bool spread = spread_buf && (c1 - c0 + MR - 1) / MR >= spread_tiles;
+    const bool spread = spread_tiles && (c1 - c0 + MR - 1) / MR >= spread_tiles;
+    if (spread && t_spread.size() < static_cast<size_t>(group_bytes + 64))
+      t_spread.resize(static_cast<size_t>(group_bytes + 64));
+    uint8_t* const spread_buf =
+        reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(t_spread.data()) + 63) & ~uintptr_t{63});
     for (int64_t p = p0; p < p1; p += PP) {
       const int P = static_cast<int>(std::min<int64_t>(PP, p1 - p));
       const int64_t col0 = p * kQPanel;
