@@ -1,8 +1,10 @@
 """ResNet-50's 1x1 convs one at a time: our conv node against ONNX Runtime running the same conv
 alone (Conv + Relu, or Conv + Add + Relu with the block's shortcut), same threads, NHWC for us and
 NCHW for it. Separates the kernels from the model around them (docs/PERFORMANCE.md, "Weight
-streaming, GEMM blocking and Winograd for layer 4"): alone, ONNX Runtime also pays for its
-layout reorders, which in the model it keeps blocked from node to node.
+streaming, GEMM blocking and Winograd for layer 4"). Alone, ONNX Runtime also pays for
+reordering to and from its blocked NCHWc layout (which in the model it keeps from node to node)
+and we for copying our output out, so read it next to both runtimes' per-node profiles of the
+whole model.
 
     PYTHONPATH=. python scripts/conv1x1_vs_ort.py [--threads 2] [--batch 8] [--reps 30]
 
