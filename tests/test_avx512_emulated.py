@@ -104,7 +104,7 @@ def load(path):
         "emu_act_inplace": [P, I64, I],
         "emu_attention": [I64, I64, I64, I64, I64, P, P, P, P, P, F, I],
         "emu_attention_terms": [I64, I64, I64, I64, I64, P, P, P, P, P, F, I, P, P, P, P, P],
-        "emu_gemm": [I64, I64, I64, P, I64, P, I, P, I, P, I64, P, I64, I, I, I],
+        "emu_gemm": [I64, I64, I64, P, I64, P, I, P, I, P, I64, P, I64, I, I, I, I],
         "emu_gemm_tile": [P],
         "emu_conv2d": [P, I64, I64, I64, I64, P, I64, I64, I64, I64, I64, I64, I, P, I, P, P, I, I, I, I, I, I],
         "emu_qgemm": [I64, I64, I64, P, P, I, P, I, P, P, I, I],
@@ -283,10 +283,11 @@ class EmulatedTesting:
         return O.reshape(B, Tn, H * Dh)
 
     # ---- GEMM
-    def gemm(self, isa, X, W, bias, act, residual, residual_inplace, nth, ldy=0, packed_w=True, relu_out=False):
+    def gemm(self, isa, X, W, bias, act, residual, residual_inplace, nth, ldy=0, packed_w=True, relu_out=False,
+             direct=True):
         if isa != "avx512":
             return T.gemm(isa, X, W, bias, act, residual, residual_inplace, nth, ldy=ldy, packed_w=packed_w,
-                          relu_out=relu_out)
+                          relu_out=relu_out, direct=direct)
         M, K = X.shape
         N = W.shape[0]
         ldy = ldy or N
@@ -307,7 +308,7 @@ class EmulatedTesting:
         else:
             res_p = _ptr(residual)
         self.lib.emu_gemm(M, N, K, _ptr(X), X.strides[0] // 4, _ptr(W), wtype, _ptr(bias), act, res_p, ldr,
-                          _ptr(full), ldy, int(packed_w), nth, int(relu_out))
+                          _ptr(full), ldy, int(packed_w), nth, int(relu_out), int(direct))
         return full[:, :N]
 
     def qgemm_act_qmax(self, isa, type):

@@ -430,3 +430,38 @@ def test_relu_out_after_residual(isa, shape):
                     got = testing.gemm(isa, X, W, bias, act, res, inplace, nth, relu_out=True)
                     want = np.where(plain < 0, np.float32(0), plain)
                     np.testing.assert_array_equal(got, want, err_msg=f"{isa} {shape} act={act} inplace={inplace}")
+
+
+@pytest.mark.parametrize("isa", ["avx512"])
+@pytest.mark.parametrize("wdtype", WDTYPES, ids=["f32", "f16"])
+def test_narrow_gemm_direct_same_bits_as_packed(isa, wdtype):
+    """On the avx512 level a GEMM with at most four panels of outputs runs as a 1x1 direct conv
+    over X's rows (linear_direct_ok in kernels/conv_direct_driver.h): each output is the packed GEMM's FMA
+    chain over k in order with the same epilogue, so it must give the packed GEMM's bits exactly
+    (direct=False forces the packed GEMM), at tile edges, K blocks, row strides, in-place and
+    separate residuals, activations, relu_out and every thread split; and stay within the error
+    model of the reference."""
+    level_or_skip(isa)
+    mr, nr = testing.gemm_tile(isa)
+    rng = np.random.default_rng(29)
+    shapes = [(1, 1, 8), (mr - 1, nr - 1, 24), (mr + 1, nr + 1, 64), (37, 2 * nr + 3, 100), (200, 4 * nr, 72),
+              (301, 3 * nr + 5, 512), (97, 4 * nr - 1, 257), (64, 4 * nr + 1, 96), (45, 16, 1024)]
+    for i, (M, N, K) in enumerate(shapes):
+        strided = i % 3 == 2
+        Xw = rng.standard_normal((M, K + (5 if strided else 0))).astype(np.float32)
+        X = Xw[:, 2:2 + K] if strided else Xw  # ldx = K + 5: pixels off the channel count
+        W = (rng.standard_normal((N, K)) / math.sqrt(K)).astype(wdtype)
+        b = rng.standard_normal(N).astype(np.float32)
+        r = rng.standard_normal((M, N)).astype(np.float32)
+        act = [0, 5, 1, 6, 11][i % 5]
+        mode = i % 3  # none / separate / in place
+        relu_out = i % 2 == 1
+        res = None if mode == 0 else r
+        packed = testing.gemm(isa, X, W, b, act, res, mode == 2, 1, relu_out=relu_out, direct=False)
+        if not relu_out:
+            check_against_ref(isa, X, W, b, act, res, mode == 2, 1)
+        for nth in (1, 2, 3, 7):
+            y = testing.gemm(isa, X, W, b, act, res, mode == 2, nth, relu_out=relu_out, direct=True)
+            assert np.array_equal(y, packed, equal_nan=True), (
+                f"{isa} M,N,K={M},{N},{K} nth={nth} act={ACTS[act]}: direct differs from the packed GEMM "
+                f"(max |diff| {np.nanmax(np.abs(y - packed)):.3g})")

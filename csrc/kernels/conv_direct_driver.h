@@ -441,6 +441,42 @@ void conv_direct_run(const GemmArgs& a, int ith, int nth) {
   }
 }
 
+// A plain GEMM with few output columns as a 1x1 conv: X's M rows are the pixels of one image
+// row (pixel stride ldx, channels [0, K)), so the direct conv's microkernels broadcast X in place
+// instead of the GEMM packing it into row tiles first, which for N <= 4 panels is a large share
+// of the work (EfficientNet's and YOLO's narrow 1x1 convs, ResNet-50's 256 -> 64 and 512 -> 128,
+// Swin's stage-1 MLP output; docs/PERFORMANCE.md, "Narrow GEMMs as 1x1 direct convs"). Each
+// output is the same single FMA chain over k in order as in the packed GEMM (whose K blocks
+// carry their partial sums exactly), with the same epilogue: the same bits. The avx512 level
+// uses it; on the avx2 level (6 x 16 tiles, less packing per FMA) it measured a tie or a loss.
+inline ConvGather linear_gather(const GemmArgs& a) {
+  ConvGather g;
+  g.X = a.X;
+  g.B = 1;
+  g.C = a.ldx;
+  g.cg = a.K;
+  g.h.in = g.h.out = 1;
+  g.w.in = g.w.out = a.M;
+  return g;
+}
+
+// NR: the level's panel width (a panel is NR output columns).
+inline bool linear_direct_ok(const GemmArgs& a, int NR) {
+  if (!a.allow_direct || a.conv || a.cat || !a.X || a.N > 4 * NR || a.ldx < a.K) return false;
+  const ConvGather g = linear_gather(a);
+  GemmArgs b = a;
+  b.conv = &g;
+  return conv_direct_ok(b);  // F32 / F16 packed weights, K >= 8, a pixel stride off 4 KiB multiples
+}
+
+template <class T>
+void linear_direct_run(const GemmArgs& a, int ith, int nth) {
+  const ConvGather g = linear_gather(a);
+  GemmArgs b = a;
+  b.conv = &g;
+  conv_direct_run<T>(b, ith, nth);
+}
+
 }  // namespace
 }  // namespace PYVITCPP_GEMM_ISA
 }  // namespace pyvitcpp

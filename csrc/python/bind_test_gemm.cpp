@@ -40,7 +40,7 @@ py::array rows_contiguous(const py::array& a, int64_t* ld) {
 
 py::array gemm_hook(const std::string& isa, const py::array& X_in, const py::array& W_in,
                     const py::object& bias_in, int act, const py::object& residual_in,
-                    bool residual_inplace, int nth, int64_t ldy, bool packed_w, bool relu_out) {
+                    bool residual_inplace, int nth, int64_t ldy, bool packed_w, bool relu_out, bool direct) {
   const KernelTable& t = kernel_table(level_or_throw(isa));
   if (!is_f32(X_in) || X_in.ndim() != 2) throw py::value_error("X must be a 2-D float32 array");
   if ((!is_f32(W_in) && !is_f16(W_in)) || W_in.ndim() != 2)
@@ -106,6 +106,7 @@ py::array gemm_hook(const std::string& isa, const py::array& X_in, const py::arr
   a.residual = residual_inplace ? Y : res_p;
   a.ldr = residual_inplace ? ldy : ldr;
   a.relu_out = relu_out;
+  a.allow_direct = direct;
   a.Y = Y;
   a.ldy = ldy;
   {
@@ -123,12 +124,14 @@ py::array gemm_hook(const std::string& isa, const py::array& X_in, const py::arr
 void bind_test_gemm(py::module_& t) {
   t.def("gemm", &gemm_hook, py::arg("isa"), py::arg("X"), py::arg("W"), py::arg("bias"), py::arg("act"),
         py::arg("residual"), py::arg("residual_inplace"), py::arg("nth"), py::arg("ldy") = 0, py::arg("packed_w") = true,
-        py::arg("relu_out") = false,
+        py::arg("relu_out") = false, py::arg("direct") = true,
         "Y = act(X @ W.T + bias) + residual (then max(Y, 0) when relu_out) with one level's packed GEMM,\n"
         "calling the kernel for every\n"
         "ith in 0..nth-1 in turn. W float32 or float16 [N, K]; X may have a row stride (ldx);\n"
         "ldy > N returns a view into an [M, ldy] buffer whose other elements are NaN.\n"
-        "packed_w=False passes W_packed = null (the kernel must then fall back to W_raw).");
+        "packed_w=False passes W_packed = null (the kernel must then fall back to W_raw).\n"
+        "direct=False keeps the packed GEMM where the level would run a narrow GEMM as a 1x1\n"
+        "direct conv (GemmArgs::allow_direct).");
   t.def(
       "gemm_tile",
       [](const std::string& isa) -> py::tuple {

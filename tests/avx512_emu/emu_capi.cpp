@@ -119,7 +119,7 @@ void emu_attention_terms(int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t D
 // wtype 0 = F32, 1 = F16 (W raw bits). residual may equal Y (then ldr == ldy).
 void emu_gemm(int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx, const void* W, int wtype,
               const float* bias, int act, const float* residual, int64_t ldr, float* Y, int64_t ldy, int packed_w,
-              int nth, int relu_out) {
+              int nth, int relu_out, int direct) {
   const KernelTable& t = emu_table();
   const DType dt = wtype ? DType::F16 : DType::F32;
   void* packed = nullptr;
@@ -134,6 +134,7 @@ void emu_gemm(int64_t M, int64_t N, int64_t K, const float* X, int64_t ldx, cons
   a.M = M; a.N = N; a.K = K; a.X = X; a.ldx = ldx; a.W_raw = W; a.wtype = dt; a.W_packed = packed;
   a.bias = bias; a.act = static_cast<Act>(act); a.residual = residual; a.ldr = ldr; a.Y = Y; a.ldy = ldy;
   a.relu_out = relu_out != 0;
+  a.allow_direct = direct != 0;
   for (int i = 0; i < nth; ++i) t.gemm(a, i, nth);
   std::free(packed);
 }

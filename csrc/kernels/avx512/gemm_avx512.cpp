@@ -167,6 +167,7 @@ void (*g_fallback)(const GemmArgs&, int, int) = nullptr;
 void gemm(const GemmArgs& a, int ith, int nth) {
   if (winograd_ok<Traits>(a)) winograd_run<Traits>(a, ith, nth);
   else if (conv_direct_ok(a)) conv_direct_run<Traits>(a, ith, nth);
+  else if (linear_direct_ok(a, Traits::NR)) linear_direct_run<Traits>(a, ith, nth);
   else gemm_run<Traits>(a, ith, nth, g_fallback);
 }
 
