@@ -64,7 +64,7 @@ struct GemmArgs {
   // own (KernelTable::qgemm_act_qmax); the ref level also honours 1..127 (the twin of a level
   // whose qmax differs); SIMD levels ignore it.
   int act_qmax = 0;
-  // A plain GEMM (no conv, no cat) with few output columns may run as a 1x1 direct conv over
+  // A plain F32 GEMM (no conv, no cat) with few output columns may run as a 1x1 direct conv over
   // X's rows (kernels/conv_direct_driver.h, linear_direct_ok: no packing of X, the same bits);
   // false keeps the packed GEMM (tests compare the two).
   bool allow_direct = true;
