@@ -17,7 +17,6 @@ import argparse
 import time
 
 import numpy as np
-import onnx  # noqa: F401  (onnx.helper below)
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 

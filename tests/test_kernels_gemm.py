@@ -441,7 +441,6 @@ def test_narrow_gemm_direct_same_bits_as_packed(isa):
     separate residuals, activations, relu_out and every thread split; and stay within the error
     model of the reference."""
     level_or_skip(isa)
-    wdtype = np.float32
     mr, nr = testing.gemm_tile(isa)
     rng = np.random.default_rng(29)
     shapes = [(1, 1, 8), (mr - 1, nr - 1, 24), (mr + 1, nr + 1, 64), (37, 2 * nr + 3, 100), (200, 4 * nr, 72),
@@ -450,7 +449,7 @@ def test_narrow_gemm_direct_same_bits_as_packed(isa):
         strided = i % 3 == 2
         Xw = rng.standard_normal((M, K + (5 if strided else 0))).astype(np.float32)
         X = Xw[:, 2:2 + K] if strided else Xw  # ldx = K + 5: pixels off the channel count
-        W = (rng.standard_normal((N, K)) / math.sqrt(K)).astype(wdtype)
+        W = (rng.standard_normal((N, K)) / math.sqrt(K)).astype(np.float32)
         b = rng.standard_normal(N).astype(np.float32)
         r = rng.standard_normal((M, N)).astype(np.float32)
         act = [0, 5, 1, 6, 11][i % 5]
